@@ -1,0 +1,146 @@
+//! One producer's configuration: librdkafka properties plus wdpool's own
+//! settings (WaterDrop's `deliver`, `max_wait_timeout`, `max_payload_size`,
+//! `id`). librdkafka properties are validated as they are set.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// WaterDrop's default `max_payload_size`.
+pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 1_000_012;
+/// WaterDrop's default `max_wait_timeout`.
+pub const DEFAULT_MAX_WAIT_TIMEOUT: Duration = Duration::from_millis(180_000);
+/// Brokers used when the configuration names none and `WDPOOL_BROKERS` is unset.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+pub const BROKERS_ENV: &str = "WDPOOL_BROKERS";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    kafka: Vec<(String, String)>,
+    /// false: validate and acknowledge without contacting a broker.
+    pub deliver: bool,
+    /// Bounds waiting for deliveries, flushes and graceful close.
+    pub max_wait_timeout: Duration,
+    pub max_payload_size: usize,
+    /// Identifies the producer in events; the default `client.id` too.
+    pub id: Option<String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            kafka: Vec::new(),
+            deliver: true,
+            max_wait_timeout: DEFAULT_MAX_WAIT_TIMEOUT,
+            max_payload_size: DEFAULT_MAX_PAYLOAD_SIZE,
+            id: None,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets a librdkafka property after checking it with librdkafka itself,
+    /// so an unknown key or a bad value fails here, naming the key.
+    pub fn set_kafka(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut probe = ClientConfig::new();
+        probe.set(key, value);
+        if let Err(err) = probe.create_native_config() {
+            let reason = match &err {
+                KafkaError::ClientConfig(_, desc, _, _) => desc.clone(),
+                other => other.to_string(),
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("invalid config property `{key}`: {reason}"),
+            ));
+        }
+        match self.kafka.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_owned(),
+            None => self.kafka.push((key.to_owned(), value.to_owned())),
+        }
+        Ok(())
+    }
+
+    pub fn kafka(&self, key: &str) -> Option<&str> {
+        self.kafka.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn kafka_properties(&self) -> &[(String, String)] {
+        &self.kafka
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.kafka("transactional.id").is_some_and(|v| !v.is_empty())
+    }
+
+    /// The id, or one derived from the pool and slot.
+    pub fn id_or(&self, pool_id: u64, index: usize) -> String {
+        self.id.clone().unwrap_or_else(|| format!("wdpool-{pool_id}-{index}"))
+    }
+
+    /// The librdkafka configuration a producer is created with: the user's
+    /// properties, brokers from `WDPOOL_BROKERS` (or 127.0.0.1:9092) when none
+    /// are given, and `client.id` set to the producer's id unless given.
+    pub fn client_config(&self, id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        if self.kafka("bootstrap.servers").is_none() && self.kafka("metadata.broker.list").is_none() {
+            let brokers = std::env::var(BROKERS_ENV)
+                .ok()
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_BROKERS.to_owned());
+            config.set("bootstrap.servers", brokers);
+        }
+        if self.kafka("client.id").is_none() {
+            config.set("client.id", id);
+        }
+        for (k, v) in &self.kafka {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let mut c = ProducerConfig::default();
+        let e = c.set_kafka("no.such.property", "1").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidConfig);
+        assert!(e.message.contains("`no.such.property`"), "{}", e.message);
+        assert!(c.kafka_properties().is_empty());
+    }
+
+    #[test]
+    fn invalid_value_is_rejected_with_librdkafkas_reason() {
+        let mut c = ProducerConfig::default();
+        let e = c.set_kafka("acks", "many").unwrap_err();
+        assert!(e.message.contains("`acks`"), "{}", e.message);
+        assert!(e.message.len() > "invalid config property `acks`: ".len(), "{}", e.message);
+    }
+
+    #[test]
+    fn later_values_replace_earlier_ones() {
+        let mut c = ProducerConfig::default();
+        c.set_kafka("acks", "1").unwrap();
+        c.set_kafka("acks", "all").unwrap();
+        assert_eq!(c.kafka_properties(), &[("acks".to_owned(), "all".to_owned())]);
+    }
+
+    #[test]
+    fn client_config_defaults_client_id_and_keeps_given_brokers() {
+        let mut c = ProducerConfig::default();
+        c.set_kafka("bootstrap.servers", "127.0.0.1:1").unwrap();
+        let cc = c.client_config("p-0");
+        assert_eq!(cc.get("bootstrap.servers"), Some("127.0.0.1:1"));
+        assert_eq!(cc.get("client.id"), Some("p-0"));
+        assert!(!c.is_transactional());
+        c.set_kafka("transactional.id", "tx-0").unwrap();
+        assert!(c.is_transactional());
+    }
+}

@@ -1,0 +1,88 @@
+//! The librdkafka client context of a pooled producer. Its callbacks run on
+//! librdkafka's threads (or a thread inside flush/commit): they never block,
+//! never call user code, and only record or queue what happened.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+
+use super::delivery::Batch;
+use super::producer::report_of;
+use crate::events::{self, Event, EventKind};
+
+pub struct Context {
+    pool_id: u64,
+    index: usize,
+    id: String,
+    broken: AtomicBool,
+    /// rdkafka 0.39 hands each error event to `error` twice in a row: the
+    /// last one seen, and whether its duplicate has come yet.
+    last_error: Mutex<Option<(KafkaError, String, bool)>>,
+}
+
+impl Context {
+    pub fn new(pool_id: u64, index: usize, id: String) -> Self {
+        Context { pool_id, index, id, broken: AtomicBool::new(false), last_error: Mutex::new(None) }
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(kind, self.pool_id);
+        e.slot = Some(self.index);
+        e.producer_id = Some(self.id.clone());
+        e
+    }
+
+    fn is_duplicate(&self, error: &KafkaError, reason: &str) -> bool {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((e, r, paired)) = last.as_mut() {
+            if !*paired && e == error && r == reason {
+                *paired = true;
+                return true;
+            }
+        }
+        *last = Some((error.clone(), reason.to_owned(), false));
+        false
+    }
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.is_duplicate(&error, reason) {
+            return;
+        }
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::Fatal) {
+            self.mark_broken();
+        }
+        let mut e = self.event(EventKind::Error);
+        e.error_code = code.map_or(0, |c| c as i32);
+        e.message = format!("{error}: {reason}");
+        events::enqueue(e);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        let mut e = self.event(EventKind::Statistics);
+        e.message = String::from_utf8_lossy(statistics).into_owned();
+        events::enqueue(e);
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Box<(Arc<Batch>, usize)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (batch, index) = *opaque;
+        batch.complete(index, report_of(result));
+    }
+}

@@ -1,0 +1,14 @@
+//! The only code that knows rdkafka: producers, delivery, transactions.
+
+pub mod config;
+mod context;
+pub mod delivery;
+pub mod message;
+pub mod producer;
+pub mod transaction;
+
+pub use config::ProducerConfig;
+pub use delivery::{Batch, Report};
+pub use message::{Header, Message};
+pub use producer::Producer;
+pub use transaction::Completion;

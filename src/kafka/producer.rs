@@ -1,0 +1,347 @@
+//! One pooled producer: librdkafka's threaded producer (or WaterDrop's
+//! `deliver = false` test mode), produce paths, flush and close.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer};
+
+use super::config::ProducerConfig;
+use super::context::Context;
+use super::delivery::{Batch, Report};
+use super::message::Message;
+use super::transaction::TxnState;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long to keep a topic's partition count for `partition_key`.
+const PARTITION_COUNT_TTL: Duration = Duration::from_secs(30);
+/// The longest wait between two tries when librdkafka's queue is full.
+const QUEUE_FULL_BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+pub(crate) enum Backend {
+    Kafka(ThreadedProducer<Context>),
+    /// `deliver = false`: validate and acknowledge without a broker.
+    Test { next_offset: AtomicI64 },
+}
+
+pub struct Producer {
+    pub(crate) index: usize,
+    pub(crate) id: String,
+    pub(crate) pool_id: u64,
+    pub(crate) config: ProducerConfig,
+    pub(crate) backend: Backend,
+    pub(crate) context: Arc<Context>,
+    pub(crate) txn: Mutex<TxnState>,
+    closed: AtomicBool,
+    partition_counts: Mutex<HashMap<String, (i32, Instant)>>,
+}
+
+impl Producer {
+    /// Creates the producer for slot `index`; a transactional one also runs
+    /// `init_transactions`.
+    pub fn create(config: &ProducerConfig, pool_id: u64, index: usize) -> Result<Self> {
+        let id = config.id_or(pool_id, index);
+        let context = Context::new(pool_id, index, id.clone());
+        let (backend, context) = if config.deliver {
+            let client = config.client_config(&id);
+            let producer: ThreadedProducer<Context> = client
+                .create_with_context(context)
+                .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("creating producer {id} failed: {e}")))?;
+            let context = Arc::clone(producer.context());
+            (Backend::Kafka(producer), context)
+        } else {
+            (Backend::Test { next_offset: AtomicI64::new(0) }, Arc::new(context))
+        };
+        let producer = Producer {
+            index,
+            id,
+            pool_id,
+            config: config.clone(),
+            backend,
+            context,
+            txn: Mutex::new(TxnState::default()),
+            closed: AtomicBool::new(false),
+            partition_counts: Mutex::new(HashMap::new()),
+        };
+        if producer.is_transactional() {
+            producer.init_transactions()?;
+        }
+        Ok(producer)
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.config.is_transactional()
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        self.config.max_wait_timeout
+    }
+
+    pub(crate) fn kafka(&self) -> Option<&ThreadedProducer<Context>> {
+        match &self.backend {
+            Backend::Kafka(p) => Some(p),
+            Backend::Test { .. } => None,
+        }
+    }
+
+    /// A producer that must not be handed out again: fatal error, fenced, or
+    /// closed.
+    pub fn is_broken(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) || self.context.is_broken() {
+            return true;
+        }
+        match self.kafka() {
+            Some(p) => p.client().fatal_error().is_some(),
+            None => false,
+        }
+    }
+
+    pub(crate) fn mark_broken(&self) {
+        self.context.mark_broken();
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::Closed, format!("producer {} is closed", self.id)));
+        }
+        if let Some((code, reason)) = self.kafka().and_then(|p| p.client().fatal_error()) {
+            self.mark_broken();
+            return Err(Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error: {reason}", self.id))
+                .with_kafka_code(code));
+        }
+        Ok(())
+    }
+
+    /// Validates every message, then enqueues them all; returns the batch to
+    /// wait on. Nothing is sent when any message is invalid. `keep_topics`
+    /// copies the topics into the batch for callers that outlive the messages.
+    pub fn enqueue(&self, messages: &[Message<'_>], keep_topics: bool) -> Result<Arc<Batch>> {
+        self.ensure_open()?;
+        for (i, m) in messages.iter().enumerate() {
+            m.validate(self.config.max_payload_size).map_err(|e| {
+                if messages.len() > 1 { e.prefixed(format_args!("message {i}")) } else { e }
+            })?;
+        }
+        let topics = if keep_topics { messages.iter().map(|m| Box::from(m.topic)).collect() } else { Vec::new() };
+        let batch = Arc::new(Batch::new(messages.len(), topics));
+        match &self.backend {
+            Backend::Test { next_offset } => {
+                let now = now_ms();
+                for (i, m) in messages.iter().enumerate() {
+                    batch.complete(i, Report {
+                        partition: m.partition.max(0),
+                        offset: next_offset.fetch_add(1, Ordering::Relaxed),
+                        timestamp_ms: m.timestamp_ms.unwrap_or(now),
+                        error: None,
+                    });
+                }
+            }
+            Backend::Kafka(p) => {
+                for (i, m) in messages.iter().enumerate() {
+                    if let Err(e) = self.send(p, m, &batch, i) {
+                        batch.complete(i, Report::failed(e));
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, batch: &Arc<Batch>, i: usize) -> Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8], _> =
+            BaseRecord::with_opaque_to(m.topic, Box::new((Arc::clone(batch), i)));
+        if let Some(payload) = m.payload {
+            record = record.payload(payload);
+        }
+        if let Some(key) = m.key {
+            record = record.key(key);
+        }
+        if m.partition >= 0 {
+            record = record.partition(m.partition);
+        } else if let Some(pk) = m.partition_key {
+            record = record.partition(self.partition_for(p, m.topic, pk)?);
+        }
+        if let Some(ts) = m.timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        if !m.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+            for h in &m.headers {
+                headers = headers.insert(KafkaHeader { key: h.key, value: h.value });
+            }
+            record = record.headers(headers);
+        }
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match p.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < self.config.max_wait_timeout =>
+                {
+                    // librdkafka's queue drains as the polling thread serves
+                    // delivery reports: back off briefly and try again.
+                    record = back;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(QUEUE_FULL_BACKOFF_MAX);
+                }
+                Err((e, _)) => return Err(Error::kafka(&format!("producing to {} failed", m.topic), &e)),
+            }
+        }
+    }
+
+    /// The partition librdkafka's configured partitioner picks for `key`.
+    fn partition_for(&self, p: &ThreadedProducer<Context>, topic: &str, key: &[u8]) -> Result<i32> {
+        let count = self.partition_count(p, topic)?;
+        let partitioner = match self.config.kafka("partitioner").unwrap_or("consistent_random") {
+            "murmur2" => rdkafka::bindings::rd_kafka_msg_partitioner_murmur2,
+            "murmur2_random" => rdkafka::bindings::rd_kafka_msg_partitioner_murmur2_random,
+            "fnv1a" => rdkafka::bindings::rd_kafka_msg_partitioner_fnv1a,
+            "fnv1a_random" => rdkafka::bindings::rd_kafka_msg_partitioner_fnv1a_random,
+            "consistent" => rdkafka::bindings::rd_kafka_msg_partitioner_consistent,
+            _ => rdkafka::bindings::rd_kafka_msg_partitioner_consistent_random,
+        };
+        // SAFETY: these partitioners only read `key` (valid for `len` bytes)
+        // and never touch the topic handle or the opaques, which may be NULL.
+        let partition = unsafe {
+            partitioner(
+                std::ptr::null(),
+                key.as_ptr().cast(),
+                key.len(),
+                count,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        Ok(partition)
+    }
+
+    fn partition_count(&self, p: &ThreadedProducer<Context>, topic: &str) -> Result<i32> {
+        let mut cache = self.partition_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((count, at)) = cache.get(topic) {
+            if at.elapsed() < PARTITION_COUNT_TTL {
+                return Ok(*count);
+            }
+        }
+        let timeout = self.config.max_wait_timeout.min(Duration::from_secs(10));
+        let metadata = p
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| Error::kafka(&format!("reading partitions of {topic} for partition_key"), &e))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .filter(|c| *c > 0)
+            .ok_or_else(|| Error::new(ErrorKind::Kafka, format!("topic {topic} has no partitions to pick from")))?;
+        cache.insert(topic.to_owned(), (count, Instant::now()));
+        Ok(count)
+    }
+
+    /// Waits for every report of `batch`, bounded by `max_wait_timeout`, and
+    /// returns the first failure.
+    pub fn wait(&self, batch: &Batch) -> Result<()> {
+        batch.wait(self.config.max_wait_timeout)?;
+        match batch.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Produces and waits for the delivery reports. A transactional producer
+    /// outside a transaction wraps the call in one of its own.
+    pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.in_implicit_transaction(|| {
+            let batch = self.enqueue(messages, false)?;
+            self.wait(&batch)?;
+            Ok(batch)
+        })
+    }
+
+    /// Produces without waiting; the batch reports later. A transactional
+    /// producer outside a transaction commits (and so delivers) before this
+    /// returns.
+    pub fn produce_async(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.in_implicit_transaction(|| self.enqueue(messages, true))
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.ensure_open()?;
+        match self.kafka() {
+            Some(p) => p.flush(self.config.max_wait_timeout).map_err(|e| {
+                Error::new(
+                    ErrorKind::DeliveryTimeout,
+                    format!("flush did not finish in {} ms: {e}", self.config.max_wait_timeout.as_millis()),
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Messages handed to librdkafka and not yet reported.
+    pub fn in_flight(&self) -> u64 {
+        self.kafka().map_or(0, |p| p.in_flight_count().max(0) as u64)
+    }
+
+    /// Closes the producer: aborts an open transaction, then flushes (bounded
+    /// by `max_wait_timeout`) or, when forced, purges. Returns how many
+    /// messages were not delivered. Later operations fail with "closed".
+    pub fn close(&self, force: bool) -> u64 {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return 0;
+        }
+        self.abort_open_transaction();
+        let Some(p) = self.kafka() else { return 0 };
+        if force {
+            let pending = self.in_flight();
+            p.purge(PurgeConfig::default().queue().inflight());
+            // Serve the purged messages' reports so their waiters wake.
+            let _ = p.flush(Duration::from_millis(500));
+            pending
+        } else {
+            match p.flush(self.config.max_wait_timeout) {
+                Ok(()) => 0,
+                Err(_) => self.in_flight(),
+            }
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The report librdkafka gave for one message.
+pub(crate) fn report_of(result: &rdkafka::producer::DeliveryResult<'_>) -> Report {
+    match result {
+        Ok(m) => Report {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
+            error: None,
+        },
+        Err((e, m)) => Report {
+            partition: m.partition(),
+            offset: -1,
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
+            error: Some(Error::kafka(&format!("delivery to {} failed", m.topic()), e)),
+        },
+    }
+}

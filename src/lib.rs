@@ -1,0 +1,5 @@
+pub mod error;
+pub mod events;
+pub mod kafka;
+pub mod pool;
+pub mod producer_pool;
