@@ -29,6 +29,8 @@ pub enum ErrorKind {
     /// Waiting for delivery reports timed out; the messages may still be
     /// delivered later.
     DeliveryTimeout,
+    /// A delivery report has not arrived yet.
+    Pending,
     /// The producer hit a fatal error; its slot gets a fresh producer.
     Fatal,
     Panic,

@@ -3,3 +3,4 @@ pub mod events;
 pub mod kafka;
 pub mod pool;
 pub mod producer_pool;
+pub mod ffi;

@@ -209,6 +209,11 @@ impl<'a> TxnLeftOpenGuard<'a> {
         TxnLeftOpenGuard { producer, open_before: producer.in_transaction() }
     }
 
+    /// For a lease that was checked out earlier, when `open_before` was read.
+    pub(crate) fn resume(producer: &'a Producer, open_before: bool) -> Self {
+        TxnLeftOpenGuard { producer, open_before }
+    }
+
     pub(crate) fn finish<T>(self, result: Result<T>) -> Result<T> {
         let producer = self.producer;
         let left_open = !self.open_before && producer.in_transaction();

@@ -27,8 +27,6 @@ impl Report {
 pub struct Batch {
     state: Mutex<State>,
     done: Condvar,
-    /// The topic of each message, kept for callers that outlive their message.
-    topics: Vec<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -38,12 +36,11 @@ struct State {
 }
 
 impl Batch {
-    /// A batch of `count` messages; `topics` is empty or holds one per message.
-    pub fn new(count: usize, topics: Vec<Box<str>>) -> Self {
+    /// A batch of `count` messages.
+    pub fn new(count: usize) -> Self {
         Batch {
             state: Mutex::new(State { reports: vec![None; count], pending: count }),
             done: Condvar::new(),
-            topics,
         }
     }
 
@@ -53,10 +50,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn topic(&self, index: usize) -> Option<&str> {
-        self.topics.get(index).map(|t| &**t)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

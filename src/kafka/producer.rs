@@ -129,17 +129,15 @@ impl Producer {
     }
 
     /// Validates every message, then enqueues them all; returns the batch to
-    /// wait on. Nothing is sent when any message is invalid. `keep_topics`
-    /// copies the topics into the batch for callers that outlive the messages.
-    pub fn enqueue(&self, messages: &[Message<'_>], keep_topics: bool) -> Result<Arc<Batch>> {
+    /// wait on. Nothing is sent when any message is invalid.
+    pub fn enqueue(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
         self.ensure_open()?;
         for (i, m) in messages.iter().enumerate() {
             m.validate(self.config.max_payload_size).map_err(|e| {
                 if messages.len() > 1 { e.prefixed(format_args!("message {i}")) } else { e }
             })?;
         }
-        let topics = if keep_topics { messages.iter().map(|m| Box::from(m.topic)).collect() } else { Vec::new() };
-        let batch = Arc::new(Batch::new(messages.len(), topics));
+        let batch = Arc::new(Batch::new(messages.len()));
         match &self.backend {
             Backend::Test { next_offset } => {
                 let now = now_ms();
@@ -269,7 +267,7 @@ impl Producer {
     /// outside a transaction wraps the call in one of its own.
     pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
         self.in_implicit_transaction(|| {
-            let batch = self.enqueue(messages, false)?;
+            let batch = self.enqueue(messages)?;
             self.wait(&batch)?;
             Ok(batch)
         })
@@ -279,7 +277,7 @@ impl Producer {
     /// producer outside a transaction commits (and so delivers) before this
     /// returns.
     pub fn produce_async(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
-        self.in_implicit_transaction(|| self.enqueue(messages, true))
+        self.in_implicit_transaction(|| self.enqueue(messages))
     }
 
     pub fn flush(&self) -> Result<()> {

@@ -1,0 +1,150 @@
+//! `wdpool_message`: what the caller wants produced, borrowed for the call.
+//! librdkafka copies key, payload and headers, so the caller may free its
+//! buffers as soon as the produce call returns.
+
+use std::ffi::c_char;
+
+use super::utf8;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kafka::{Header, Message};
+
+/// A borrowed byte range. `data` may be NULL only when `len` is 0; what NULL
+/// means depends on the field (no key, a tombstone payload, ...).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wdpool_bytes {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// One message header. Several headers may share a key.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wdpool_header {
+    /// NUL-terminated UTF-8; required.
+    pub key: *const c_char,
+    /// The value's bytes; `data` NULL is a header with a null value.
+    pub value: wdpool_bytes,
+}
+
+/// A message to produce. Initialise it with `wdpool_message_init` (which
+/// sets `partition` to WDPOOL_PARTITION_ANY); a zeroed message would target
+/// partition 0. Nothing in it is kept after the produce call returns.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wdpool_message {
+    /// NUL-terminated UTF-8; required; letters, digits, '_', '-', '.'.
+    pub topic: *const c_char,
+    /// `data` NULL: a tombstone (no payload). At most the producer's
+    /// `max_payload_size` bytes.
+    pub payload: wdpool_bytes,
+    /// `data` NULL: no key. When given it must not be empty.
+    pub key: wdpool_bytes,
+    /// `data` NULL: none. When given (not empty), the partition is chosen
+    /// from it by the producer's `partitioner`, without setting the key.
+    pub partition_key: wdpool_bytes,
+    /// WDPOOL_PARTITION_ANY (-1) or a partition number.
+    pub partition: i32,
+    /// Milliseconds since the epoch; 0: the time of producing.
+    pub timestamp_ms: i64,
+    /// `headers_len` headers, or NULL when `headers_len` is 0.
+    pub headers: *const wdpool_header,
+    pub headers_len: usize,
+}
+
+/// "Any partition": the partitioner chooses.
+pub const WDPOOL_PARTITION_ANY: i32 = -1;
+
+/// Resets `*message` to an empty message: every pointer NULL, lengths 0,
+/// `partition` WDPOOL_PARTITION_ANY, `timestamp_ms` 0. NULL does nothing.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_message_init(message: *mut wdpool_message) {
+    if message.is_null() {
+        return;
+    }
+    let empty = wdpool_bytes { data: std::ptr::null(), len: 0 };
+    let value = wdpool_message {
+        topic: std::ptr::null(),
+        payload: empty,
+        key: empty,
+        partition_key: empty,
+        partition: WDPOOL_PARTITION_ANY,
+        timestamp_ms: 0,
+        headers: std::ptr::null(),
+        headers_len: 0,
+    };
+    // SAFETY: non-NULL, and the caller passes a writable message.
+    unsafe { message.write(value) };
+}
+
+/// # Safety
+/// `b.data` is NULL or valid for `b.len` bytes for `'a`.
+unsafe fn optional_bytes<'a>(b: wdpool_bytes, field: &str) -> Result<Option<&'a [u8]>> {
+    if b.data.is_null() {
+        if b.len != 0 {
+            return Err(Error::invalid_message(field, format_args!("data is NULL but len is {}", b.len)));
+        }
+        return Ok(None);
+    }
+    Ok(Some(unsafe { std::slice::from_raw_parts(b.data, b.len) }))
+}
+
+/// Borrows a C message as a Rust one.
+///
+/// # Safety
+/// Every pointer in `m` is NULL or valid as documented on `wdpool_message`.
+pub(crate) unsafe fn borrow<'a>(m: &'a wdpool_message) -> Result<Message<'a>> {
+    let topic = unsafe { utf8(m.topic, "topic") }.map_err(as_message_error)?;
+    let mut message = Message::new(topic, unsafe { optional_bytes(m.payload, "payload") }?);
+    message.key = unsafe { optional_bytes(m.key, "key") }?;
+    message.partition_key = unsafe { optional_bytes(m.partition_key, "partition_key") }?;
+    message.partition = m.partition;
+    message.timestamp_ms = (m.timestamp_ms != 0).then_some(m.timestamp_ms);
+    if m.headers_len > 0 {
+        if m.headers.is_null() {
+            return Err(Error::invalid_message("headers", format_args!("is NULL but headers_len is {}", m.headers_len)));
+        }
+        // SAFETY: the caller passes `headers_len` readable headers.
+        let headers = unsafe { std::slice::from_raw_parts(m.headers, m.headers_len) };
+        message.headers = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let key = unsafe { utf8(h.key, &format!("headers[{i}].key")) }.map_err(as_message_error)?;
+                let value = unsafe { optional_bytes(h.value, &format!("headers[{i}].value")) }?;
+                Ok(Header { key, value })
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(message)
+}
+
+/// A missing or malformed field of a message is an invalid message.
+fn as_message_error(e: Error) -> Error {
+    Error { kind: ErrorKind::InvalidMessage, message: format!("invalid message: {}", e.message), ..e }
+}
+
+/// Borrows `count` C messages, naming the index of a bad one.
+///
+/// # Safety
+/// `messages` is valid for `count` messages, each as for [`borrow`].
+pub(crate) unsafe fn borrow_many<'a>(messages: *const wdpool_message, count: usize) -> Result<Vec<Message<'a>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if messages.is_null() {
+        return Err(super::null("messages"));
+    }
+    // SAFETY: as promised by the caller.
+    let messages = unsafe { std::slice::from_raw_parts(messages, count) };
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| unsafe { borrow(m) }.map_err(|e| if count > 1 { e.prefixed(format_args!("message {i}")) } else { e }))
+        .collect()
+}

@@ -1,0 +1,106 @@
+//! The only place with `extern "C"` and raw pointers: handles, results,
+//! errors, the panic boundary and callback types. Every export checks its
+//! pointers, converts strings as UTF-8 and runs its body inside
+//! [`boundary`], so no panic crosses into C.
+
+mod config;
+mod delivery;
+mod events;
+mod message;
+mod mock;
+mod pool;
+mod producer;
+mod registry;
+mod result;
+
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub use result::{wdpool_error, wdpool_result};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A callback's "it worked". Anything else is a failure: a Ruby exception
+/// escaping an ffi callback makes it return 0, which must never read as
+/// success, so success is deliberately not 0.
+pub const WDPOOL_CB_OK: c_int = 1;
+/// A transaction callback's "roll back, but this is no error" (WaterDrop's
+/// abort signal): the transaction is aborted and the call returns WDPOOL_OK.
+pub const WDPOOL_CB_ABORT: c_int = 2;
+/// A timeout argument meaning "the pool's own checkout timeout".
+pub const WDPOOL_TIMEOUT_DEFAULT: i64 = -1;
+
+/// Runs an export's body: a returned error or a caught panic becomes a
+/// result code, with details in `*err_out` when it is not NULL.
+pub(crate) fn boundary(err_out: *mut *mut wdpool_error, body: impl FnOnce() -> Result<()>) -> wdpool_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => wdpool_result::WDPOOL_OK,
+        Ok(Err(e)) => result::fail(err_out, e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            result::fail(err_out, Error::new(ErrorKind::Panic, format!("wdpool panicked (a bug): {what}")))
+        }
+    }
+}
+
+/// Like [`boundary`] for exports that cannot report errors: a panic gives
+/// `fallback`.
+pub(crate) fn guarded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+pub(crate) fn null(what: &str) -> Error {
+    Error::new(ErrorKind::NullParameter, format!("{what} is NULL"))
+}
+
+/// A required pointer, as a reference.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads for `'a`.
+pub(crate) unsafe fn required<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
+    unsafe { ptr.as_ref() }.ok_or_else(|| null(what))
+}
+
+/// Writes an out-parameter (checked for NULL first by the caller).
+///
+/// # Safety
+/// `ptr` is valid for writes.
+pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
+    unsafe { ptr.write(value) }
+}
+
+/// A required NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{what} is not valid UTF-8: {e}")))
+}
+
+/// A timeout argument: negative means the pool's default.
+pub(crate) fn timeout_arg(timeout_ms: i64) -> Option<std::time::Duration> {
+    u64::try_from(timeout_ms).ok().map(std::time::Duration::from_millis)
+}
+
+static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+    Ok(v) => v,
+    Err(_) => panic!("version contains NUL"),
+};
+
+/// wdpool's version ("0.1.0"), the same as `WDPOOL_VERSION`. Static: never
+/// free it.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn wdpool_version() -> *const c_char {
+    VERSION.as_ptr()
+}

@@ -1,0 +1,178 @@
+//! Result codes and error details. Details travel in an optional error
+//! out-parameter, never in thread-local state: a Go goroutine may move to
+//! another OS thread between two calls.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+
+use crate::error::{Error, ErrorKind};
+
+/// The result of every fallible wdpool call. 0 is success.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum wdpool_result {
+    /// Success.
+    WDPOOL_OK = 0,
+    /// A required pointer parameter was NULL.
+    WDPOOL_NULL_PARAMETER = 1,
+    /// An argument was invalid: not UTF-8, out of range, size 0, the wrong
+    /// kind of handle.
+    WDPOOL_INVALID_ARGUMENT = 2,
+    /// A configuration property was unknown or had an invalid value (the
+    /// message names the key and gives librdkafka's reason), or librdkafka
+    /// refused the configuration when the producer was created.
+    WDPOOL_INVALID_CONFIG = 3,
+    /// A message was invalid; nothing was sent. The message names the field.
+    WDPOOL_INVALID_MESSAGE = 4,
+    /// No producer became free within the checkout timeout. The message says
+    /// how long the caller waited and how many of how many were available.
+    WDPOOL_TIMEOUT = 5,
+    /// The pool (or the producer) is closed.
+    WDPOOL_CLOSED = 6,
+    /// A transaction was asked of a producer without `transactional.id`.
+    WDPOOL_NOT_TRANSACTIONAL = 7,
+    /// librdkafka reported an error; `wdpool_error_kafka_code` tells which.
+    WDPOOL_KAFKA = 8,
+    /// The caller's callback did not return `WDPOOL_CB_OK`.
+    WDPOOL_CALLBACK_FAILED = 9,
+    /// The transaction was aborted: an abortable Kafka error, an inner
+    /// transaction that failed, or a transaction left open.
+    WDPOOL_TRANSACTION_ABORTED = 10,
+    /// A producer or config handle was used after its callback returned or
+    /// its lease was checked in.
+    WDPOOL_STALE_HANDLE = 11,
+    /// No global pool is set up: call `wdpool_setup` first.
+    WDPOOL_NOT_SET_UP = 12,
+    /// Delivery reports did not all arrive in time; the messages may still be
+    /// delivered later.
+    WDPOOL_DELIVERY_TIMEOUT = 13,
+    /// A delivery report is not there yet.
+    WDPOOL_PENDING = 14,
+    /// The producer hit a fatal error (for example it was fenced); its slot
+    /// gets a fresh producer on the next checkout.
+    WDPOOL_FATAL = 15,
+    /// A bug in wdpool: a Rust panic was caught at the boundary.
+    WDPOOL_PANIC = 99,
+}
+
+/// Details of a failed call. Owned by the caller: free it with
+/// `wdpool_error_free`. Immutable, so it may be read from any thread.
+#[allow(non_camel_case_types)]
+pub struct wdpool_error {
+    code: wdpool_result,
+    message: CString,
+    kafka_code: i32,
+}
+
+pub(crate) fn code_of(kind: ErrorKind) -> wdpool_result {
+    use wdpool_result::*;
+    match kind {
+        ErrorKind::NullParameter => WDPOOL_NULL_PARAMETER,
+        ErrorKind::InvalidArgument => WDPOOL_INVALID_ARGUMENT,
+        ErrorKind::InvalidConfig => WDPOOL_INVALID_CONFIG,
+        ErrorKind::InvalidMessage => WDPOOL_INVALID_MESSAGE,
+        ErrorKind::Timeout => WDPOOL_TIMEOUT,
+        ErrorKind::Closed => WDPOOL_CLOSED,
+        ErrorKind::NotTransactional => WDPOOL_NOT_TRANSACTIONAL,
+        ErrorKind::Kafka => WDPOOL_KAFKA,
+        ErrorKind::CallbackFailed => WDPOOL_CALLBACK_FAILED,
+        ErrorKind::TransactionAborted => WDPOOL_TRANSACTION_ABORTED,
+        ErrorKind::StaleHandle => WDPOOL_STALE_HANDLE,
+        ErrorKind::NotSetUp => WDPOOL_NOT_SET_UP,
+        ErrorKind::DeliveryTimeout => WDPOOL_DELIVERY_TIMEOUT,
+        ErrorKind::Pending => WDPOOL_PENDING,
+        ErrorKind::Fatal => WDPOOL_FATAL,
+        ErrorKind::Panic => WDPOOL_PANIC,
+    }
+}
+
+/// Strings handed to C may not contain NUL: replace any.
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{fffd}")).expect("NULs replaced"))
+}
+
+/// Stores `error` in `*err_out` when the caller asked for details; returns
+/// its code.
+pub(crate) fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_result {
+    let code = code_of(error.kind);
+    if !err_out.is_null() {
+        let boxed = Box::new(wdpool_error { code, message: c_string(&error.message), kafka_code: error.kafka_code });
+        // SAFETY: the caller passes either NULL or a valid `wdpool_error **`.
+        unsafe { *err_out = Box::into_raw(boxed) };
+    }
+    code
+}
+
+/// The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool_result {
+    // SAFETY: NULL or a pointer from a wdpool call that was not freed.
+    match unsafe { error.as_ref() } {
+        Some(e) => e.code,
+        None => wdpool_result::WDPOOL_NULL_PARAMETER,
+    }
+}
+
+/// The error's message, UTF-8, NUL-terminated. Borrowed: valid until
+/// `wdpool_error_free(error)`. Returns "" for NULL.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *const c_char {
+    // SAFETY: as in `wdpool_error_code`.
+    match unsafe { error.as_ref() } {
+        Some(e) => e.message.as_ptr(),
+        None => c"".as_ptr(),
+    }
+}
+
+/// librdkafka's error code (`rd_kafka_resp_err_t`) behind the error, or 0
+/// when the error did not come from librdkafka (and for NULL).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
+    // SAFETY: as in `wdpool_error_code`.
+    unsafe { error.as_ref() }.map_or(0, |e| e.kafka_code)
+}
+
+/// Frees an error. `wdpool_error_free(NULL)` does nothing. The error and the
+/// string `wdpool_error_message` returned must not be used afterwards.
+#[no_mangle]
+pub extern "C" fn wdpool_error_free(error: *mut wdpool_error) {
+    if !error.is_null() {
+        // SAFETY: a pointer from `fail`, freed once.
+        drop(unsafe { Box::from_raw(error) });
+    }
+}
+
+/// The name of a result code ("WDPOOL_TIMEOUT"), or "WDPOOL_UNKNOWN" for a
+/// value that is not one. Static: never free it.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn wdpool_result_name(code: c_int) -> *const c_char {
+    let name: &CStr = match code {
+        0 => c"WDPOOL_OK",
+        1 => c"WDPOOL_NULL_PARAMETER",
+        2 => c"WDPOOL_INVALID_ARGUMENT",
+        3 => c"WDPOOL_INVALID_CONFIG",
+        4 => c"WDPOOL_INVALID_MESSAGE",
+        5 => c"WDPOOL_TIMEOUT",
+        6 => c"WDPOOL_CLOSED",
+        7 => c"WDPOOL_NOT_TRANSACTIONAL",
+        8 => c"WDPOOL_KAFKA",
+        9 => c"WDPOOL_CALLBACK_FAILED",
+        10 => c"WDPOOL_TRANSACTION_ABORTED",
+        11 => c"WDPOOL_STALE_HANDLE",
+        12 => c"WDPOOL_NOT_SET_UP",
+        13 => c"WDPOOL_DELIVERY_TIMEOUT",
+        14 => c"WDPOOL_PENDING",
+        15 => c"WDPOOL_FATAL",
+        99 => c"WDPOOL_PANIC",
+        _ => c"WDPOOL_UNKNOWN",
+    };
+    name.as_ptr()
+}
