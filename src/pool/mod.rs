@@ -224,9 +224,7 @@ impl<M: Manager> Pool<M> {
     /// when `None`).
     pub fn checkout(&self, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
         let inner = &self.inner;
-        if fork_generation() != inner.fork_generation.load(Ordering::Relaxed) {
-            self.abandon_after_fork();
-        }
+        inner.check_fork();
         let me = reentrancy::thread_token();
         let mut state = inner.lock();
 
@@ -269,7 +267,19 @@ impl<M: Manager> Pool<M> {
                 let generation = state.generation;
                 drop(state);
                 inner.account_wait(started);
-                return match inner.manager.create(index) {
+                // A panicking `create` must give its reserved slot back.
+                let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.manager.create(index)
+                }));
+                let created = created.unwrap_or_else(|panic| {
+                    let mut state = inner.lock();
+                    state.release_slot(index);
+                    state.empty.push(index);
+                    drop(state);
+                    inner.freed.notify_one();
+                    std::panic::resume_unwind(panic)
+                });
+                return match created {
                     Ok(conn) => {
                         inner.creations.fetch_add(1, Ordering::Relaxed);
                         let conn = Arc::new(conn);
@@ -324,6 +334,7 @@ impl<M: Manager> Pool<M> {
     /// out ones when they come back. Closing twice is harmless: the second
     /// call reports nothing.
     pub fn close(&self, force: bool) -> CloseReport {
+        self.inner.check_fork();
         let mut state = self.inner.lock();
         if state.closed.is_some() {
             return CloseReport::default();
@@ -346,6 +357,7 @@ impl<M: Manager> Pool<M> {
     /// demand; checked-out ones are replaced when they come back. Returns the
     /// number of undelivered messages of the connections closed now.
     pub fn reload(&self) -> u64 {
+        self.inner.check_fork();
         let mut state = self.inner.lock();
         if state.closed.is_some() {
             return 0;
@@ -359,6 +371,7 @@ impl<M: Manager> Pool<M> {
 
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
+        inner.check_fork();
         let state = inner.lock();
         Stats {
             size: inner.options.size,
@@ -373,18 +386,25 @@ impl<M: Manager> Pool<M> {
             closed: state.closed.is_some(),
         }
     }
+}
+
+impl<M: Manager> Inner<M> {
+    fn check_fork(&self) {
+        if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
+            self.abandon_after_fork();
+        }
+    }
 
     /// In a forked child: forget the parent's connections without destroying
     /// them (their librdkafka threads do not exist here), and start afresh.
+    /// The check and the reset happen under the state lock, so no other
+    /// checkout can see the parent's connections in between.
     fn abandon_after_fork(&self) {
-        let inner = &self.inner;
+        let mut state = self.lock();
         let current = fork_generation();
-        let previous = inner.fork_generation.swap(current, Ordering::AcqRel);
-        if previous == current {
+        if self.fork_generation.load(Ordering::Acquire) == current {
             return;
         }
-        inner.manager.on_event(PoolEvent::ForkReload { begin: true });
-        let mut state = inner.lock();
         state.generation += 1;
         for slot in state.slots.iter_mut() {
             if let Some(conn) = slot.conn.take() {
@@ -395,15 +415,15 @@ impl<M: Manager> Pool<M> {
             slot.epoch += 1;
         }
         state.idle.clear();
-        state.empty = (0..inner.options.size).rev().collect();
+        state.empty = (0..self.options.size).rev().collect();
         state.in_use = 0;
         state.waiting = 0;
+        self.fork_generation.store(current, Ordering::Release);
         drop(state);
-        inner.manager.on_event(PoolEvent::ForkReload { begin: false });
+        self.manager.on_event(PoolEvent::ForkReload { begin: true });
+        self.manager.on_event(PoolEvent::ForkReload { begin: false });
     }
-}
 
-impl<M: Manager> Inner<M> {
     fn lock(&self) -> MutexGuard<'_, State<M::Conn>> {
         // The state is kept consistent at every unlock, so a panic elsewhere
         // while holding the lock does not make it unusable.
@@ -441,6 +461,7 @@ impl<M: Manager> Inner<M> {
     }
 
     fn checkin(&self, index: usize, epoch: u64, conn: Arc<M::Conn>) {
+        self.check_fork();
         let mut state = self.lock();
         let slot = &mut state.slots[index];
         if slot.epoch != epoch || slot.depth == 0 {

@@ -1,0 +1,94 @@
+# wdpool: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what is missing first (scripts/install-deps.sh).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
+
+CARGO      ?= cargo
+CC         ?= cc
+CXX        ?= c++
+CFLAGS_STRICT := -std=c11 -Wall -Wextra -Wpedantic -Werror -g
+CXXFLAGS_STRICT := -std=c++17 -Wall -Wextra -Wpedantic -Werror -g
+SANITIZE   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+BUILD      := target/c
+DEBUG_LIB  := target/debug
+RELEASE_LIB := target/release
+C_TESTS    := $(basename $(notdir $(wildcard tests/c/test_*.c)))
+
+.PHONY: all deps build release header demo test test-rust test-c test-header-cpp test-real kafka-start kafka-stop clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build
+
+release: deps
+	$(CARGO) build --release
+
+# Regenerates include/wdpool.h from the sources (cbindgen).
+header:
+	WDPOOL_BLESS=1 $(CARGO) test --test header
+
+# The quick start: a global pool used by several threads, a committed and an
+# aborted transaction, stats and events. Against an in-process mock cluster,
+# or the cluster in WDPOOL_BROKERS. Links the static library.
+demo: release
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_STRICT) -O2 -pthread -I include examples/quickstart.c \
+	  $(RELEASE_LIB)/libwdpool.a $$($(CARGO) rustc --release --lib --crate-type staticlib -q -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1) \
+	  -o $(BUILD)/quickstart
+	$(BUILD)/quickstart
+
+# Everything: Rust unit and mock-cluster tests, the header check, C programs
+# under AddressSanitizer + UndefinedBehaviorSanitizer, the header as C++, and
+# the tests against a real Kafka broker that this target starts and stops.
+test: deps
+	$(MAKE) test-rust
+	$(MAKE) test-c
+	$(MAKE) test-header-cpp
+	$(MAKE) test-real
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --lib --test header --test 'mock_*'
+
+$(BUILD)/%: tests/c/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
+
+$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml
+	$(CARGO) build
+
+test-c: $(addprefix $(BUILD)/,$(C_TESTS))
+	@set -e; for t in $(C_TESTS); do \
+	  echo "== $$t (ASan+UBSan)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0 \
+	    $(BUILD)/$$t; \
+	done
+
+# The header compiles as C++ and may be included twice.
+test-header-cpp:
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS_STRICT) -I include -c tests/c/header_twice.cpp -o $(BUILD)/header_twice.o
+	$(CC) $(CFLAGS_STRICT) -I include -c tests/c/header_twice.c -o $(BUILD)/header_twice_c.o
+	@echo "header: compiles as C11 and C++17, included twice"
+
+# tests/real_*.rs against a real Apache Kafka broker (scripts/kafka.sh),
+# started here and stopped whatever happens.
+test-real:
+	@set -e; eval "$$(scripts/kafka.sh start)"; trap 'scripts/kafka.sh stop' EXIT; \
+	  WDPOOL_KAFKA_BOOTSTRAP=$$KAFKA_BOOTSTRAP $(CARGO) test --test 'real_*'
+
+kafka-start:
+	scripts/kafka.sh start
+
+kafka-stop:
+	scripts/kafka.sh stop
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)
