@@ -15,7 +15,7 @@ DEBUG_LIB  := target/debug
 RELEASE_LIB := target/release
 C_TESTS    := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: all deps build release header demo test test-rust test-c test-header-cpp test-real kafka-start kafka-stop clean
+.PHONY: all deps build release header demo test test-rust test-c test-header-cpp test-examples test-real kafka-start kafka-stop clean
 
 all: build
 
@@ -49,6 +49,7 @@ test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-header-cpp
+	$(MAKE) test-examples
 	$(MAKE) test-real
 	@echo "make test: all suites passed"
 
@@ -59,29 +60,45 @@ $(BUILD)/%: tests/c/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
+$(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
+
 $(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml
 	$(CARGO) build
+
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0
 
 test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	@set -e; for t in $(C_TESTS); do \
 	  echo "== $$t (ASan+UBSan)"; \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0 \
-	    $(BUILD)/$$t; \
+	  $(SANITIZER_ENV) $(BUILD)/$$t; \
 	done
+
+# The documentation's examples (examples/seed_examples.c) and the quick start,
+# under the sanitizers, against an in-process mock cluster. test-real runs
+# them again against the real broker.
+test-examples: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart
+	$(SANITIZER_ENV) $(BUILD)/example_seed_examples
+	$(SANITIZER_ENV) $(BUILD)/example_quickstart
 
 # The header compiles as C++ and may be included twice.
 test-header-cpp:
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS_STRICT) -I include -c tests/c/header_twice.cpp -o $(BUILD)/header_twice.o
 	$(CC) $(CFLAGS_STRICT) -I include -c tests/c/header_twice.c -o $(BUILD)/header_twice_c.o
-	@echo "header: compiles as C11 and C++17, included twice"
+	awk '/^## Quick start \(C\)/{q=1} q&&/^```c/{c=1;next} c&&/^```/{exit} c' README.md > $(BUILD)/readme_quickstart.c
+	$(CC) $(CFLAGS_STRICT) -I include -c $(BUILD)/readme_quickstart.c -o $(BUILD)/readme_quickstart.o
+	@echo "header: compiles as C11 and C++17, included twice; the README's quick start compiles"
 
 # tests/real_*.rs against a real Apache Kafka broker (scripts/kafka.sh),
 # started here and stopped whatever happens.
-test-real:
+test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart
 	@set -e; eval "$$(scripts/kafka.sh start)"; trap 'scripts/kafka.sh stop' EXIT; \
-	  WDPOOL_KAFKA_BOOTSTRAP=$$KAFKA_BOOTSTRAP $(CARGO) test --test 'real_*'
+	  WDPOOL_KAFKA_BOOTSTRAP=$$KAFKA_BOOTSTRAP $(CARGO) test --test 'real_*'; \
+	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
+	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_quickstart
 
 kafka-start:
 	scripts/kafka.sh start

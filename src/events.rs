@@ -71,6 +71,25 @@ pub struct Event {
     pub message: String,
 }
 
+/// The pool an event comes from, as every event of it reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub pool_id: u64,
+    pub global: bool,
+    pub size: usize,
+    pub timeout_ms: u64,
+}
+
+impl Origin {
+    pub fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(kind, self.pool_id);
+        e.global = self.global;
+        e.size = self.size;
+        e.timeout_ms = self.timeout_ms;
+        e
+    }
+}
+
 impl Event {
     pub fn new(kind: EventKind, pool_id: u64) -> Self {
         Event {

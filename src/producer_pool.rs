@@ -7,30 +7,25 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{self, Event, EventKind};
+use crate::events::{self, Event, EventKind, Origin};
 use crate::kafka::{Completion, Producer, ProducerConfig};
 use crate::pool::{CheckoutError, CloseReport, Lease, Manager, Options, Pool, PoolEvent, Stats};
 
 pub struct ProducerManager {
     configs: Vec<ProducerConfig>,
-    pool_id: OnceLock<u64>,
-    global: bool,
-    options: Options,
+    /// Known once the pool exists (it assigns the id).
+    origin: OnceLock<Origin>,
 }
 
 pub type ProducerLease = Lease<ProducerManager>;
 
 impl ProducerManager {
-    fn pool_id(&self) -> u64 {
-        self.pool_id.get().copied().unwrap_or(0)
+    fn origin(&self) -> Origin {
+        self.origin.get().copied().unwrap_or_default()
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        let mut e = Event::new(kind, self.pool_id());
-        e.global = self.global;
-        e.size = self.options.size;
-        e.timeout_ms = self.options.timeout.as_millis() as u64;
-        e
+        self.origin().event(kind)
     }
 }
 
@@ -39,7 +34,7 @@ impl Manager for ProducerManager {
     type Error = Error;
 
     fn create(&self, index: usize) -> Result<Producer> {
-        Producer::create(&self.configs[index], self.pool_id(), index)
+        Producer::create(&self.configs[index], self.origin(), index)
     }
 
     fn is_broken(&self, producer: &Producer) -> bool {
@@ -64,7 +59,7 @@ impl Manager for ProducerManager {
             PoolEvent::ConnReplaced { index } => {
                 let mut e = self.event(EventKind::ProducerReplaced);
                 e.slot = Some(index);
-                e.producer_id = Some(self.configs[index].id_or(self.pool_id(), index));
+                e.producer_id = Some(self.configs[index].id_or(self.origin().pool_id, index));
                 e
             }
             PoolEvent::ForkReload { begin: true } => self.event(EventKind::Reload),
@@ -97,9 +92,15 @@ impl ProducerPool {
             configure(&mut config, index).map_err(|e| e.prefixed(format_args!("configuring producer {index}")))?;
             configs.push(config);
         }
-        let manager = ProducerManager { configs, pool_id: OnceLock::new(), global, options };
+        let manager = ProducerManager { configs, origin: OnceLock::new() };
         let pool = Pool::new(manager, options);
-        let _ = pool.manager().pool_id.set(pool.id());
+        let origin = Origin {
+            pool_id: pool.id(),
+            global,
+            size: options.size,
+            timeout_ms: u64::try_from(options.timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let _ = pool.manager().origin.set(origin);
         let this = ProducerPool { pool, shut_down: AtomicBool::new(false) };
         this.emit(EventKind::Created);
         if global {
@@ -123,7 +124,7 @@ impl ProducerPool {
     }
 
     pub fn is_global(&self) -> bool {
-        self.pool.manager().global
+        self.pool.manager().origin().global
     }
 
     /// Checks a producer out, waiting at most `timeout` (the pool's when

@@ -16,7 +16,14 @@ mod result;
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub use result::{wdpool_error, wdpool_result};
+pub use config::*;
+pub use delivery::*;
+pub use events::*;
+pub use message::*;
+pub use mock::*;
+pub use pool::*;
+pub use producer::*;
+pub use result::*;
 
 use crate::error::{Error, ErrorKind, Result};
 

@@ -318,7 +318,7 @@ pub unsafe extern "C" fn wdpool_producer_get_info(
         }
         let info = wdpool_producer_info {
             index: p.index(),
-            pool_id: p.pool_id,
+            pool_id: p.pool_id(),
             transactional: p.is_transactional(),
             in_transaction: p.in_transaction(),
         };

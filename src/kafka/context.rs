@@ -11,10 +11,10 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 use super::delivery::Batch;
 use super::producer::report_of;
-use crate::events::{self, Event, EventKind};
+use crate::events::{self, Event, EventKind, Origin};
 
 pub struct Context {
-    pool_id: u64,
+    origin: Origin,
     index: usize,
     id: String,
     broken: AtomicBool,
@@ -24,8 +24,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(pool_id: u64, index: usize, id: String) -> Self {
-        Context { pool_id, index, id, broken: AtomicBool::new(false), last_error: Mutex::new(None) }
+    pub fn new(origin: Origin, index: usize, id: String) -> Self {
+        Context { origin, index, id, broken: AtomicBool::new(false), last_error: Mutex::new(None) }
     }
 
     pub fn is_broken(&self) -> bool {
@@ -37,7 +37,7 @@ impl Context {
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        let mut e = Event::new(kind, self.pool_id);
+        let mut e = self.origin.event(kind);
         e.slot = Some(self.index);
         e.producer_id = Some(self.id.clone());
         e

@@ -16,6 +16,7 @@ use super::delivery::{Batch, Report};
 use super::message::Message;
 use super::transaction::TxnState;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Origin;
 
 /// How long to keep a topic's partition count for `partition_key`.
 const PARTITION_COUNT_TTL: Duration = Duration::from_secs(30);
@@ -31,7 +32,7 @@ pub(crate) enum Backend {
 pub struct Producer {
     pub(crate) index: usize,
     pub(crate) id: String,
-    pub(crate) pool_id: u64,
+    pub(crate) origin: Origin,
     pub(crate) config: ProducerConfig,
     pub(crate) backend: Backend,
     pub(crate) context: Arc<Context>,
@@ -43,9 +44,9 @@ pub struct Producer {
 impl Producer {
     /// Creates the producer for slot `index`; a transactional one also runs
     /// `init_transactions`.
-    pub fn create(config: &ProducerConfig, pool_id: u64, index: usize) -> Result<Self> {
-        let id = config.id_or(pool_id, index);
-        let context = Context::new(pool_id, index, id.clone());
+    pub fn create(config: &ProducerConfig, origin: Origin, index: usize) -> Result<Self> {
+        let id = config.id_or(origin.pool_id, index);
+        let context = Context::new(origin, index, id.clone());
         let (backend, context) = if config.deliver {
             let client = config.client_config(&id);
             let producer: ThreadedProducer<Context> = client
@@ -59,7 +60,7 @@ impl Producer {
         let producer = Producer {
             index,
             id,
-            pool_id,
+            origin,
             config: config.clone(),
             backend,
             context,
@@ -79,6 +80,11 @@ impl Producer {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id of the pool this producer belongs to.
+    pub fn pool_id(&self) -> u64 {
+        self.origin.pool_id
     }
 
     pub fn config(&self) -> &ProducerConfig {

@@ -10,7 +10,7 @@ use rdkafka::producer::Producer as _;
 
 use super::producer::Producer;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{self, Event, EventKind};
+use crate::events::{self, EventKind};
 
 /// Attempts of one transactional call when librdkafka says "retry".
 pub const TXN_ATTEMPTS: u32 = 5;
@@ -70,7 +70,7 @@ impl Producer {
         if !events::has_subscribers() {
             return;
         }
-        let mut e = Event::new(kind, self.pool_id);
+        let mut e = self.origin.event(kind);
         e.slot = Some(self.index);
         e.producer_id = Some(self.id.clone());
         e.message = message;
