@@ -157,7 +157,9 @@ impl Producer {
                 self.emit(EventKind::TransactionCommitted, String::new());
                 Ok(())
             }
-            Err((Class::Abortable, e)) => {
+            // Still retriable after every attempt: the transaction cannot
+            // commit now, so roll it back like an abortable one.
+            Err((Class::Abortable | Class::Retriable, e)) => {
                 drop(state);
                 self.abort_transaction()?;
                 Err(Error { kind: ErrorKind::TransactionAborted, message: format!("transaction aborted: {}", e.message), ..e })
