@@ -118,7 +118,7 @@ fn produce_and_wait(
             }
         }
         waited?;
-        batch.failure().map_or(Ok(()), Err)
+        producer.outcome(&batch)
     })
 }
 

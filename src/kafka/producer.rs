@@ -263,10 +263,16 @@ impl Producer {
     /// returns the first failure.
     pub fn wait(&self, batch: &Batch) -> Result<()> {
         batch.wait(self.config.max_wait_timeout)?;
-        match batch.failure() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.outcome(batch)
+    }
+
+    /// The batch's first failure. When the producer died meanwhile (fenced,
+    /// a fatal idempotence error), that is the cause to report: the messages
+    /// only show its consequence ("purged").
+    pub fn outcome(&self, batch: &Batch) -> Result<()> {
+        let Some(failure) = batch.failure() else { return Ok(()) };
+        self.ensure_open()?;
+        Err(failure)
     }
 
     /// Produces and waits for the delivery reports. A transactional producer
