@@ -56,7 +56,7 @@ test: deps
 test-rust:
 	$(CARGO) test --lib --test header --test 'mock_*'
 
-$(BUILD)/%: tests/c/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+$(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 

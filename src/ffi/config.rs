@@ -91,9 +91,11 @@ pub unsafe extern "C" fn wdpool_config_set_kafka(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let key = unsafe { utf8(key, "key") }?;
-        let value = unsafe { utf8(value, "value") }?;
-        with_config(config, |c| c.set_kafka(key, value))
+        with_config(config, |c| {
+            let key = unsafe { utf8(key, "key") }?;
+            let value = unsafe { utf8(value, "value") }?;
+            c.set_kafka(key, value)
+        })
     })
 }
 
@@ -174,8 +176,8 @@ pub unsafe extern "C" fn wdpool_config_set_id(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let id = unsafe { utf8(id, "id") }?;
         with_config(config, |c| {
+            let id = unsafe { utf8(id, "id") }?;
             if id.is_empty() {
                 return Err(Error::new(ErrorKind::InvalidArgument, "id must not be empty"));
             }

@@ -255,10 +255,9 @@ pub unsafe extern "C" fn wdpool_pool_checkout(
 /// Closes the pool: gracefully (each idle producer flushes, bounded by its
 /// `max_wait_timeout`) or, with `force`, purging what is not delivered.
 /// Producers close in parallel. Checked-out producers are closed when they
-/// come back. Later checkouts fail with WDPOOL_CLOSED, except a nested one on
-/// a thread that still holds a producer of this pool, which gets that same
-/// producer. Closing again is harmless (reports zeros). Fires
-/// `connection_pool.shutdown` once.
+/// come back. Later checkouts fail with WDPOOL_CLOSED (nested ones on a thread
+/// that still holds a producer too). Closing again is harmless (reports
+/// zeros). Fires `connection_pool.shutdown` once.
 ///
 /// `report_out`: NULL or where to write what was closed. Returns WDPOOL_OK,
 /// WDPOOL_NULL_PARAMETER (pool). Blocks until the idle producers are closed.

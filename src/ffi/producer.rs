@@ -103,7 +103,7 @@ fn produce_and_wait(
 ) -> Result<()> {
     let msgs = unsafe { borrow_many(messages, count) }?;
     producer.in_implicit_transaction(|| {
-        let batch = producer.enqueue(&msgs)?;
+        let (batch, _) = producer.send_all(&msgs)?;
         let waited = batch.wait(producer.max_wait());
         if !reports_out.is_null() {
             for i in 0..count {

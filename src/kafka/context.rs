@@ -2,7 +2,7 @@
 //! librdkafka's threads (or a thread inside flush/commit): they never block,
 //! never call user code, and only record or queue what happened.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
@@ -18,6 +18,10 @@ pub struct Context {
     index: usize,
     id: String,
     broken: AtomicBool,
+    /// Messages handed to librdkafka whose report has not been served yet.
+    outstanding: AtomicU64,
+    /// Messages whose report was a failure, over the producer's life.
+    failed: AtomicU64,
     /// rdkafka 0.39 hands each error event to `error` twice in a row: the
     /// last one seen, and whether its duplicate has come yet.
     last_error: Mutex<Option<(KafkaError, String, bool)>>,
@@ -25,7 +29,27 @@ pub struct Context {
 
 impl Context {
     pub fn new(origin: Origin, index: usize, id: String) -> Self {
-        Context { origin, index, id, broken: AtomicBool::new(false), last_error: Mutex::new(None) }
+        Context {
+            origin,
+            index,
+            id,
+            broken: AtomicBool::new(false),
+            outstanding: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn sent(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn outstanding(&self) -> u64 {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Acquire)
     }
 
     pub fn is_broken(&self) -> bool {
@@ -83,6 +107,10 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (batch, index) = *opaque;
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
         batch.complete(index, report_of(result));
     }
 }

@@ -135,8 +135,22 @@ impl Producer {
     }
 
     /// Validates every message, then enqueues them all; returns the batch to
-    /// wait on. Nothing is sent when any message is invalid.
+    /// wait on. Nothing is sent when any message is invalid. When librdkafka
+    /// refuses a message (unknown partition, queue full for too long, ...)
+    /// the others are still sent and the call fails with the first refusal
+    /// (recorded in the batch too); inside a transaction that transaction
+    /// can then only abort.
     pub fn enqueue(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        let (batch, refused) = self.send_all(messages)?;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(batch),
+        }
+    }
+
+    /// [`Producer::enqueue`] for callers that wait for the whole batch
+    /// anyway: refusals are only in the batch.
+    pub(crate) fn send_all(&self, messages: &[Message<'_>]) -> Result<(Arc<Batch>, Option<Error>)> {
         self.ensure_open()?;
         for (i, m) in messages.iter().enumerate() {
             m.validate(self.config.max_payload_size).map_err(|e| {
@@ -144,6 +158,7 @@ impl Producer {
             })?;
         }
         let batch = Arc::new(Batch::new(messages.len()));
+        let mut refused = None;
         match &self.backend {
             Backend::Test { next_offset } => {
                 let now = now_ms();
@@ -158,13 +173,20 @@ impl Producer {
             }
             Backend::Kafka(p) => {
                 for (i, m) in messages.iter().enumerate() {
-                    if let Err(e) = self.send(p, m, &batch, i) {
-                        batch.complete(i, Report::failed(e));
+                    match self.send(p, m, &batch, i) {
+                        Ok(()) => self.context.sent(),
+                        Err(e) => {
+                            refused.get_or_insert_with(|| e.clone());
+                            batch.complete(i, Report::failed(e));
+                        }
                     }
                 }
             }
         }
-        Ok(batch)
+        if refused.is_some() {
+            self.poison_transaction();
+        }
+        Ok((batch, refused))
     }
 
     fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, batch: &Arc<Batch>, i: usize) -> Result<()> {
@@ -279,7 +301,7 @@ impl Producer {
     /// outside a transaction wraps the call in one of its own.
     pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
         self.in_implicit_transaction(|| {
-            let batch = self.enqueue(messages)?;
+            let (batch, _) = self.send_all(messages)?;
             self.wait(&batch)?;
             Ok(batch)
         })
@@ -305,9 +327,10 @@ impl Producer {
         }
     }
 
-    /// Messages handed to librdkafka and not yet reported.
+    /// Messages handed to librdkafka whose delivery report has not been
+    /// served yet.
     pub fn in_flight(&self) -> u64 {
-        self.kafka().map_or(0, |p| p.in_flight_count().max(0) as u64)
+        self.context.outstanding()
     }
 
     /// Closes the producer: aborts an open transaction, then flushes (bounded
@@ -319,18 +342,16 @@ impl Producer {
         }
         self.abort_open_transaction();
         let Some(p) = self.kafka() else { return 0 };
+        let failed_before = self.context.failed();
         if force {
-            let pending = self.in_flight();
             p.purge(PurgeConfig::default().queue().inflight());
             // Serve the purged messages' reports so their waiters wake.
             let _ = p.flush(Duration::from_millis(500));
-            pending
         } else {
-            match p.flush(self.config.max_wait_timeout) {
-                Ok(()) => 0,
-                Err(_) => self.in_flight(),
-            }
+            let _ = p.flush(self.config.max_wait_timeout);
         }
+        // What failed while closing, and what never got a report.
+        self.context.failed() - failed_before + self.context.outstanding()
     }
 }
 

@@ -3,7 +3,7 @@
 //! aborted and reported, fatal ones break the producer so its slot gets a
 //! fresh one. A nested transaction runs inside the outer one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer as _;
@@ -14,7 +14,9 @@ use crate::events::{self, EventKind};
 
 /// Attempts of one transactional call when librdkafka says "retry".
 pub const TXN_ATTEMPTS: u32 = 5;
-const TXN_BACKOFF_START: Duration = Duration::from_millis(100);
+const TXN_BACKOFF_START: Duration = Duration::from_millis(50);
+/// Even past the deadline, an attempt gets this long.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 pub(crate) struct TxnState {
@@ -77,35 +79,49 @@ impl Producer {
         events::emit(&e);
     }
 
-    /// Runs a transactional call, retrying what librdkafka calls retriable.
-    fn txn_call(&self, what: &str, call: impl Fn() -> rdkafka::error::KafkaResult<()>) -> Result<(), (Class, Error)> {
+    /// Runs a transactional call, retrying what librdkafka calls retriable
+    /// (a retried call resumes the operation in progress), at most
+    /// `TXN_ATTEMPTS` times and within one `max_wait_timeout` in all: each
+    /// attempt gets the time left.
+    fn txn_call(
+        &self,
+        what: &str,
+        call: impl Fn(Duration) -> rdkafka::error::KafkaResult<()>,
+    ) -> Result<(), (Class, Error)> {
+        let started = Instant::now();
+        let budget = self.max_wait();
         let mut backoff = TXN_BACKOFF_START;
         let mut attempt = 1;
         loop {
-            match call() {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let class = classify(&e);
-                    let error = Error::kafka(&format!("{what} on producer {}", self.id), &e);
-                    if matches!(class, Class::Retriable) && attempt < TXN_ATTEMPTS {
-                        std::thread::sleep(backoff);
-                        backoff *= 2;
-                        attempt += 1;
-                        continue;
-                    }
-                    if matches!(class, Class::Fatal) {
-                        self.mark_broken();
-                    }
-                    let error = if matches!(class, Class::Fatal) { Error { kind: ErrorKind::Fatal, ..error } } else { error };
-                    return Err((class, error));
+            let left = budget.saturating_sub(started.elapsed()).max(MIN_ATTEMPT_TIME);
+            let Err(e) = call(left) else { return Ok(()) };
+            let class = classify(&e);
+            let error = Error::kafka(&format!("{what} on producer {}", self.id), &e);
+            if matches!(class, Class::Retriable) {
+                if attempt < TXN_ATTEMPTS && started.elapsed() + backoff < budget {
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    attempt += 1;
+                    continue;
                 }
+                let message = format!(
+                    "{} (still retriable after {attempt} attempts in {} ms)",
+                    error.message,
+                    started.elapsed().as_millis()
+                );
+                return Err((class, Error { message, ..error }));
             }
+            if matches!(class, Class::Fatal) {
+                self.mark_broken();
+                return Err((class, Error { kind: ErrorKind::Fatal, ..error }));
+            }
+            return Err((class, error));
         }
     }
 
     pub(crate) fn init_transactions(&self) -> Result<()> {
         let Some(p) = self.kafka() else { return Ok(()) };
-        self.txn_call("init_transactions", || p.init_transactions(self.max_wait())).map_err(|(_, e)| e)
+        self.txn_call("init_transactions", |t| p.init_transactions(t)).map_err(|(_, e)| e)
     }
 
     /// Opens a transaction, or nests inside the open one.
@@ -119,7 +135,7 @@ impl Producer {
             return Ok(());
         }
         if let Some(p) = self.kafka() {
-            self.txn_call("begin_transaction", || p.begin_transaction()).map_err(|(_, e)| e)?;
+            self.txn_call("begin_transaction", |_| p.begin_transaction()).map_err(|e| self.gave_up(e))?;
         }
         state.depth = 1;
         state.abort_only = false;
@@ -144,10 +160,13 @@ impl Producer {
         if state.abort_only {
             drop(state);
             self.abort_transaction()?;
-            return Err(Error::new(ErrorKind::TransactionAborted, "an inner transaction failed, so the transaction was aborted"));
+            return Err(Error::new(
+                ErrorKind::TransactionAborted,
+                "an inner transaction failed or a message was refused, so the transaction was aborted",
+            ));
         }
         let result = match self.kafka() {
-            Some(p) => self.txn_call("commit_transaction", || p.commit_transaction(self.max_wait())),
+            Some(p) => self.txn_call("commit_transaction", |t| p.commit_transaction(t)),
             None => Ok(()),
         };
         match result {
@@ -157,16 +176,15 @@ impl Producer {
                 self.emit(EventKind::TransactionCommitted, String::new());
                 Ok(())
             }
-            // Still retriable after every attempt: the transaction cannot
-            // commit now, so roll it back like an abortable one.
-            Err((Class::Abortable | Class::Retriable, e)) => {
+            Err((Class::Abortable, e)) => {
                 drop(state);
                 self.abort_transaction()?;
                 Err(Error { kind: ErrorKind::TransactionAborted, message: format!("transaction aborted: {}", e.message), ..e })
             }
-            Err((_, e)) => {
+            Err(failure) => {
                 state.depth = 0;
                 drop(state);
+                let e = self.gave_up(failure);
                 self.emit(EventKind::TransactionAborted, e.message.clone());
                 Err(e)
             }
@@ -189,7 +207,7 @@ impl Producer {
         state.depth = 0;
         state.abort_only = false;
         let result = match self.kafka() {
-            Some(p) => self.txn_call("abort_transaction", || p.abort_transaction(self.max_wait())),
+            Some(p) => self.txn_call("abort_transaction", |t| p.abort_transaction(t)),
             None => Ok(()),
         };
         drop(state);
@@ -205,6 +223,32 @@ impl Producer {
                 self.emit(EventKind::TransactionAborted, e.message.clone());
                 Err(Error { kind: ErrorKind::Fatal, ..e })
             }
+        }
+    }
+
+    /// A transactional call that failed on an open producer. One still
+    /// retriable after every attempt leaves librdkafka waiting for that very
+    /// call to be resumed, so the producer is good for nothing else: like a
+    /// fatal error, it breaks the producer, which the pool then replaces.
+    fn gave_up(&self, (class, e): (Class, Error)) -> Error {
+        match class {
+            Class::Abortable => e,
+            Class::Retriable | Class::Fatal => {
+                self.mark_broken();
+                let message = match class {
+                    Class::Retriable => format!("{}; the producer will be replaced", e.message),
+                    _ => e.message,
+                };
+                Error { kind: ErrorKind::Fatal, message, ..e }
+            }
+        }
+    }
+
+    /// A message of the open transaction was refused: it can only abort.
+    pub(crate) fn poison_transaction(&self) {
+        let mut state = self.txn_state();
+        if state.depth > 0 {
+            state.abort_only = true;
         }
     }
 

@@ -227,6 +227,9 @@ impl<M: Manager> Pool<M> {
         inner.check_fork();
         let me = reentrancy::thread_token();
         let mut state = inner.lock();
+        if state.closed.is_some() {
+            return Err(CheckoutError::Closed);
+        }
 
         if let Some(index) = reentrancy::held_slot(inner.id) {
             let slot = &mut state.slots[index];
