@@ -95,7 +95,9 @@ test-header-cpp:
 # tests/real_*.rs against a real Apache Kafka broker (scripts/kafka.sh),
 # started here and stopped whatever happens.
 test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart
-	@set -e; eval "$$(scripts/kafka.sh start)"; trap 'scripts/kafka.sh stop' EXIT; \
+	@set -e; trap 'scripts/kafka.sh stop' EXIT; \
+	  KAFKA_BOOTSTRAP=$$(scripts/kafka.sh start | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
+	  test -n "$$KAFKA_BOOTSTRAP"; \
 	  WDPOOL_KAFKA_BOOTSTRAP=$$KAFKA_BOOTSTRAP $(CARGO) test --test 'real_*'; \
 	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
 	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_quickstart

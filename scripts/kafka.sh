@@ -125,8 +125,8 @@ do_fetch() {
   local t0=$SECONDS tmp="$KAFKA_HOME/libs.tmp"
   rm -rf "$tmp" "$LIBS"
   write_pom "$KAFKA_HOME/pom.xml"
-  mvn -q -B -Dstyle.color=never -f "$KAFKA_HOME/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
-      -DoutputDirectory="$tmp" -DincludeScope=runtime \
+  MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.force=false -Djansi.passthrough=false" mvn -q -B -Dstyle.color=never -f "$KAFKA_HOME/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
+      -DoutputDirectory="$tmp" -DincludeScope=runtime >&2 \
     || die "mvn copy-dependencies failed for org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
   [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "fetch did not produce kafka_2.13-$KAFKA_VERSION.jar"
   mv "$tmp" "$LIBS"
@@ -353,7 +353,7 @@ cmd_start() {
   for p in "$PORT" "$CONTROLLER_PORT"; do
     port_open "$p" && die "port $p on $HOST is already in use by another process"
   done
-  do_fetch
+  do_fetch >&2   # stdout carries only KAFKA_BOOTSTRAP=... for eval
 
   safe_wipe "$RUN_DIR"
   mkdir -p "$RUN_DIR/data" "$RUN_DIR/logs"

@@ -10,6 +10,7 @@
 //!
 //! or `make test-real`.
 
+mod common;
 mod real_common;
 
 use std::collections::HashMap;

@@ -34,8 +34,9 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn payload_str(&self) -> Option<&str> {
-        self.payload.as_deref().map(|p| std::str::from_utf8(p).expect("utf-8 payload"))
+    /// The payload as text; "<tombstone>" for none.
+    pub fn payload_str(&self) -> &str {
+        self.payload.as_deref().map_or("<tombstone>", |p| std::str::from_utf8(p).expect("utf-8 payload"))
     }
 }
 
@@ -46,7 +47,7 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Isolation::ReadCommitted => "read_committed",
             Isolation::ReadUncommitted => "read_uncommitted",
@@ -107,6 +108,19 @@ pub fn consume_all_with(
     deadline: Duration,
     isolation: Isolation,
 ) -> Vec<Record> {
+    read_until(bootstrap, topic, isolation, deadline, |records, at_end| at_end && records.len() >= expected).0
+}
+
+/// Reads every partition of `topic` from the beginning until `done(records,
+/// every partition is at its end)` says so, or `deadline` passes. Returns
+/// the records in consumption order, and whether `done` said so.
+pub fn read_until(
+    bootstrap: &str,
+    topic: &str,
+    isolation: Isolation,
+    deadline: Duration,
+    mut done: impl FnMut(&[Record], bool) -> bool,
+) -> (Vec<Record>, bool) {
     let until = Instant::now() + deadline;
     let partitions = partitions_of(bootstrap, topic, deadline);
     let c = consumer(bootstrap, isolation);
@@ -119,9 +133,12 @@ pub fn consume_all_with(
     let all: BTreeSet<i32> = partitions.iter().copied().collect();
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut records = Vec::new();
-    while Instant::now() < until {
-        if at_end == all && records.len() >= expected {
-            break;
+    loop {
+        if done(&records, at_end == all) {
+            return (records, true);
+        }
+        if Instant::now() >= until {
+            return (records, false);
         }
         match c.poll(Duration::from_millis(100)) {
             None => {}
@@ -146,12 +163,11 @@ pub fn consume_all_with(
             }
         }
     }
-    records
 }
 
 /// Payloads as strings, sorted: for "each exactly once" comparisons.
 pub fn sorted_payloads(records: &[Record]) -> Vec<String> {
-    let mut v: Vec<String> = records.iter().map(|r| r.payload_str().unwrap_or("<tombstone>").to_owned()).collect();
+    let mut v: Vec<String> = records.iter().map(|r| r.payload_str().to_owned()).collect();
     v.sort();
     v
 }
@@ -160,7 +176,7 @@ pub fn sorted_payloads(records: &[Record]) -> Vec<String> {
 pub fn payload_counts(records: &[Record]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in records {
-        *m.entry(r.payload_str().unwrap_or("<tombstone>").to_owned()).or_insert(0) += 1;
+        *m.entry(r.payload_str().to_owned()).or_insert(0) += 1;
     }
     m
 }

@@ -11,7 +11,6 @@
 #![allow(dead_code)]
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -23,13 +22,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 
 use wdpool::ffi::*;
+
+pub use crate::common::{consumer, payload_counts, read_until, Isolation, Record};
 
 pub const BOOTSTRAP_ENV: &str = "WDPOOL_KAFKA_BOOTSTRAP";
 
@@ -154,50 +152,6 @@ pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: i32, deadline: D
 // ---------------------------------------------------------------------------
 // Reading back.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    ReadCommitted,
-    ReadUncommitted,
-}
-
-/// One record read back, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// Wire order; `None` is a header with a null value.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    pub timestamp_ms: Option<i64>,
-}
-
-impl Record {
-    pub fn payload_str(&self) -> &str {
-        self.payload.as_deref().map_or("<tombstone>", |p| std::str::from_utf8(p).expect("utf-8 payload"))
-    }
-}
-
-pub fn consumer(bootstrap: &str, isolation: Isolation) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set(
-            "isolation.level",
-            match isolation {
-                Isolation::ReadCommitted => "read_committed",
-                Isolation::ReadUncommitted => "read_uncommitted",
-            },
-        )
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("creating the test consumer")
-}
-
 /// Reads `topic` (all its partitions, from the beginning) until `done(records,
 /// every partition is at its end)` says so; panics after `deadline` with what
 /// was read. Returns the records in consumption order.
@@ -206,61 +160,19 @@ pub fn consume(
     topic: &str,
     isolation: Isolation,
     deadline: Duration,
-    mut done: impl FnMut(&[Record], bool) -> bool,
+    done: impl FnMut(&[Record], bool) -> bool,
 ) -> Vec<Record> {
-    let until = Instant::now() + deadline;
-    let c = consumer(bootstrap, isolation);
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata for the reader");
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("adding a partition");
+    let (records, finished) = read_until(bootstrap, topic, isolation, deadline, done);
+    if !finished {
+        let mut payloads: Vec<&str> = records.iter().map(Record::payload_str).collect();
+        payloads.sort_unstable();
+        payloads.truncate(20);
+        panic!(
+            "reading {topic} ({isolation:?}) did not finish within {deadline:?}: {} records, first payloads {payloads:?}",
+            records.len()
+        );
     }
-    c.assign(&tpl).expect("assigning partitions");
-    let mut at_end: BTreeMap<i32, bool> = partitions.iter().map(|p| (*p, false)).collect();
-    let mut records = Vec::new();
-    loop {
-        if done(&records, at_end.values().all(|e| *e)) {
-            return records;
-        }
-        if Instant::now() >= until {
-            let mut payloads: Vec<&str> = records.iter().map(Record::payload_str).collect();
-            payloads.sort_unstable();
-            payloads.truncate(20);
-            panic!(
-                "reading {topic} ({isolation:?}) did not finish within {deadline:?}: {} records, partitions at end {at_end:?}, first payloads {payloads:?}",
-                records.len()
-            );
-        }
-        match c.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p, true);
-            }
-            Some(Err(e)) => panic!("consuming {topic} failed: {e}"),
-            Some(Ok(m)) => {
-                at_end.insert(m.partition(), false);
-                let headers = m
-                    .headers()
-                    .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-                    .unwrap_or_default();
-                records.push(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                    timestamp_ms: m.timestamp().to_millis(),
-                });
-            }
-        }
-    }
+    records
 }
 
 /// Reads until every partition is at its end and at least `expected`
@@ -276,15 +188,6 @@ pub fn consume_until_marker(bootstrap: &str, topic: &str, isolation: Isolation, 
     consume(bootstrap, topic, isolation, deadline, |r, at_end| {
         at_end && r.iter().any(|m| m.payload.as_deref() == Some(marker.as_bytes()))
     })
-}
-
-/// How many times each payload was read.
-pub fn payload_counts(records: &[Record]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in records {
-        *m.entry(r.payload_str().to_owned()).or_insert(0) += 1;
-    }
-    m
 }
 
 /// Asserts that `records` are exactly `expected` payloads, each once.
