@@ -444,3 +444,58 @@ impl CMessage {
 pub fn empty_report() -> wdpool_report {
     wdpool_report { topic: std::ptr::null(), partition: -2, offset: -2, timestamp_ms: -2, error_code: -2 }
 }
+
+// ---------------------------------------------------------------------------
+// Tools outside the test binary.
+
+/// The repository root.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `kafka_read` example (tests/tools/kafka_read.rs): `WDPOOL_KAFKA_READ`
+/// if set (relative to the repository), else next to the running test
+/// executable (`<target>/<profile>/deps/x` → `<target>/<profile>/examples/
+/// kafka_read`), else `$CARGO_TARGET_DIR` or `target` + `/debug/examples/`.
+/// Panics when it is not there: `cargo build --example kafka_read` builds it
+/// (a plain `cargo test` does too; `cargo test --test NAME` does not).
+pub fn kafka_read_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WDPOOL_KAFKA_READ").filter(|v| !v.is_empty()) {
+        let path = repo_root().join(p);
+        assert!(path.is_file(), "WDPOOL_KAFKA_READ={} does not exist", path.display());
+        return path;
+    }
+    let mut candidates = Vec::new();
+    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
+        candidates.push(profile_dir.join("examples/kafka_read"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), |t| repo_root().join(t));
+    candidates.push(target.join("debug/examples/kafka_read"));
+    candidates.iter().find(|c| c.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "the kafka_read example is missing (looked at {candidates:?}): build it with \
+             `cargo build --example kafka_read` (a plain `cargo test` builds it too; `cargo test --test NAME` does not)"
+        )
+    })
+}
+
+/// Runs a Kafka command-line tool class with the broker's jars
+/// (`scripts/kafka.sh run-class CLASS ARGS...`, from the repository root);
+/// returns its stdout, panicking with its output if it fails.
+pub fn run_kafka_tool(class: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(repo_root().join("scripts/kafka.sh"))
+        .current_dir(repo_root())
+        .arg("run-class")
+        .arg(class)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/kafka.sh run-class {class}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh run-class {class} {args:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
