@@ -92,21 +92,29 @@ test-header-cpp:
 	$(CC) $(CFLAGS_STRICT) -I include -c $(BUILD)/readme_quickstart.c -o $(BUILD)/readme_quickstart.o
 	@echo "header: compiles as C11 and C++17, included twice; the README's quick start compiles"
 
-# tests/real_*.rs against a real Apache Kafka broker (scripts/kafka.sh),
-# started here and stopped whatever happens.
-test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart
-	@set -e; trap 'scripts/kafka.sh stop' EXIT; \
-	  KAFKA_BOOTSTRAP=$$(scripts/kafka.sh start | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
-	  test -n "$$KAFKA_BOOTSTRAP"; \
-	  WDPOOL_KAFKA_BOOTSTRAP=$$KAFKA_BOOTSTRAP $(CARGO) test --test 'real_*'; \
-	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
-	  WDPOOL_BROKERS=$$KAFKA_BOOTSTRAP $(SANITIZER_ENV) $(BUILD)/example_quickstart
+# tests/real_*.rs against real Apache Kafka brokers (scripts/kafka.sh), on
+# free loopback ports: one broker ("single") and a three-broker cluster
+# ("cluster", replication 3, min.insync.replicas 2) for the failover tests.
+# Both are stopped whatever happens; a broker that cannot start fails the
+# target. The C load test and the example programs run against "single".
+test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/real_load
+	$(CARGO) build --example kafka_read
+	@set -e; trap 'scripts/kafka.sh stop --name single; scripts/kafka.sh stop --name cluster' EXIT; \
+	  single=$$(scripts/kafka.sh start --name single | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
+	  test -n "$$single" || { echo "make test-real: the Kafka broker did not start" >&2; exit 1; }; \
+	  cluster=$$(scripts/kafka.sh start --nodes 3 --name cluster | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
+	  test -n "$$cluster" || { echo "make test-real: the Kafka cluster did not start" >&2; exit 1; }; \
+	  WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_CLUSTER_BOOTSTRAP=$$cluster \
+	    WDPOOL_REAL_LOAD=$(CURDIR)/$(BUILD)/real_load WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
+	    $(CARGO) test --test 'real_*'; \
+	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
+	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart
 
 kafka-start:
-	scripts/kafka.sh start
+	scripts/kafka.sh start --name single
 
 kafka-stop:
-	scripts/kafka.sh stop
+	scripts/kafka.sh stop --name single
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,7 @@
  * real_load: WaterDrop's connection_pool_load, heavier, against a REAL Kafka
  * broker (not run by `make test-c`: it is not named test_*.c).
  *
- *   WDPOOL_BROKERS=127.0.0.1:39092 WDPOOL_KAFKA_READ=target/debug/examples/kafka_read \
+ *   WDPOOL_BROKERS=$(scripts/kafka.sh bootstrap) WDPOOL_KAFKA_READ=target/debug/examples/kafka_read \
  *     target/c/real_load <topic>
  *
  * A pool of 4 idempotent producers (acks=all) shared by 16 threads, each
