@@ -54,6 +54,7 @@ test: deps
 	@echo "make test: all suites passed"
 
 test-rust:
+	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --test header --test 'mock_*'
 
 $(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so

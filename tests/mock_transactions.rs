@@ -257,7 +257,7 @@ fn produce_outside_a_transaction_gets_its_own_transaction() {
     // An invalid message: rejected, and the implicit transaction aborted.
     let e = pool.with(None, |p| p.produce_sync(&[msg(&topic, "x"), msg("a b", "y")])).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidMessage);
-    assert_eq!(pool.with(None, |p| Ok(p.in_transaction())).unwrap(), false);
+    assert!(!pool.with(None, |p| Ok(p.in_transaction())).unwrap());
 
     let records = consume_all(&bootstrap, &topic, 3, DEADLINE);
     assert_eq!(sorted_payloads(&records), strings(&["implicit-async-1", "implicit-async-2", "implicit-sync"]));

@@ -189,7 +189,7 @@ pub unsafe extern "C" fn wdpool_subscribe(
 ///
 /// Returns WDPOOL_OK, WDPOOL_INVALID_ARGUMENT (unknown id).
 #[no_mangle]
-pub extern "C" fn wdpool_unsubscribe(id: u64, err: *mut *mut wdpool_error) -> wdpool_result {
+pub unsafe extern "C" fn wdpool_unsubscribe(id: u64, err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || {
         if events::unsubscribe(id) {
             Ok(())

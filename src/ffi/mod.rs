@@ -2,6 +2,11 @@
 //! errors, the panic boundary and callback types. Every export checks its
 //! pointers, converts strings as UTF-8 and runs its body inside
 //! [`boundary`], so no panic crosses into C.
+//!
+//! Every export that takes a pointer is `unsafe`: its documentation (which
+//! becomes the header's) states the contract the C caller must keep, so a
+//! separate `# Safety` section would only repeat it.
+#![allow(clippy::missing_safety_doc)]
 
 mod config;
 mod delivery;

@@ -107,7 +107,7 @@ pub(crate) fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_resu
 ///
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool_result {
+pub unsafe extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool_result {
     // SAFETY: NULL or a pointer from a wdpool call that was not freed.
     match unsafe { error.as_ref() } {
         Some(e) => e.code,
@@ -120,7 +120,7 @@ pub extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool_result
 ///
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *const c_char {
+pub unsafe extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *const c_char {
     // SAFETY: as in `wdpool_error_code`.
     match unsafe { error.as_ref() } {
         Some(e) => e.message.as_ptr(),
@@ -133,7 +133,7 @@ pub extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *const c_c
 ///
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
+pub unsafe extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
     // SAFETY: as in `wdpool_error_code`.
     unsafe { error.as_ref() }.map_or(0, |e| e.kafka_code)
 }
@@ -141,7 +141,7 @@ pub extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
 /// Frees an error. `wdpool_error_free(NULL)` does nothing. The error and the
 /// string `wdpool_error_message` returned must not be used afterwards.
 #[no_mangle]
-pub extern "C" fn wdpool_error_free(error: *mut wdpool_error) {
+pub unsafe extern "C" fn wdpool_error_free(error: *mut wdpool_error) {
     if !error.is_null() {
         // SAFETY: a pointer from `fail`, freed once.
         drop(unsafe { Box::from_raw(error) });

@@ -208,10 +208,13 @@ pub fn take_error(err: *mut wdpool_error) -> String {
     if err.is_null() {
         return String::new();
     }
-    let text = unsafe { CStr::from_ptr(wdpool_error_message(err)) }.to_string_lossy().into_owned();
-    let code = wdpool_error_code(err);
-    let kafka = wdpool_error_kafka_code(err);
-    wdpool_error_free(err);
+    // SAFETY: a live error from a wdpool call, freed once here.
+    let (text, code, kafka) = unsafe {
+        let text = CStr::from_ptr(wdpool_error_message(err)).to_string_lossy().into_owned();
+        let (code, kafka) = (wdpool_error_code(err), wdpool_error_kafka_code(err));
+        wdpool_error_free(err);
+        (text, code, kafka)
+    };
     format!("{code:?} (kafka code {kafka}): {text}")
 }
 
@@ -226,7 +229,8 @@ pub fn call(f: impl FnOnce(*mut *mut wdpool_error) -> wdpool_result) -> (wdpool_
 pub fn call_with_code(f: impl FnOnce(*mut *mut wdpool_error) -> wdpool_result) -> (wdpool_result, i32, String) {
     let mut err: *mut wdpool_error = std::ptr::null_mut();
     let rc = f(&mut err);
-    let kafka_code = if err.is_null() { 0 } else { wdpool_error_kafka_code(err) };
+    // SAFETY: NULL or a live error from the call above.
+    let kafka_code = if err.is_null() { 0 } else { unsafe { wdpool_error_kafka_code(err) } };
     let text = take_error(err);
     if rc == wdpool_result::WDPOOL_OK {
         assert!(text.is_empty(), "WDPOOL_OK came with an error: {text}");

@@ -17,7 +17,7 @@ fn hammer(pool: &TestPool, threads: usize, body: impl Fn(usize, &TestPool) + Sen
         })
         .collect();
     with_watchdog("the hammering threads", move || {
-        handles.into_iter().map(|h| h.join().is_ok()).all(|ok| ok)
+        handles.into_iter().all(|h| h.join().is_ok())
     })
     .then_some(())
     .expect("a hammering thread panicked");
