@@ -40,8 +40,14 @@ impl Context {
         }
     }
 
-    pub fn sent(&self) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    /// A message is about to be handed to librdkafka.
+    pub fn sending(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// librdkafka refused it after all: no report will come.
+    pub fn not_sent(&self) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 
     pub fn outstanding(&self) -> u64 {

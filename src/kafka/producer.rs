@@ -174,7 +174,7 @@ impl Producer {
             Backend::Kafka(p) => {
                 for (i, m) in messages.iter().enumerate() {
                     match self.send(p, m, &batch, i) {
-                        Ok(()) => self.context.sent(),
+                        Ok(()) => {}
                         Err(e) => {
                             refused.get_or_insert_with(|| e.clone());
                             batch.complete(i, Report::failed(e));
@@ -215,6 +215,9 @@ impl Producer {
         }
         let started = Instant::now();
         let mut backoff = Duration::from_millis(1);
+        // Counted before librdkafka has it: its report may be served (and
+        // uncounted) on the polling thread before `send` even returns.
+        self.context.sending();
         loop {
             match p.send(record) {
                 Ok(()) => return Ok(()),
@@ -227,7 +230,10 @@ impl Producer {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(QUEUE_FULL_BACKOFF_MAX);
                 }
-                Err((e, _)) => return Err(Error::kafka(&format!("producing to {} failed", m.topic), &e)),
+                Err((e, _)) => {
+                    self.context.not_sent();
+                    return Err(Error::kafka(&format!("producing to {} failed", m.topic), &e));
+                }
             }
         }
     }
