@@ -997,7 +997,11 @@ enum wdpool_result wdpool_producer_produce_async(struct wdpool_producer *produce
 /**
  * Produces `count` messages without waiting; one `wdpool_delivery` covers
  * them all. Validation and ownership as `wdpool_producer_produce_async`;
- * nothing is sent if any message is invalid.
+ * nothing is sent if any message is invalid. If librdkafka refuses one of
+ * them (an unknown partition, a queue full for longer than
+ * `max_wait_timeout`), the others are still sent, the call returns
+ * WDPOOL_KAFKA naming the first refusal, no delivery handle is written, and
+ * an open transaction can then only abort.
  */
 enum wdpool_result wdpool_producer_produce_many_async(struct wdpool_producer *producer,
                                                       const struct wdpool_message *messages,

@@ -218,7 +218,11 @@ pub unsafe extern "C" fn wdpool_producer_produce_async(
 
 /// Produces `count` messages without waiting; one `wdpool_delivery` covers
 /// them all. Validation and ownership as `wdpool_producer_produce_async`;
-/// nothing is sent if any message is invalid.
+/// nothing is sent if any message is invalid. If librdkafka refuses one of
+/// them (an unknown partition, a queue full for longer than
+/// `max_wait_timeout`), the others are still sent, the call returns
+/// WDPOOL_KAFKA naming the first refusal, no delivery handle is written, and
+/// an open transaction can then only abort.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_produce_many_async(
     producer: *mut wdpool_producer,
