@@ -15,7 +15,7 @@ DEBUG_LIB  := target/debug
 RELEASE_LIB := target/release
 C_TESTS    := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: all deps build release header demo test test-rust test-c test-header-cpp test-examples test-real kafka-start kafka-stop clean
+.PHONY: all deps build release header demo test test-rust test-c test-valgrind test-header-cpp test-examples test-real kafka-start kafka-stop clean
 
 all: build
 
@@ -48,6 +48,7 @@ demo: release
 test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-valgrind
 	$(MAKE) test-header-cpp
 	$(MAKE) test-examples
 	$(MAKE) test-real
@@ -75,6 +76,21 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	@set -e; for t in $(C_TESTS); do \
 	  echo "== $$t (ASan+UBSan)"; \
 	  $(SANITIZER_ENV) $(BUILD)/$$t; \
+	done
+
+# The same C programs, built without sanitizers against the release build,
+# under valgrind: memory errors and definite leaks fail (one rdkafka leak is
+# suppressed, see tests/c/valgrind.supp). test_fork checks memory errors only:
+# its child abandons the parent's producers on purpose (leaked by design).
+VALGRIND := valgrind --error-exitcode=42 --quiet --suppressions=$(CURDIR)/tests/c/valgrind.supp
+test-valgrind: release
+	@mkdir -p $(BUILD)/valgrind
+	@set -e; for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_STRICT) -O1 -pthread -I include tests/c/$$t.c -L $(RELEASE_LIB) -lwdpool \
+	    -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BUILD)/valgrind/$$t; \
+	  echo "== $$t (valgrind, release build)"; \
+	  if [ $$t = test_fork ]; then leaks=--leak-check=no; else leaks="--leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite"; fi; \
+	  $(VALGRIND) $$leaks $(BUILD)/valgrind/$$t; \
 	done
 
 # The documentation's examples (examples/seed_examples.c) and the quick start,

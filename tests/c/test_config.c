@@ -55,6 +55,7 @@ static void test_pool_creation(void) {
   CHECK(!s.closed);
   CHECK_EQ(event_log_count(&events, 0, WDPOOL_EVENT_CREATED), created_before + 1);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_CREATED, 0, &e, NULL))) {
     CHECK_EQ(e.size, WDPOOL_DEFAULT_SIZE);
     CHECK_EQ(e.timeout_ms, WDPOOL_DEFAULT_TIMEOUT_MS);

@@ -43,6 +43,7 @@ static void test_statistics_events(void) {
 
   CHECK(event_log_drain_until(&events, id, WDPOOL_EVENT_STATISTICS, 2, EVENT_DEADLINE_MS) >= 2);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_STATISTICS, 0, &e, NULL))) {
     CHECK(e.message_len > 0);
     CHECK(e.message_head[0] == '{');

@@ -254,6 +254,7 @@ static void test_checkout_timeout(void) {
   /* The checkout-timeout event ran on the thread that timed out. */
   CHECK_EQ(event_log_count(&events, id, WDPOOL_EVENT_CHECKOUT_TIMEOUT), 2);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_CHECKOUT_TIMEOUT, 0, &e, NULL))) {
     CHECK(e.waited_ms >= 50);
     CHECK_EQ(e.available, 0);
@@ -348,6 +349,7 @@ static void test_close_and_reload(void) {
   CHECK_EQ(report.undelivered, 0);
   CHECK_EQ(event_log_count(&events, id, WDPOOL_EVENT_SHUTDOWN), 1);
   recorded_event shutdown;
+  memset(&shutdown, 0, sizeof shutdown);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_SHUTDOWN, 0, &shutdown, NULL))) {
     CHECK_EQ(shutdown.size, 2);
     CHECK_EQ(shutdown.timeout_ms, 1000);
@@ -425,6 +427,7 @@ static void test_forced_close(void) {
    * this thread. */
   CHECK(event_log_drain_until(&events, id, WDPOOL_EVENT_ERROR, 1, EVENT_DEADLINE_MS) >= 1);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_ERROR, 0, &e, NULL))) {
     CHECK(e.error_code != 0);
     CHECK(e.message_len > 0);
@@ -504,6 +507,7 @@ static void test_global_pool(void) {
   CHECK_EQ(event_log_count(&events, first, WDPOOL_EVENT_CREATED), 1);
   CHECK_EQ(event_log_count(&events, first, WDPOOL_EVENT_SETUP), 1);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   size_t at_created = 0, at_setup = 0;
   if (CHECK(event_log_find(&events, first, WDPOOL_EVENT_CREATED, 0, &e, &at_created))) {
     CHECK(e.global);

@@ -139,6 +139,7 @@ static void test_transactions(void) {
   CHECK_EQ(commit.calls, 1);
   CHECK_TX_DELTA(before, id, 1, 1, 0);
   recorded_event e;
+  memset(&e, 0, sizeof e);
   if (CHECK(event_log_find(&events, id, WDPOOL_EVENT_TRANSACTION_COMMITTED, 0, &e, NULL))) {
     CHECK_EQ(e.slot, 0);
     CHECK_STR(e.producer_id, "c-tx-producer-0");
