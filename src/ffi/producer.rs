@@ -102,10 +102,11 @@ fn produce_and_wait(
     reports_out: *mut wdpool_report,
 ) -> Result<()> {
     let msgs = unsafe { borrow_many(messages, count) }?;
-    producer.in_implicit_transaction(|| {
-        let (batch, _) = producer.send_all(&msgs)?;
-        let waited = batch.wait(producer.max_wait());
-        if !reports_out.is_null() {
+    producer
+        .produce_sync_inspecting(&msgs, |batch| {
+            if reports_out.is_null() {
+                return;
+            }
             for i in 0..count {
                 // SAFETY: `messages` has `count` entries (checked by
                 // borrow_many) and the caller gave room for `count` reports.
@@ -116,10 +117,8 @@ fn produce_and_wait(
                 );
                 unsafe { write_out(reports_out.add(i), report) };
             }
-        }
-        waited?;
-        producer.outcome(&batch)
-    })
+        })
+        .map(drop)
 }
 
 /// librdkafka's "timed out" code, for reports that did not arrive in time.

@@ -287,17 +287,10 @@ impl Producer {
         Ok(count)
     }
 
-    /// Waits for every report of `batch`, bounded by `max_wait_timeout`, and
-    /// returns the first failure.
-    pub fn wait(&self, batch: &Batch) -> Result<()> {
-        batch.wait(self.config.max_wait_timeout)?;
-        self.outcome(batch)
-    }
-
     /// The batch's first failure. When the producer died meanwhile (fenced,
     /// a fatal idempotence error), that is the cause to report: the messages
     /// only show its consequence ("purged").
-    pub fn outcome(&self, batch: &Batch) -> Result<()> {
+    fn outcome(&self, batch: &Batch) -> Result<()> {
         let Some(failure) = batch.failure() else { return Ok(()) };
         self.ensure_open()?;
         Err(failure)
@@ -306,9 +299,23 @@ impl Producer {
     /// Produces and waits for the delivery reports. A transactional producer
     /// outside a transaction wraps the call in one of its own.
     pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.produce_sync_inspecting(messages, |_| {})
+    }
+
+    /// [`Producer::produce_sync`], showing the batch to `inspect` once the
+    /// wait is over (all reports in, or timed out) and before its outcome
+    /// decides the result, so a caller can read the reports of a failed call.
+    pub(crate) fn produce_sync_inspecting(
+        &self,
+        messages: &[Message<'_>],
+        inspect: impl FnOnce(&Batch),
+    ) -> Result<Arc<Batch>> {
         self.in_implicit_transaction(|| {
             let (batch, _) = self.send_all(messages)?;
-            self.wait(&batch)?;
+            let waited = batch.wait(self.config.max_wait_timeout);
+            inspect(&batch);
+            waited?;
+            self.outcome(&batch)?;
             Ok(batch)
         })
     }

@@ -233,12 +233,11 @@ impl Producer {
     fn gave_up(&self, (class, e): (Class, Error)) -> Error {
         match class {
             Class::Abortable => e,
-            Class::Retriable | Class::Fatal => {
+            // txn_call already broke the producer and set the kind.
+            Class::Fatal => e,
+            Class::Retriable => {
                 self.mark_broken();
-                let message = match class {
-                    Class::Retriable => format!("{}; the producer will be replaced", e.message),
-                    _ => e.message,
-                };
+                let message = format!("{}; the producer will be replaced", e.message);
                 Error { kind: ErrorKind::Fatal, message, ..e }
             }
         }
@@ -252,21 +251,17 @@ impl Producer {
         }
     }
 
-    /// Used at close and when a lease ends with a transaction still open.
-    pub(crate) fn abort_open_transaction(&self) -> bool {
-        let depth = {
+    /// Used at close and when a lease ends with a transaction still open:
+    /// rolls back every open level at once.
+    pub(crate) fn abort_open_transaction(&self) {
+        {
             let mut state = self.txn_state();
-            let depth = state.depth;
-            if depth > 1 {
-                state.depth = 1;
+            if state.depth == 0 {
+                return;
             }
-            depth
-        };
-        if depth == 0 {
-            return false;
+            state.depth = 1;
         }
         let _ = self.abort_transaction();
-        true
     }
 
     /// Runs `body` in a transaction: commit when it completes with `Commit`,
