@@ -29,6 +29,16 @@
 #define WDPOOL_VERSION "0.1.0"
 
 /**
+ * ...or past this many bytes of text (statistics JSON can be large).
+ */
+#define QUEUE_CAPACITY_BYTES (16 << 20)
+
+/**
+ * The largest pool: each producer runs several librdkafka threads.
+ */
+#define MAX_SIZE 4096
+
+/**
  * A callback's "it worked". Anything else is a failure: a Ruby exception
  * escaping an ffi callback makes it return 0, which must never read as
  * success, so success is deliberately not 0.
@@ -46,6 +56,10 @@
  */
 #define WDPOOL_TIMEOUT_DEFAULT -1
 
+
+
+
+
 /**
  * "Any partition": the partitioner chooses.
  */
@@ -54,12 +68,12 @@
 /**
  * WaterDrop's default pool size.
  */
-#define WDPOOL_DEFAULT_SIZE 5
+#define WDPOOL_DEFAULT_SIZE DEFAULT_SIZE
 
 /**
- * WaterDrop's default checkout timeout, in milliseconds.
+ * The largest pool size: each producer runs several librdkafka threads.
  */
-#define WDPOOL_DEFAULT_TIMEOUT_MS 5000
+#define WDPOOL_MAX_SIZE MAX_SIZE
 
 /**
  * The result of every fallible wdpool call. 0 is success.
@@ -138,6 +152,11 @@ typedef enum wdpool_result {
    */
   WDPOOL_FATAL = 15,
   /**
+   * A transaction's body exited early (WDPOOL_TXN_EXIT at some level:
+   * Ruby's break/return/throw, Go's Goexit); it was rolled back.
+   */
+  WDPOOL_TRANSACTION_EXITED_EARLY = 16,
+  /**
    * A bug in wdpool: a Rust panic was caught at the boundary.
    */
   WDPOOL_PANIC = 99,
@@ -202,20 +221,25 @@ typedef enum wdpool_event_kind {
 } wdpool_event_kind;
 
 /**
- * One producer's configuration, valid only during the configure callback
- * that received it; afterwards every call with it fails with
- * WDPOOL_STALE_HANDLE. Set librdkafka properties with
- * `wdpool_config_set_kafka` and wdpool's own settings with the typed
- * setters. Not meant to be shared between threads.
+ * One producer's configuration: a handle, not a pointer (never dereference
+ * it), valid only during the configure callback that received it;
+ * afterwards every call with it fails with WDPOOL_STALE_HANDLE, and a
+ * handle of another kind with WDPOOL_INVALID_ARGUMENT. Set librdkafka
+ * properties with `wdpool_config_set_kafka` and wdpool's own settings with
+ * the typed setters. Use it on the callback's thread only.
  */
 typedef struct wdpool_config wdpool_config;
 
 /**
  * The delivery reports of one async produce call (one message, or all the
- * messages of a produce-many). Owned by the caller: free it with
- * `wdpool_delivery_free`, whether or not it was waited on (freeing does not
- * cancel delivery). It stays valid after the producer's callback returns.
- * May be waited on and read from any thread, concurrently.
+ * messages of a produce-many): a handle, not a pointer. Owned by the
+ * caller: free it with `wdpool_delivery_free`, whether or not it was waited
+ * on (freeing does not cancel delivery). It stays valid after the
+ * producer's callback returns, and in a forked child (where the reports of
+ * the parent's messages never arrive). After it is freed, every call with
+ * it fails with WDPOOL_STALE_HANDLE (or returns 0).
+ *
+ * Thread: may be waited on and read from any thread, concurrently.
  */
 typedef struct wdpool_delivery wdpool_delivery;
 
@@ -226,26 +250,43 @@ typedef struct wdpool_delivery wdpool_delivery;
 typedef struct wdpool_error wdpool_error;
 
 /**
- * An in-process mock Kafka cluster on loopback ports. Create it with
- * `wdpool_mock_cluster_new`, free it with `wdpool_mock_cluster_free`. Its
- * functions may be called from any thread.
+ * An in-process mock Kafka cluster on loopback ports: a handle, not a
+ * pointer. Create it with `wdpool_mock_cluster_new`, free it with
+ * `wdpool_mock_cluster_free`. Its functions may be called from any thread;
+ * after it is freed they fail with WDPOOL_STALE_HANDLE.
  */
 typedef struct wdpool_mock_cluster wdpool_mock_cluster;
 
 /**
- * A pool of producers. Create it with `wdpool_pool_new`, free it with
- * `wdpool_pool_free`. All its functions may be called from any thread,
- * concurrently, until it is freed.
+ * A pool of producers: a handle, not a pointer (never dereference it).
+ * Create it with `wdpool_pool_new`, free it with `wdpool_pool_free`. All its
+ * functions may be called from any thread, concurrently; after it is freed
+ * they fail with WDPOOL_STALE_HANDLE (a handle of another kind:
+ * WDPOOL_INVALID_ARGUMENT). It stays usable in a forked child, where it
+ * abandons the parent's producers and creates its own.
  */
 typedef struct wdpool_pool wdpool_pool;
 
 /**
- * A producer checked out of a pool. Handed to a `wdpool_producer_cb` (valid
- * until the callback returns) or returned by `wdpool_pool_checkout` /
- * `wdpool_checkout` (valid until `wdpool_producer_checkin`). Afterwards
- * every call with it fails with WDPOOL_STALE_HANDLE. While valid it may be
- * used from several threads at once (librdkafka producers are thread-safe);
- * transactions on it are one at a time.
+ * A producer checked out of a pool: a handle, not a pointer (never
+ * dereference it). Handed to a `wdpool_producer_cb` (valid until the
+ * callback returns) or returned by `wdpool_pool_checkout` /
+ * `wdpool_checkout` (valid until `wdpool_producer_checkin`). Afterwards,
+ * and in a process forked after it was made, every call with it fails with
+ * WDPOOL_STALE_HANDLE; a handle of another kind fails with
+ * WDPOOL_INVALID_ARGUMENT.
+ *
+ * The C type is a pointer to an incomplete struct so that C and C++
+ * compilers refuse a handle of another kind; its value is an opaque token.
+ * Go's garbage collector does not treat pointers to incomplete C types as
+ * pointers, so holding one in Go memory is safe.
+ *
+ * Threads: while valid, it may be used from several threads at once.
+ * Transactions belong to an owner (see `wdpool_owner`): a call acts for
+ * the lease's owner, or, for a handle of a thread (a callback's, or a
+ * checkout with WDPOOL_OWNER_THREAD), for the calling thread. Another
+ * owner's transaction is never joined: transactional calls wait for it to
+ * end, bounded by their timeout.
  */
 typedef struct wdpool_producer wdpool_producer;
 
@@ -340,16 +381,47 @@ typedef struct wdpool_event {
  * reloaded, checkout timeout, producer replaced, transactions) run on the
  * thread that caused them, during the wdpool call that caused them; queued
  * events (errors, statistics) run on the thread calling
- * `wdpool_events_drain`. Never on a librdkafka thread. May run on several
- * threads at once. It may call wdpool, including subscribe and unsubscribe.
+ * `wdpool_events_drain`; the shutdown event of a pool freed without being
+ * closed is queued too. Never on a librdkafka thread or a thread of
+ * wdpool's. May run on several threads at once. It may call wdpool,
+ * including subscribe and unsubscribe, but must not close, reload or free
+ * the pool whose event it handles from inside a `created` or `setup`
+ * event.
+ *
+ * It must return normally: never unwind or jump out of it (no `longjmp`,
+ * no C++ exception, no Ruby non-local exit, no Go panic).
  */
 typedef void (*wdpool_event_cb)(void *user_data,
                                 const struct wdpool_event *event);
 
 /**
  * Releases a subscriber's user data once wdpool will not call it again.
+ * Runs exactly once, with no lock of wdpool's held, on the thread that
+ * unsubscribed or on the thread that finished the last delivery in
+ * progress. It may call wdpool (subscribe, unsubscribe, free a pool). It
+ * must return normally (no `longjmp`, C++ exception, Ruby non-local exit
+ * or Go panic).
  */
 typedef void (*wdpool_finalizer)(void *user_data);
+
+/**
+ * The state of the queue that `wdpool_events_drain` empties.
+ */
+typedef struct wdpool_events_statistics {
+  /**
+   * Events waiting to be drained.
+   */
+  size_t queued;
+  /**
+   * Bytes they hold.
+   */
+  size_t queued_bytes;
+  /**
+   * Events dropped because the queue was full, over the process's life:
+   * a binding can warn when it grows.
+   */
+  uint64_t dropped;
+} wdpool_events_statistics;
 
 /**
  * A borrowed byte range. `data` may be NULL only when `len` is 0; what NULL
@@ -418,11 +490,12 @@ typedef struct wdpool_message {
  */
 typedef struct wdpool_options {
   /**
-   * How many producers (slots); at least 1. Default 5.
+   * How many producers (slots): 1 to WDPOOL_MAX_SIZE. Default 5.
    */
   size_t size;
   /**
-   * How long a checkout waits for a free producer, in milliseconds.
+   * How long a checkout waits for a free producer, in milliseconds,
+   * creating the producer included (WaterDrop's connection timeout).
    * Default 5000; 0 means "fail at once when none is free".
    */
   uint64_t timeout_ms;
@@ -434,7 +507,16 @@ typedef struct wdpool_options {
  * the slot's zero-based index, stable for the pool's life (across reloads
  * and replacements), so `transactional.id`s can be derived from it.
  * Return `WDPOOL_CB_OK` on success; anything else fails the pool's creation
- * with WDPOOL_CALLBACK_FAILED.
+ * with WDPOOL_CALLBACK_FAILED. A setter that failed inside the callback
+ * fails the pool's creation with that setter's code (INVALID_ARGUMENT,
+ * INVALID_CONFIG, ...) and message, even when the callback then returned
+ * `WDPOOL_CB_OK`: a binding that ignores a setter's result still cannot
+ * build a pool with a configuration other than the one it asked for.
+ *
+ * It must return normally: never unwind or jump out of it (no `longjmp`,
+ * no C++ exception, no Ruby non-local exit, no Go panic). It may call any
+ * `wdpool_config_*` setter with the config it got, and nothing that
+ * creates, closes or frees the pool being created.
  */
 typedef int (*wdpool_configure_cb)(void *user_data,
                                    struct wdpool_config *config,
@@ -444,19 +526,33 @@ typedef int (*wdpool_configure_cb)(void *user_data,
  * Work with a checked-out producer. Runs on the calling thread, before the
  * call that takes it returns. Return `WDPOOL_CB_OK` on success; in a
  * transaction `WDPOOL_CB_ABORT` rolls back without an error; anything else
- * is a failure (WDPOOL_CALLBACK_FAILED, and a transaction is aborted).
- * Never unwind (C++ exceptions, Ruby non-local exits, Go panics) through it:
- * catch inside and return a failure.
+ * is a failure (WDPOOL_CALLBACK_FAILED, and a transaction is rolled back).
+ *
+ * It must return normally: never unwind or jump out of it (no `longjmp`,
+ * no C++ exception, no Ruby non-local exit, no Go panic): catch inside and
+ * return a failure. Bindings whose blocks can exit non-locally use the
+ * checkout / `wdpool_producer_end` calls instead.
  */
 typedef int (*wdpool_producer_cb)(void *user_data,
                                   struct wdpool_producer *producer);
+
+/**
+ * Who a checkout is for: a nested checkout by the same owner gets the same
+ * producer, and a transaction belongs to the owner that began it.
+ * WDPOOL_OWNER_THREAD (0): the calling OS thread (C and C++ threads).
+ * WDPOOL_OWNER_NONE: nobody; every checkout is a fresh one. Any other
+ * value is a key the caller chooses (a Ruby Fiber's id, a Go context's
+ * token), re-entrant whatever OS thread it calls from: keys must be unique
+ * among the callers that are live at once.
+ */
+typedef uint64_t wdpool_owner;
 
 /**
  * What closing a pool did.
  */
 typedef struct wdpool_close_report {
   /**
-   * Producers closed by this call (the idle ones).
+   * Producers closed by the close (the idle ones).
    */
   size_t closed;
   /**
@@ -490,6 +586,11 @@ typedef struct wdpool_statistics {
    * Producers checked out.
    */
   size_t in_use;
+  /**
+   * Producers whose creation goes on in the background (a checkout's
+   * timeout ran out while, say, `init_transactions` was still waiting).
+   */
+  size_t creating;
   /**
    * Threads waiting for a producer.
    */
@@ -533,10 +634,30 @@ typedef struct wdpool_producer_info {
    */
   bool transactional;
   /**
-   * A transaction is open on it.
+   * A transaction is open (or being begun or ended) on it, by any owner.
    */
   bool in_transaction;
+  /**
+   * How many transaction levels the caller (this handle's owner) has
+   * open: 0 outside its transaction.
+   */
+  uint32_t depth;
+  /**
+   * The open transaction can only roll back now (an inner level aborted,
+   * failed or exited early, or a message was refused).
+   */
+  bool rollback_only;
 } wdpool_producer_info;
+
+/**
+ * The calling OS thread owns the checkout.
+ */
+#define WDPOOL_OWNER_THREAD 0
+
+/**
+ * Nobody owns the checkout: never re-entrant.
+ */
+#define WDPOOL_OWNER_NONE UINT64_MAX
 
 #ifdef __cplusplus
 extern "C" {
@@ -614,26 +735,31 @@ enum wdpool_result wdpool_config_set_id(struct wdpool_config *config,
                                         struct wdpool_error **err);
 
 /**
- * Waits until every message of `delivery` has its report, at most
- * `timeout_ms` milliseconds (WDPOOL_TIMEOUT_DEFAULT: the producer's
- * `max_wait_timeout`; 0: do not wait).
+ * Waits until every message of `delivery` has its report.
  *
- * Returns WDPOOL_OK when all were delivered; WDPOOL_KAFKA (the first
- * failure; `wdpool_error_kafka_code` has its code) when any failed;
- * WDPOOL_DELIVERY_TIMEOUT when some reports are still missing;
- * WDPOOL_NULL_PARAMETER. Blocks the calling thread; any thread.
+ * Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+ *             `max_wait_timeout`; 0: only checks).
+ * Calls back: nothing.
+ * Thread:     any, concurrently with other calls on it.
+ * Returns:    OK when all were delivered; KAFKA (the first failure;
+ *             `wdpool_error_kafka_code` has its code) when any failed;
+ *             DELIVERY_TIMEOUT when some reports are still missing;
+ *             NULL_PARAMETER; INVALID_ARGUMENT (another kind of handle);
+ *             STALE_HANDLE (freed).
  */
 enum wdpool_result wdpool_delivery_wait(const struct wdpool_delivery *delivery,
                                         int64_t timeout_ms,
                                         struct wdpool_error **err);
 
 /**
- * How many messages `delivery` covers; 0 for NULL.
+ * How many messages `delivery` covers; 0 for NULL or an invalid handle.
+ * Never blocks; any thread.
  */
 size_t wdpool_delivery_count(const struct wdpool_delivery *delivery);
 
 /**
- * How many messages of `delivery` have no report yet; 0 for NULL.
+ * How many messages of `delivery` have no report yet; 0 for NULL or an
+ * invalid handle. Never blocks; any thread.
  */
 size_t wdpool_delivery_pending(const struct wdpool_delivery *delivery);
 
@@ -641,10 +767,11 @@ size_t wdpool_delivery_pending(const struct wdpool_delivery *delivery);
  * Copies the report of message `index` into `*report_out`. Its `topic`
  * points into `delivery` (valid until it is freed).
  *
- * Returns WDPOOL_OK (look at `error_code` for the message's outcome),
- * WDPOOL_PENDING when that report has not arrived yet,
- * WDPOOL_INVALID_ARGUMENT when `index` is out of range,
- * WDPOOL_NULL_PARAMETER. Any thread.
+ * Blocks:     never. Calls back: nothing. Thread: any.
+ * Returns:    OK (look at `error_code` for the message's outcome), PENDING
+ *             when that report has not arrived yet, INVALID_ARGUMENT when
+ *             `index` is out of range (or another kind of handle),
+ *             NULL_PARAMETER, STALE_HANDLE.
  */
 enum wdpool_result wdpool_delivery_report(const struct wdpool_delivery *delivery,
                                           size_t index,
@@ -652,8 +779,12 @@ enum wdpool_result wdpool_delivery_report(const struct wdpool_delivery *delivery
                                           struct wdpool_error **err);
 
 /**
- * Frees a delivery handle. NULL does nothing. Messages not yet delivered
- * are still delivered; only their reports are no longer kept.
+ * Frees a delivery handle. NULL, a freed handle or another kind of handle
+ * does nothing. Messages not yet delivered are still delivered; only their
+ * reports are no longer kept. A thread still inside `wdpool_delivery_wait`
+ * on it finishes safely.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any (a finalizer's too).
  */
 void wdpool_delivery_free(struct wdpool_delivery *delivery);
 
@@ -665,8 +796,10 @@ void wdpool_delivery_free(struct wdpool_delivery *delivery);
  * no longer call `callback`: after `wdpool_unsubscribe`, possibly later, on
  * the thread that finishes the last delivery in progress.
  *
- * `id_out` (may be NULL) receives the subscription's id, written only on
- * WDPOOL_OK. Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER (callback).
+ * Blocks:     never. Calls back: nothing now. Thread: any.
+ * id_out:     NULL, or where to write the subscription's id (never 0);
+ *             written only on OK.
+ * Returns:    OK, NULL_PARAMETER (callback).
  */
 enum wdpool_result wdpool_subscribe(wdpool_event_cb callback,
                                     void *user_data,
@@ -678,24 +811,45 @@ enum wdpool_result wdpool_subscribe(wdpool_event_cb callback,
  * Ends a subscription. Deliveries already running may still finish; the
  * finalizer tells when the user data is free.
  *
- * Returns WDPOOL_OK, WDPOOL_INVALID_ARGUMENT (unknown id).
+ * Blocks:     never.
+ * Calls back: the subscription's finalizer, on this thread, when no
+ *             delivery is running (otherwise on the thread that finishes
+ *             the last one), with no lock of wdpool's held.
+ * Thread:     any, also from inside a subscriber or a finalizer.
+ * Returns:    OK, INVALID_ARGUMENT (unknown id).
  */
 enum wdpool_result wdpool_unsubscribe(uint64_t id,
                                       struct wdpool_error **err);
 
 /**
- * Delivers queued events (errors and statistics from librdkafka's threads)
- * to the subscribers, on the calling thread. Waits up to `timeout_ms` for
- * the first (0: do not wait; WDPOOL_TIMEOUT_DEFAULT: 1000 ms), then
- * delivers what is queued, at most `max` in all. Events are queued only
- * while someone is subscribed; past 10000 the oldest are dropped.
+ * Delivers queued events (errors and statistics from librdkafka's threads,
+ * shutdowns of pools freed without a close) to the subscribers, on the
+ * calling thread: waits up to `timeout_ms` for the first (0: do not wait;
+ * WDPOOL_TIMEOUT_DEFAULT: 1000 ms), then delivers what is queued, at most
+ * `max` in all. Events are queued only while someone is subscribed; past
+ * WDPOOL_EVENTS_QUEUE_CAPACITY events or WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES
+ * bytes the oldest are dropped (see `wdpool_events_stats`).
  *
- * `count_out` (may be NULL) receives how many were delivered. Returns
- * WDPOOL_OK. Blocks; call it from a thread of your own, in a loop.
+ * Blocks:     up to `timeout_ms` for the first event, then for as long as
+ *             the subscribers take. Call it from a thread of your own, in a
+ *             loop.
+ * Calls back: every subscriber, once per event, on this thread.
+ * Thread:     any; several threads may drain at once.
+ * count_out:  NULL, or where to write how many were delivered.
+ * Returns:    OK.
  */
 enum wdpool_result wdpool_events_drain(int64_t timeout_ms,
                                        size_t max,
                                        size_t *count_out,
+                                       struct wdpool_error **err);
+
+/**
+ * Writes the state of the event queue to `*stats_out`.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER.
+ */
+enum wdpool_result wdpool_events_stats(struct wdpool_events_statistics *stats_out,
                                        struct wdpool_error **err);
 
 /**
@@ -722,15 +876,17 @@ enum wdpool_result wdpool_mock_cluster_new(int32_t brokers,
 /**
  * The cluster's bootstrap servers ("127.0.0.1:port,..."), for
  * "bootstrap.servers". Borrowed: valid until the cluster is freed. "" for
- * NULL.
+ * NULL or an invalid handle. Never blocks; any thread.
  */
 const char *wdpool_mock_cluster_bootstrap_servers(const struct wdpool_mock_cluster *cluster);
 
 /**
- * Creates `topic` with `partitions` partitions.
+ * Creates `topic` (a valid topic name: letters, digits, '_', '-', '.') with
+ * `partitions` partitions.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT,
- * WDPOOL_KAFKA.
+ * Blocks: briefly, on the cluster's lock. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (a bad name, partitions
+ * < 1, another kind of handle), STALE_HANDLE, KAFKA.
  */
 enum wdpool_result wdpool_mock_cluster_create_topic(const struct wdpool_mock_cluster *cluster,
                                                     const char *topic,
@@ -741,7 +897,8 @@ enum wdpool_result wdpool_mock_cluster_create_topic(const struct wdpool_mock_clu
  * Takes broker `broker_id` down (`up` false) or brings it back (`up` true),
  * to test failures.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_KAFKA.
+ * Blocks: briefly. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE, KAFKA.
  */
 enum wdpool_result wdpool_mock_cluster_set_broker_up(const struct wdpool_mock_cluster *cluster,
                                                      int32_t broker_id,
@@ -749,15 +906,31 @@ enum wdpool_result wdpool_mock_cluster_set_broker_up(const struct wdpool_mock_cl
                                                      struct wdpool_error **err);
 
 /**
- * Stops and frees the cluster. NULL does nothing. Producers still connected
- * to it will see their brokers disappear.
+ * Delays every response of broker `broker_id` by `rtt_ms` milliseconds
+ * (0: none), to test slow brokers and slow commits.
+ *
+ * Blocks: briefly. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE, KAFKA.
+ */
+enum wdpool_result wdpool_mock_cluster_set_rtt(const struct wdpool_mock_cluster *cluster,
+                                               int32_t broker_id,
+                                               uint32_t rtt_ms,
+                                               struct wdpool_error **err);
+
+/**
+ * Stops and frees the cluster. NULL, a freed handle or another kind of
+ * handle does nothing. Producers still connected to it will see their
+ * brokers disappear.
+ *
+ * Blocks: while the cluster's threads stop (milliseconds). Calls back:
+ * nothing. Thread: any.
  */
 void wdpool_mock_cluster_free(struct wdpool_mock_cluster *cluster);
 
 /**
  * WaterDrop's defaults: size 5, timeout 5000 ms.
  *
- * Thread safety: any thread.
+ * Blocks: never. Calls back: nothing. Thread: any.
  */
 struct wdpool_options wdpool_options_default(void);
 
@@ -767,12 +940,19 @@ struct wdpool_options wdpool_options_default(void);
  * the `WDPOOL_BROKERS` environment variable or 127.0.0.1:9092) is called
  * once per slot before this returns, with `user_data` and the slot's
  * zero-based index; `user_data` is not kept. Producers are created on first
- * use, so no broker needs to be reachable now. Fires `connection_pool.created`.
+ * use, so no broker needs to be reachable now. Nothing is allocated in
+ * proportion to `options->size` before it is checked.
  *
- * `pool_out` receives the new pool, owned by the caller (free it with
- * `wdpool_pool_free`); written only on WDPOOL_OK. Returns WDPOOL_OK,
- * WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (size 0),
- * WDPOOL_INVALID_CONFIG (names the key), WDPOOL_CALLBACK_FAILED.
+ * Blocks:     never on the network; runs `configure` `size` times.
+ * Calls back: `configure`, on this thread, in slot order; then the
+ *             `connection_pool.created` subscribers, on this thread.
+ * Thread:     any.
+ * pool_out:   receives the new pool, owned by the caller (free it with
+ *             `wdpool_pool_free`); written only on OK.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT (size 0 or above
+ *             WDPOOL_MAX_SIZE), INVALID_CONFIG (names the key),
+ *             CALLBACK_FAILED, or the code of a setter that failed inside
+ *             `configure` (see `wdpool_configure_cb`).
  */
 enum wdpool_result wdpool_pool_new(const struct wdpool_options *options,
                                    wdpool_configure_cb configure,
@@ -781,16 +961,27 @@ enum wdpool_result wdpool_pool_new(const struct wdpool_options *options,
                                    struct wdpool_error **err);
 
 /**
- * Checks out a producer (waiting at most `timeout_ms`;
- * WDPOOL_TIMEOUT_DEFAULT: the pool's timeout), calls `callback(user_data,
+ * Checks out a producer for the calling thread, calls `callback(user_data,
  * producer)` on this thread, and returns the producer to the pool whatever
- * the callback did. Re-entrant: a nested call on the same thread gets the
- * same producer (a pool of size 1 does not deadlock). A transaction the
- * callback opened with `wdpool_producer_begin` and left open is aborted.
+ * the callback did. Re-entrant per thread: a nested call on the same thread
+ * gets the same producer (a pool of size 1 does not deadlock). A
+ * transaction the callback opened with `wdpool_producer_begin` and left
+ * open is rolled back.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_TIMEOUT, WDPOOL_CLOSED,
- * WDPOOL_CALLBACK_FAILED, WDPOOL_TRANSACTION_ABORTED, and the errors of
- * creating a producer (WDPOOL_INVALID_CONFIG, WDPOOL_KAFKA, WDPOOL_FATAL).
+ * Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the pool's
+ *             timeout) for a free producer, creating it included; then for
+ *             as long as the callback runs; then, when a transaction was
+ *             left open, for its abort (bounded by `max_wait_timeout`).
+ * Calls back: `callback` once, on this thread; event subscribers
+ *             (checkout timeout, producer replaced, transactions), on this
+ *             thread.
+ * Thread:     any.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, TIMEOUT (the message
+ *             says how long and how many of how many were available, and
+ *             whether a creation goes on in the background), CLOSED,
+ *             CALLBACK_FAILED, TRANSACTION_ABORTED, STALE_HANDLE (a freed
+ *             pool), and the errors of creating a producer (INVALID_CONFIG,
+ *             KAFKA, FATAL).
  */
 enum wdpool_result wdpool_pool_with(const struct wdpool_pool *pool,
                                     int64_t timeout_ms,
@@ -799,13 +990,19 @@ enum wdpool_result wdpool_pool_with(const struct wdpool_pool *pool,
                                     struct wdpool_error **err);
 
 /**
- * As `wdpool_pool_with`, inside a transaction: committed when the callback
- * returns WDPOOL_CB_OK, aborted when it returns WDPOOL_CB_ABORT (result
- * WDPOOL_OK) or anything else (WDPOOL_CALLBACK_FAILED).
+ * As `wdpool_pool_with`, with the callback as one transaction level (see
+ * `wdpool_producer_transaction`): committed when the callback returns
+ * WDPOOL_CB_OK, rolled back when it returns WDPOOL_CB_ABORT (result OK) or
+ * anything else (CALLBACK_FAILED). OK with WDPOOL_CB_OK means committed.
  *
- * Returns those of `wdpool_pool_with`, and WDPOOL_NOT_TRANSACTIONAL,
- * WDPOOL_TRANSACTION_ABORTED (an abortable Kafka error: rolled back),
- * WDPOOL_KAFKA, WDPOOL_FATAL (the producer will be replaced).
+ * Blocks:     as `wdpool_pool_with`, plus commit or abort (bounded by the
+ *             producer's `max_wait_timeout`).
+ * Calls back: as `wdpool_pool_with`.
+ * Thread:     any.
+ * Returns:    those of `wdpool_pool_with`, and NOT_TRANSACTIONAL,
+ *             TRANSACTION_ABORTED (an abortable Kafka error: rolled back),
+ *             TRANSACTION_EXITED_EARLY, KAFKA, FATAL (the producer will be
+ *             replaced).
  */
 enum wdpool_result wdpool_pool_transaction(const struct wdpool_pool *pool,
                                            int64_t timeout_ms,
@@ -814,16 +1011,28 @@ enum wdpool_result wdpool_pool_transaction(const struct wdpool_pool *pool,
                                            struct wdpool_error **err);
 
 /**
- * Checks out a producer without a callback (for bindings whose callbacks
- * cannot be trusted to return normally). The caller must give it back with
- * `wdpool_producer_checkin`, on any thread. Re-entrant per OS thread like
- * `wdpool_pool_with`: callers whose tasks move between OS threads (Go
- * goroutines) should use `wdpool_pool_with` or pin their thread.
+ * Checks out a producer for `owner` without a callback, for bindings whose
+ * callbacks cannot be trusted to return normally (Ruby blocks, Go
+ * functions that panic). Give it back with `wdpool_producer_checkin`, from
+ * any thread. A nested checkout by the same owner gets the same producer
+ * (see `wdpool_owner`): Ruby passes the current Fiber, Go a token carried
+ * by its context, C WDPOOL_OWNER_THREAD; WDPOOL_OWNER_NONE is never
+ * re-entrant.
  *
- * `producer_out` is written only on WDPOOL_OK. Returns as
- * `wdpool_pool_with`, without WDPOOL_CALLBACK_FAILED.
+ * Blocks:       up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the pool's
+ *               timeout) for a free producer, creating it included. A
+ *               creation still waiting (say, for `init_transactions`) when
+ *               the time is up goes on in the background for the next
+ *               caller; this one gets TIMEOUT saying so.
+ * Calls back:   checkout timeout and producer replaced subscribers, on
+ *               this thread.
+ * Thread:       any.
+ * producer_out: receives the handle, written only on OK.
+ * Returns:      as `wdpool_pool_with`, without CALLBACK_FAILED and
+ *               TRANSACTION_ABORTED.
  */
 enum wdpool_result wdpool_pool_checkout(const struct wdpool_pool *pool,
+                                        wdpool_owner owner,
                                         int64_t timeout_ms,
                                         struct wdpool_producer **producer_out,
                                         struct wdpool_error **err);
@@ -832,12 +1041,18 @@ enum wdpool_result wdpool_pool_checkout(const struct wdpool_pool *pool,
  * Closes the pool: gracefully (each idle producer flushes, bounded by its
  * `max_wait_timeout`) or, with `force`, purging what is not delivered.
  * Producers close in parallel. Checked-out producers are closed when they
- * come back. Later checkouts fail with WDPOOL_CLOSED (nested ones on a thread
- * that still holds a producer too). Closing again is harmless (reports
- * zeros). Fires `connection_pool.shutdown` once.
+ * come back. Later checkouts fail with WDPOOL_CLOSED (nested ones too).
+ * Returns only when the pool is closed: a call made while another close
+ * runs waits for it, and every call reports the first close's outcome
+ * (and its `force`).
  *
- * `report_out`: NULL or where to write what was closed. Returns WDPOOL_OK,
- * WDPOOL_NULL_PARAMETER (pool). Blocks until the idle producers are closed.
+ * Blocks:     until the idle producers are flushed (graceful: up to their
+ *             `max_wait_timeout`) or purged (forced: about 500 ms at most).
+ * Calls back: the `connection_pool.shutdown` subscribers, once per pool,
+ *             on the thread of the first close.
+ * Thread:     any.
+ * report_out: NULL, or where to write what the close did; written on OK.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
  */
 enum wdpool_result wdpool_pool_close(const struct wdpool_pool *pool,
                                      bool force,
@@ -847,10 +1062,14 @@ enum wdpool_result wdpool_pool_close(const struct wdpool_pool *pool,
 /**
  * Reloads the pool: idle producers are closed gracefully and recreated on
  * demand (with the same slot indexes and configuration); checked-out ones
- * are replaced when they come back. Fires `connection_pool.reload` before
- * and `connection_pool.reloaded` after.
+ * are replaced when they come back.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_CLOSED.
+ * Blocks:     until the idle producers are flushed (up to their
+ *             `max_wait_timeout`).
+ * Calls back: `connection_pool.reload` subscribers before, and
+ *             `connection_pool.reloaded` after, on this thread.
+ * Thread:     any.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, CLOSED, STALE_HANDLE.
  */
 enum wdpool_result wdpool_pool_reload(const struct wdpool_pool *pool,
                                       struct wdpool_error **err);
@@ -858,30 +1077,49 @@ enum wdpool_result wdpool_pool_reload(const struct wdpool_pool *pool,
 /**
  * Writes a snapshot of the pool to `*stats_out`. Works on a closed pool.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER.
+ * Blocks:     never (it does not wait for creations, commits or closes in
+ *             progress).
+ * Calls back: nothing.
+ * Thread:     any.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
  */
 enum wdpool_result wdpool_pool_stats(const struct wdpool_pool *pool,
                                      struct wdpool_statistics *stats_out,
                                      struct wdpool_error **err);
 
 /**
- * The pool's process-unique id, as events report it; 0 for NULL.
+ * The pool's process-unique id, as events report it; 0 for NULL or an
+ * invalid handle. Blocks: never. Calls back: nothing. Thread: any.
  */
 uint64_t wdpool_pool_id(const struct wdpool_pool *pool);
 
 /**
- * Frees a pool, closing it gracefully first if it is not closed. NULL does
- * nothing. The pool must not be used afterwards; producers still checked
- * out stay valid until they come back, and are then closed.
+ * Frees a pool handle; safe from a garbage collector's finalizer. NULL, a
+ * freed handle or another kind of handle does nothing. The handle is stale
+ * at once; calls already running on other threads finish normally.
+ *
+ * When the pool was not closed, a thread of wdpool's closes it gracefully
+ * in the background once the last call using it has returned (each
+ * producer flushes, up to its `max_wait_timeout`), and its
+ * `connection_pool.shutdown` event is queued for `wdpool_events_drain`. To
+ * know that everything was delivered, call `wdpool_pool_close` first.
+ * Producers still checked out stay valid until they come back, and are
+ * then closed. In a forked child, the parent's producers are abandoned,
+ * never destroyed.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
  */
 void wdpool_pool_free(struct wdpool_pool *pool);
 
 /**
  * Sets up the process-wide pool, as `wdpool_pool_new` does. A global pool
- * set up before is closed gracefully once the new one is in place. Fires
- * `connection_pool.created` and `connection_pool.setup`.
+ * set up before is closed gracefully once the new one is in place.
  *
- * Returns as `wdpool_pool_new` (without the out-parameter). Any thread.
+ * Blocks:     as `wdpool_pool_new`, then to close the previous global pool.
+ * Calls back: `configure`, then `connection_pool.created` and
+ *             `connection_pool.setup` subscribers, on this thread.
+ * Thread:     any.
+ * Returns:    as `wdpool_pool_new`.
  */
 enum wdpool_result wdpool_setup(const struct wdpool_options *options,
                                 wdpool_configure_cb configure,
@@ -889,8 +1127,8 @@ enum wdpool_result wdpool_setup(const struct wdpool_options *options,
                                 struct wdpool_error **err);
 
 /**
- * `wdpool_pool_with` on the global pool. Also returns WDPOOL_NOT_SET_UP
- * before `wdpool_setup` and WDPOOL_CLOSED after `wdpool_close`.
+ * `wdpool_pool_with` on the global pool. Also returns NOT_SET_UP before
+ * `wdpool_setup` and CLOSED after `wdpool_close`.
  */
 enum wdpool_result wdpool_with(int64_t timeout_ms,
                                wdpool_producer_cb callback,
@@ -898,7 +1136,7 @@ enum wdpool_result wdpool_with(int64_t timeout_ms,
                                struct wdpool_error **err);
 
 /**
- * `wdpool_pool_transaction` on the global pool; also WDPOOL_NOT_SET_UP.
+ * `wdpool_pool_transaction` on the global pool; also NOT_SET_UP.
  */
 enum wdpool_result wdpool_transaction(int64_t timeout_ms,
                                       wdpool_producer_cb callback,
@@ -906,73 +1144,96 @@ enum wdpool_result wdpool_transaction(int64_t timeout_ms,
                                       struct wdpool_error **err);
 
 /**
- * `wdpool_pool_checkout` on the global pool; also WDPOOL_NOT_SET_UP.
+ * `wdpool_pool_checkout` on the global pool; also NOT_SET_UP.
  */
-enum wdpool_result wdpool_checkout(int64_t timeout_ms,
+enum wdpool_result wdpool_checkout(wdpool_owner owner,
+                                   int64_t timeout_ms,
                                    struct wdpool_producer **producer_out,
                                    struct wdpool_error **err);
 
 /**
- * `wdpool_pool_close` on the global pool. Harmless when there is none or it
- * is closed already (reports zeros). Returns WDPOOL_OK.
+ * `wdpool_pool_close` on the global pool. Harmless when there is none
+ * (reports zeros); when it is closed or closing, waits for that close and
+ * reports its outcome. Returns OK.
  */
 enum wdpool_result wdpool_close(bool force,
                                 struct wdpool_close_report *report_out,
                                 struct wdpool_error **err);
 
 /**
- * `wdpool_pool_reload` on the global pool; also WDPOOL_NOT_SET_UP.
+ * `wdpool_pool_reload` on the global pool. Without a global pool it is a
+ * harmless no-op returning OK, as WaterDrop's `reload` is (so a process may
+ * reload unconditionally after `fork()`). Returns OK, CLOSED.
  */
 enum wdpool_result wdpool_reload(struct wdpool_error **err);
 
 /**
- * `wdpool_pool_stats` on the global pool; also WDPOOL_NOT_SET_UP and
- * WDPOOL_CLOSED.
+ * `wdpool_pool_stats` on the global pool; also NOT_SET_UP and CLOSED.
  */
 enum wdpool_result wdpool_stats(struct wdpool_statistics *stats_out,
                                 struct wdpool_error **err);
 
 /**
  * Whether a global pool is set up and not closed (WaterDrop's `active?`).
+ * Blocks: never. Calls back: nothing. Thread: any.
  */
 bool wdpool_active(void);
 
 /**
  * The global pool's id (as events report it), or 0 when none is active.
+ * Blocks: never. Calls back: nothing. Thread: any.
  */
 uint64_t wdpool_global_id(void);
 
 /**
- * Produces one message and waits for its delivery report (at most the
- * producer's `max_wait_timeout`). The message is validated first; nothing
- * is sent when it is invalid. On a transactional producer outside a
- * transaction, the message gets a transaction of its own.
+ * Produces one message and waits for its delivery report.
  *
- * `report_out`: NULL, or where to write the report (its `topic` is
- * `message->topic`); written when the message was sent, even if delivery
- * failed. Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_MESSAGE,
- * WDPOOL_KAFKA (delivery failed), WDPOOL_DELIVERY_TIMEOUT, WDPOOL_CLOSED,
- * WDPOOL_FATAL, WDPOOL_TRANSACTION_ABORTED (its own transaction failed),
- * WDPOOL_STALE_HANDLE. Blocks; any thread while the handle is valid.
+ * The message is validated first; nothing is sent when it is invalid. On a
+ * transactional producer outside the caller's transaction, the message
+ * gets a transaction of its own, committed before this returns (waiting
+ * first, within the timeout, while another owner's transaction is open).
+ *
+ * Blocks:     up to `timeout_ms` in all (WDPOOL_TIMEOUT_DEFAULT: the
+ *             producer's `max_wait_timeout`; 0: do not wait for the report,
+ *             which then fails with WDPOOL_DELIVERY_TIMEOUT).
+ * Calls back: transaction event subscribers, on this thread, for its own
+ *             transaction.
+ * Thread:     any, while the handle is valid.
+ * report_out: NULL, or where to write the report (its `topic` is
+ *             `message->topic`); written once the message was handed to
+ *             librdkafka, even when delivery failed or timed out.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT (wrong handle kind),
+ *             INVALID_MESSAGE, KAFKA (delivery failed), DELIVERY_TIMEOUT,
+ *             TIMEOUT (another owner's transaction did not end in time),
+ *             CLOSED, FATAL, TRANSACTION_ABORTED (its own transaction
+ *             failed), STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_produce_sync(struct wdpool_producer *producer,
                                                 const struct wdpool_message *message,
+                                                int64_t timeout_ms,
                                                 struct wdpool_report *report_out,
                                                 struct wdpool_error **err);
 
 /**
- * Produces `count` messages and waits for all their reports. All are
- * validated first: if any is invalid nothing is sent and the error names
- * its index and field. A transactional producer outside a transaction puts
- * them all in one transaction.
+ * Produces `count` messages and waits for all their reports.
  *
- * `reports_out`: NULL, or room for `count` reports, written in message
- * order when the messages were sent, even if some failed. Returns as
- * `wdpool_producer_produce_sync`; WDPOOL_KAFKA says how many failed.
+ * All are validated first: if any is invalid nothing is sent and the error
+ * names its index and field. A transactional producer outside the caller's
+ * transaction puts them all in one transaction. `count` 0 does nothing.
+ *
+ * Blocks:      as `wdpool_producer_produce_sync`, one timeout for all.
+ * Calls back:  as `wdpool_producer_produce_sync`.
+ * Thread:      any, while the handle is valid.
+ * reports_out: NULL, or room for `count` reports, written in message order
+ *              once the messages were handed to librdkafka, even if some
+ *              failed.
+ * Returns:     as `wdpool_producer_produce_sync`; KAFKA says how many
+ *              failed and the first failure.
  */
 enum wdpool_result wdpool_producer_produce_many_sync(struct wdpool_producer *producer,
                                                      const struct wdpool_message *messages,
                                                      size_t count,
+                                                     int64_t timeout_ms,
                                                      struct wdpool_report *reports_out,
                                                      struct wdpool_error **err);
 
@@ -980,14 +1241,20 @@ enum wdpool_result wdpool_producer_produce_many_sync(struct wdpool_producer *pro
  * Produces one message without waiting for its delivery. The message is
  * validated first and copied; the caller may free it when this returns.
  *
- * `delivery_out`: NULL (fire and forget), or where to store a new
- * `wdpool_delivery` to wait on and read the report from; the caller owns it
- * and frees it with `wdpool_delivery_free`. Written only on WDPOOL_OK. On a
- * transactional producer outside a transaction the message is committed in
- * its own transaction before this returns. Returns WDPOOL_OK,
- * WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_MESSAGE, WDPOOL_KAFKA (could not be
- * queued), WDPOOL_CLOSED, WDPOOL_FATAL, WDPOOL_TRANSACTION_ABORTED,
- * WDPOOL_STALE_HANDLE.
+ * Blocks:       only while librdkafka's queue is full (up to the producer's
+ *               `max_wait_timeout`); on a transactional producer outside
+ *               the caller's transaction, until the message's own
+ *               transaction is committed (bounded the same way).
+ * Calls back:   transaction event subscribers, on this thread, for its own
+ *               transaction.
+ * Thread:       any, while the handle is valid.
+ * delivery_out: NULL (fire and forget), or where to store a new
+ *               `wdpool_delivery` to wait on and read the report from; the
+ *               caller owns it and frees it with `wdpool_delivery_free`.
+ *               Written only on OK.
+ * Returns:      OK, NULL_PARAMETER, INVALID_ARGUMENT, INVALID_MESSAGE,
+ *               KAFKA (could not be queued), TIMEOUT, CLOSED, FATAL,
+ *               TRANSACTION_ABORTED, STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_produce_async(struct wdpool_producer *producer,
                                                  const struct wdpool_message *message,
@@ -996,12 +1263,14 @@ enum wdpool_result wdpool_producer_produce_async(struct wdpool_producer *produce
 
 /**
  * Produces `count` messages without waiting; one `wdpool_delivery` covers
- * them all. Validation and ownership as `wdpool_producer_produce_async`;
- * nothing is sent if any message is invalid. If librdkafka refuses one of
- * them (an unknown partition, a queue full for longer than
- * `max_wait_timeout`), the others are still sent, the call returns
- * WDPOOL_KAFKA naming the first refusal, no delivery handle is written, and
- * an open transaction can then only abort.
+ * them all. Validation, blocking, threads and ownership as
+ * `wdpool_producer_produce_async`; nothing is sent if any message is
+ * invalid. If librdkafka refuses one of them (an unknown partition, a
+ * queue full for longer than `max_wait_timeout`), the others are still
+ * sent, the call returns WDPOOL_KAFKA naming the first refusal, no delivery
+ * handle is written, and an open transaction can then only roll back.
+ *
+ * Returns: as `wdpool_producer_produce_async`.
  */
 enum wdpool_result wdpool_producer_produce_many_async(struct wdpool_producer *producer,
                                                       const struct wdpool_message *messages,
@@ -1010,26 +1279,43 @@ enum wdpool_result wdpool_producer_produce_many_async(struct wdpool_producer *pr
                                                       struct wdpool_error **err);
 
 /**
- * Waits until every message this producer has queued is delivered or
- * failed, at most its `max_wait_timeout`.
+ * Waits until every message this producer has queued (by any caller) is
+ * delivered or failed.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_DELIVERY_TIMEOUT,
- * WDPOOL_CLOSED, WDPOOL_FATAL, WDPOOL_STALE_HANDLE. Blocks.
+ * Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+ *             `max_wait_timeout`; 0: only checks).
+ * Calls back: nothing.
+ * Thread:     any, while the handle is valid.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, DELIVERY_TIMEOUT,
+ *             CLOSED, FATAL, STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_flush(struct wdpool_producer *producer,
+                                         int64_t timeout_ms,
                                          struct wdpool_error **err);
 
 /**
- * Runs `callback` in a transaction on this producer: committed when it
- * returns WDPOOL_CB_OK, aborted when it returns WDPOOL_CB_ABORT (then the
- * result is WDPOOL_OK) or anything else (WDPOOL_CALLBACK_FAILED). Inside an
- * open transaction it runs as part of that one; a failure inside makes the
- * outer transaction abort. The callback gets this same handle.
+ * Runs `callback(user_data, producer)` as one transaction level: begins
+ * (or nests inside the caller's open transaction), then ends the level
+ * with the callback's result: WDPOOL_CB_OK commits (when every level
+ * did), WDPOOL_CB_ABORT rolls the whole transaction back without an error,
+ * anything else rolls it back (WDPOOL_CALLBACK_FAILED). A callback that
+ * leaves a level of its own open, or ends the level it runs in, makes
+ * this call fail and the transaction roll back. The callback gets this
+ * same handle.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_NOT_TRANSACTIONAL,
- * WDPOOL_CALLBACK_FAILED, WDPOOL_TRANSACTION_ABORTED (an abortable Kafka
- * error: aborted), WDPOOL_KAFKA, WDPOOL_FATAL (the producer is replaced),
- * WDPOOL_STALE_HANDLE.
+ * Blocks:     while another owner's transaction is open on the producer,
+ *             then for commit or abort; each bounded by the producer's
+ *             `max_wait_timeout`.
+ * Calls back: `callback` once, on this thread; transaction event
+ *             subscribers, on this thread.
+ * Thread:     any, while the handle is valid.
+ * Returns:    OK (committed, or rolled back on WDPOOL_CB_ABORT at this or
+ *             an inner level), NULL_PARAMETER, INVALID_ARGUMENT,
+ *             NOT_TRANSACTIONAL, CALLBACK_FAILED, TRANSACTION_ABORTED
+ *             (an abortable Kafka error, or an inner level failed),
+ *             TRANSACTION_EXITED_EARLY (an inner level exited early),
+ *             TIMEOUT, KAFKA, FATAL (the producer will be replaced),
+ *             STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_transaction(struct wdpool_producer *producer,
                                                wdpool_producer_cb callback,
@@ -1037,43 +1323,78 @@ enum wdpool_result wdpool_producer_transaction(struct wdpool_producer *producer,
                                                struct wdpool_error **err);
 
 /**
- * Opens a transaction (or a nested level inside the open one), for callers
- * that cannot use a callback. Pair it with `wdpool_producer_commit` or
- * `wdpool_producer_abort`. A transaction still open when the handle's
- * callback returns or its lease is checked in is aborted, and that call
- * fails with WDPOOL_TRANSACTION_ABORTED.
+ * Opens a transaction for the caller (the handle's owner), or a nested
+ * level inside the caller's open one, for callers that cannot use a
+ * callback. End every level with `wdpool_producer_end` (or `_commit` /
+ * `_abort`). A transaction still open when the handle's callback returns
+ * or its lease is checked in is rolled back, and that call fails with
+ * WDPOOL_TRANSACTION_ABORTED.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_NOT_TRANSACTIONAL,
- * WDPOOL_KAFKA, WDPOOL_FATAL, WDPOOL_STALE_HANDLE.
+ * Blocks:     while another owner's transaction is open on this producer,
+ *             up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+ *             `max_wait_timeout`); never while holding a lock.
+ * Calls back: the `transaction.started` subscribers, on this thread.
+ * Thread:     any, while the handle is valid.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, NOT_TRANSACTIONAL,
+ *             TIMEOUT, KAFKA, FATAL, STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_begin(struct wdpool_producer *producer,
+                                         int64_t timeout_ms,
                                          struct wdpool_error **err);
 
 /**
- * Ends one transaction level; the outermost commits (retrying what Kafka
- * calls retriable). An abortable failure aborts it.
+ * Ends the caller's innermost transaction level with `outcome` (a
+ * `wdpool_txn_outcome`), applying the nesting rules once for every
+ * binding: an inner level only records its outcome; the outermost level
+ * commits when it and every inner level ended with WDPOOL_TXN_COMMIT, and
+ * rolls back otherwise. A binding calls this from its `ensure` / `defer`
+ * with what happened and raises what it returns.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (no
- * transaction open), WDPOOL_TRANSACTION_ABORTED, WDPOOL_KAFKA, WDPOOL_FATAL,
- * WDPOOL_STALE_HANDLE.
+ * Blocks:     for commit or abort, up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT:
+ *             the producer's `max_wait_timeout`; retriable errors are
+ *             retried within it). A commit that cannot finish in time makes
+ *             the producer unusable: it is replaced (WDPOOL_FATAL).
+ * Calls back: `transaction.committed` / `transaction.aborted` subscribers,
+ *             on this thread.
+ * Thread:     any, while the handle is valid.
+ * ended_out:  NULL, or where to write a `wdpool_txn_ended`; written on OK.
+ * Returns:    OK (committed, rolled back on request or for the caller's
+ *             own failure, or a nested level closed: see `ended_out`),
+ *             NULL_PARAMETER, INVALID_ARGUMENT (unknown outcome, no
+ *             transaction of the caller is open), TRANSACTION_ABORTED (an
+ *             abortable Kafka error, or an inner level failed: rolled
+ *             back), TRANSACTION_EXITED_EARLY (WDPOOL_TXN_EXIT at some
+ *             level: rolled back), KAFKA, FATAL, STALE_HANDLE.
+ */
+enum wdpool_result wdpool_producer_end(struct wdpool_producer *producer,
+                                       int outcome,
+                                       int64_t timeout_ms,
+                                       int *ended_out,
+                                       struct wdpool_error **err);
+
+/**
+ * `wdpool_producer_end(producer, WDPOOL_TXN_COMMIT, timeout_ms, NULL, err)`.
  */
 enum wdpool_result wdpool_producer_commit(struct wdpool_producer *producer,
+                                          int64_t timeout_ms,
                                           struct wdpool_error **err);
 
 /**
- * Ends one transaction level by aborting; an inner level makes the outer
- * transaction abort when it ends.
- *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (no
- * transaction open), WDPOOL_FATAL, WDPOOL_STALE_HANDLE.
+ * `wdpool_producer_end(producer, WDPOOL_TXN_ABORT, timeout_ms, NULL, err)`:
+ * an inner level makes the whole transaction roll back when the outermost
+ * level ends; the outermost rolls back now. Never an error by itself.
  */
 enum wdpool_result wdpool_producer_abort(struct wdpool_producer *producer,
+                                         int64_t timeout_ms,
                                          struct wdpool_error **err);
 
 /**
  * Fills `*info_out` with what the handle's producer is.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_STALE_HANDLE.
+ * Blocks:     never (it does not wait for a commit or abort in progress).
+ * Calls back: nothing.
+ * Thread:     any, while the handle is valid.
+ * Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
  */
 enum wdpool_result wdpool_producer_get_info(struct wdpool_producer *producer,
                                             struct wdpool_producer_info *info_out,
@@ -1081,15 +1402,21 @@ enum wdpool_result wdpool_producer_get_info(struct wdpool_producer *producer,
 
 /**
  * Returns a producer checked out with `wdpool_pool_checkout` or
- * `wdpool_checkout` to its pool; the handle is stale afterwards. A
- * transaction opened on it and still open is aborted (the producer still
- * goes back). A broken producer is replaced; one returned after its pool
- * was closed is closed.
+ * `wdpool_checkout` to its pool; the handle is stale afterwards (also when
+ * this fails with TRANSACTION_ABORTED). A transaction the lease's owner
+ * opened on it and left open is rolled back. A broken producer is
+ * replaced; one returned after its pool was closed is closed.
  *
- * Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_TRANSACTION_ABORTED,
- * WDPOOL_INVALID_ARGUMENT (a handle given to a callback: it goes back when
- * the callback returns), WDPOOL_STALE_HANDLE (already checked in). Any
- * thread.
+ * Blocks:     to roll back a transaction left open, and to close the
+ *             producer when its pool was closed or reloaded meanwhile; each
+ *             bounded by the producer's `max_wait_timeout`.
+ * Calls back: transaction and replacement event subscribers, on this
+ *             thread.
+ * Thread:     any (not only the one that checked it out).
+ * Returns:    OK, NULL_PARAMETER, TRANSACTION_ABORTED (a transaction was
+ *             left open), INVALID_ARGUMENT (a handle given to a callback:
+ *             it goes back when the callback returns; or another kind of
+ *             handle), STALE_HANDLE (already checked in).
  */
 enum wdpool_result wdpool_producer_checkin(struct wdpool_producer *producer,
                                            struct wdpool_error **err);
@@ -1127,7 +1454,7 @@ void wdpool_error_free(struct wdpool_error *error);
  * The name of a result code ("WDPOOL_TIMEOUT"), or "WDPOOL_UNKNOWN" for a
  * value that is not one. Static: never free it.
  *
- * Thread safety: any thread.
+ * Blocks: never. Calls back: nothing. Thread: any.
  */
 const char *wdpool_result_name(int code);
 

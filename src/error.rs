@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Pending,
     /// The producer hit a fatal error; its slot gets a fresh producer.
     Fatal,
+    /// A transaction's body exited early; the transaction was rolled back.
+    EarlyExit,
     Panic,
 }
 

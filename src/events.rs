@@ -6,11 +6,10 @@
 //! (errors, statistics) are queued and dispatched only when the user calls
 //! [`drain`], so no user code ever runs on a library thread.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -116,8 +115,33 @@ struct Subscriber {
     callback: Box<Callback>,
 }
 
-/// Events waiting for [`drain`]; the oldest are dropped past this many.
+/// Events waiting for [`drain`]: the oldest are dropped past this many...
 pub const QUEUE_CAPACITY: usize = 10_000;
+/// ...or past this many bytes of text (statistics JSON can be large).
+pub const QUEUE_CAPACITY_BYTES: usize = 16 << 20;
+
+/// Bytes an event holds in the queue.
+fn weight(e: &Event) -> usize {
+    std::mem::size_of::<Event>() + e.message.len() + e.producer_id.as_ref().map_or(0, String::len)
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    bytes: usize,
+    /// Drainers waiting for an event.
+    waiting: usize,
+}
+
+/// The queue's state, for a binding that wants to warn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queued: usize,
+    pub queued_bytes: usize,
+    /// Events dropped (oldest first) because the queue was full, over the
+    /// process's life.
+    pub dropped: u64,
+}
 
 struct Monitor {
     /// Copy-on-write list: dispatch clones the `Arc` and calls without a lock,
@@ -125,55 +149,65 @@ struct Monitor {
     subscribers: Mutex<Arc<Vec<Arc<Subscriber>>>>,
     count: AtomicUsize,
     next_id: AtomicU64,
-    queue_tx: Sender<Event>,
-    queue_rx: Receiver<Event>,
+    queue: Mutex<Queue>,
+    queued: Condvar,
     dropped: AtomicU64,
 }
 
 fn monitor() -> &'static Monitor {
     static MONITOR: OnceLock<Monitor> = OnceLock::new();
-    MONITOR.get_or_init(|| {
-        let (queue_tx, queue_rx) = channel::bounded(QUEUE_CAPACITY);
-        Monitor {
-            subscribers: Mutex::new(Arc::new(Vec::new())),
-            count: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            queue_tx,
-            queue_rx,
-            dropped: AtomicU64::new(0),
-        }
+    MONITOR.get_or_init(|| Monitor {
+        subscribers: Mutex::new(Arc::new(Vec::new())),
+        count: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+        queue: Mutex::new(Queue::default()),
+        queued: Condvar::new(),
+        dropped: AtomicU64::new(0),
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Replaces the subscriber list with `edit`'s result. The old list is
+/// dropped after the lock is released: dropping it may drop the last
+/// reference to a subscriber, whose finalizer may subscribe, unsubscribe or
+/// free a pool.
+fn edit_subscribers<R>(edit: impl FnOnce(&mut Vec<Arc<Subscriber>>) -> R) -> R {
+    let m = monitor();
+    let mut subs = lock(&m.subscribers);
+    let mut next = Vec::clone(&subs);
+    let result = edit(&mut next);
+    m.count.store(next.len(), Ordering::Release);
+    let old = std::mem::replace(&mut *subs, Arc::new(next));
+    drop(subs);
+    drop(old);
+    result
 }
 
 /// Adds a subscriber for every event of every pool; returns its id. The
 /// callback (and what it captured) is dropped once unsubscribed and no
-/// dispatch still uses it.
+/// dispatch still uses it, never under a lock of the monitor.
 pub fn subscribe(callback: Box<Callback>) -> u64 {
-    let m = monitor();
-    let id = m.next_id.fetch_add(1, Ordering::Relaxed);
-    let mut subs = m.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = Vec::clone(&subs);
-    next.push(Arc::new(Subscriber { id, callback }));
-    m.count.store(next.len(), Ordering::Release);
-    *subs = Arc::new(next);
+    let id = monitor().next_id.fetch_add(1, Ordering::Relaxed);
+    edit_subscribers(|subs| subs.push(Arc::new(Subscriber { id, callback })));
     id
 }
 
 /// Removes a subscriber; false when the id is unknown.
 pub fn unsubscribe(id: u64) -> bool {
-    let m = monitor();
-    let removed;
-    {
-        let mut subs = m.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Vec::clone(&subs);
-        let before = next.len();
-        next.retain(|s| s.id != id);
-        removed = next.len() != before;
-        m.count.store(next.len(), Ordering::Release);
-        *subs = Arc::new(next);
-    }
-    // Dropping the old list (outside the lock) may run the finalizer.
-    removed
+    let mut removed = Vec::new();
+    let found = edit_subscribers(|subs| {
+        let (gone, kept): (Vec<_>, Vec<_>) = subs.drain(..).partition(|s| s.id == id);
+        *subs = kept;
+        removed = gone;
+        !removed.is_empty()
+    });
+    // The removed subscriber is dropped here, outside every lock (or later,
+    // by the last dispatch still using it).
+    drop(removed);
+    found
 }
 
 /// Whether anyone listens; lets callers skip building events.
@@ -186,46 +220,73 @@ pub fn emit(event: &Event) {
     if !has_subscribers() {
         return;
     }
-    let subs = Arc::clone(&monitor().subscribers.lock().unwrap_or_else(|e| e.into_inner()));
+    let subs = Arc::clone(&lock(&monitor().subscribers));
     for sub in subs.iter() {
         (sub.callback)(event);
     }
 }
 
-/// Queues an event born on a library thread, for [`drain`]. When the queue is
-/// full the oldest event is dropped (and counted in [`dropped`]).
+/// Queues an event born on a library thread, for [`drain`]. When the queue
+/// is full (in count or in bytes) the oldest events are dropped and counted.
+/// Never blocks for long and never calls user code.
 pub fn enqueue(event: Event) {
     if !has_subscribers() {
         return;
     }
     let m = monitor();
-    let mut event = event;
-    loop {
-        match m.queue_tx.try_send(event) {
-            Ok(()) => return,
-            Err(TrySendError::Full(back)) => {
-                if m.queue_rx.try_recv().is_ok() {
-                    m.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                event = back;
-            }
-            Err(TrySendError::Disconnected(_)) => return,
+    let size = weight(&event);
+    let mut q = lock(&m.queue);
+    let mut dropped = 0;
+    while !q.events.is_empty() && (q.events.len() >= QUEUE_CAPACITY || q.bytes + size > QUEUE_CAPACITY_BYTES) {
+        if let Some(old) = q.events.pop_front() {
+            q.bytes -= weight(&old);
+            dropped += 1;
         }
+    }
+    if size > QUEUE_CAPACITY_BYTES {
+        // Larger than the whole queue: dropped itself.
+        dropped += 1;
+    } else {
+        q.bytes += size;
+        q.events.push_back(event);
+    }
+    let wake = q.waiting > 0;
+    drop(q);
+    if dropped > 0 {
+        m.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+    if wake {
+        m.queued.notify_one();
     }
 }
 
-/// Dispatches queued events on the calling thread: waits up to `timeout` for
-/// the first one, then takes what is queued, at most `max` in all. Returns
-/// how many were dispatched.
+fn pop(q: &mut Queue) -> Option<Event> {
+    let e = q.events.pop_front()?;
+    q.bytes -= weight(&e);
+    Some(e)
+}
+
+/// Dispatches queued events on the calling thread: waits up to `timeout`
+/// for the first one, then takes what is queued, at most `max` in all.
+/// Returns how many were dispatched.
 pub fn drain(timeout: Duration, max: usize) -> usize {
     let m = monitor();
+    let deadline = Instant::now().checked_add(timeout);
     let mut count = 0;
     while count < max {
-        let next = if count == 0 && !timeout.is_zero() {
-            m.queue_rx.recv_timeout(timeout).ok()
-        } else {
-            m.queue_rx.try_recv().ok()
-        };
+        let mut q = lock(&m.queue);
+        let mut next = pop(&mut q);
+        while next.is_none() && count == 0 {
+            let left = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                break;
+            }
+            q.waiting += 1;
+            q = m.queued.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0;
+            q.waiting -= 1;
+            next = pop(&mut q);
+        }
+        drop(q);
         let Some(event) = next else { break };
         emit(&event);
         count += 1;
@@ -233,12 +294,8 @@ pub fn drain(timeout: Duration, max: usize) -> usize {
     count
 }
 
-/// Events queued and not yet drained.
-pub fn pending() -> usize {
-    monitor().queue_rx.len()
-}
-
-/// Events dropped because the queue was full.
-pub fn dropped() -> u64 {
-    monitor().dropped.load(Ordering::Relaxed)
+pub fn queue_stats() -> QueueStats {
+    let m = monitor();
+    let q = lock(&m.queue);
+    QueueStats { queued: q.events.len(), queued_bytes: q.bytes, dropped: m.dropped.load(Ordering::Relaxed) }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{self, Event, EventKind, Origin};
-use crate::kafka::{Completion, Producer, ProducerConfig};
-use crate::pool::{CheckoutError, CloseReport, Lease, Manager, Options, Pool, PoolEvent, Stats};
+use crate::kafka::transaction::deadline_after;
+use crate::kafka::{Batch, Completion, Ended, Message, Outcome, Producer, ProducerConfig};
+use crate::pool::{
+    CheckoutError, CloseReport, Created, Lease, Manager, Options, Owner, OwnerId, Pool, PoolEvent, Stats, MAX_SIZE,
+};
 
 pub struct ProducerManager {
     configs: Vec<ProducerConfig>,
@@ -34,7 +37,14 @@ impl Manager for ProducerManager {
     type Error = Error;
 
     fn create(&self, index: usize) -> Result<Producer> {
-        Producer::create(&self.configs[index], self.origin(), index)
+        match self.create_within(index, Duration::MAX)? {
+            Created::Ready(producer) => Ok(producer),
+            Created::Unfinished { finish, .. } => finish(),
+        }
+    }
+
+    fn create_within(&self, index: usize, budget: Duration) -> Result<Created<Producer, Error>> {
+        Producer::create(&self.configs[index], self.origin(), index, budget)
     }
 
     fn is_broken(&self, producer: &Producer) -> bool {
@@ -69,22 +79,70 @@ impl Manager for ProducerManager {
     }
 }
 
+/// What a producer's owner does with it: every call acts for the lease's
+/// owner (a thread's lease for whichever thread calls), so transactions
+/// belong to their owner.
+impl Lease<ProducerManager> {
+    fn who(&self) -> OwnerId {
+        self.owner().acting()
+    }
+
+    /// Produces and waits for the reports, at most `max_wait_timeout`.
+    pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.produce_sync_as(self.who(), messages, self.max_wait())
+    }
+
+    pub fn produce_async(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.produce_async_as(self.who(), messages)
+    }
+
+    /// Waits for everything queued, at most `max_wait_timeout`.
+    pub fn flush(&self) -> Result<()> {
+        Producer::flush(self, self.max_wait())
+    }
+
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.begin_as(self.who(), deadline_after(self.max_wait()))
+    }
+
+    pub fn end_transaction(&self, outcome: Outcome) -> Result<Ended> {
+        self.end_as(self.who(), outcome, deadline_after(self.max_wait()))
+    }
+
+    pub fn commit_transaction(&self) -> Result<Ended> {
+        self.end_transaction(Outcome::Commit)
+    }
+
+    pub fn abort_transaction(&self) -> Result<Ended> {
+        self.end_transaction(Outcome::Abort)
+    }
+
+    /// Runs `body` as a transaction (or a level of the owner's open one).
+    pub fn transaction(&self, body: impl FnOnce() -> Result<Completion>) -> Result<Completion> {
+        self.transaction_as(self.who(), deadline_after(self.max_wait()), body)
+    }
+}
+
 pub struct ProducerPool {
     pool: Pool<ProducerManager>,
     shut_down: AtomicBool,
 }
 
 impl ProducerPool {
-    /// Builds a pool of `options.size` producers. `configure` runs once per
-    /// slot, now, with the slot's zero-based index; producers themselves are
-    /// created on first use, so no broker needs to be reachable yet.
+    /// Builds a pool of `options.size` producers (1 to [`MAX_SIZE`]).
+    /// `configure` runs once per slot, now, with the slot's zero-based index;
+    /// producers themselves are created on first use, so no broker needs to
+    /// be reachable yet.
     pub fn new(
         options: Options,
         mut configure: impl FnMut(&mut ProducerConfig, usize) -> Result<()>,
         global: bool,
     ) -> Result<Self> {
-        if options.size == 0 {
-            return Err(Error::new(ErrorKind::InvalidArgument, "pool size must be at least 1"));
+        if !(1..=MAX_SIZE).contains(&options.size) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("pool size must be 1 to {MAX_SIZE}, not {}", options.size),
+            ));
         }
         let mut configs = Vec::with_capacity(options.size);
         for index in 0..options.size {
@@ -127,28 +185,33 @@ impl ProducerPool {
         self.pool.manager().origin().global
     }
 
-    /// Checks a producer out, waiting at most `timeout` (the pool's when
-    /// `None`). Re-entrant per thread.
+    /// Checks a producer out for the calling thread.
     pub fn checkout(&self, timeout: Option<Duration>) -> Result<ProducerLease> {
-        self.pool.checkout(timeout).map_err(|e| match e {
+        self.checkout_as(Owner::Thread, timeout)
+    }
+
+    /// Checks a producer out for `owner`, waiting at most `timeout` (the
+    /// pool's when `None`) for a free one and for its creation.
+    pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<ProducerLease> {
+        self.pool.checkout_as(owner, timeout).map_err(|e| match e {
             CheckoutError::Create(e) => e,
             CheckoutError::Closed => closed_error(),
             timeout @ CheckoutError::Timeout { .. } => Error::new(ErrorKind::Timeout, timeout.to_string()),
         })
     }
 
-    /// Runs `body` with a producer; it goes back to the pool whatever happens.
-    /// A transaction that `body` opened and left open is aborted, and that is
-    /// an error.
+    /// Runs `body` with a producer for the calling thread; it goes back to
+    /// the pool whatever happens. A transaction that `body` opened and left
+    /// open is aborted, and that is an error.
     pub fn with<T>(&self, timeout: Option<Duration>, body: impl FnOnce(&ProducerLease) -> Result<T>) -> Result<T> {
         let lease = self.checkout(timeout)?;
-        let guard = TxnLeftOpenGuard::new(&lease);
+        let guard = TxnLeftOpenGuard::new(&lease, lease.owner().acting());
         let result = body(&lease);
         guard.finish(result)
     }
 
     /// Runs `body` in a transaction on a producer: committed when it returns
-    /// `Commit`, aborted when it fails or returns `Abort`.
+    /// `Commit`, rolled back when it fails or returns `Abort`.
     pub fn transaction(
         &self,
         timeout: Option<Duration>,
@@ -157,7 +220,8 @@ impl ProducerPool {
         self.with(timeout, |lease| lease.transaction(|| body(lease)))
     }
 
-    /// Closes the pool; see [`Pool::close`]. Fires `shutdown` once.
+    /// Closes the pool; see [`Pool::close`]. Fires `shutdown` once, on the
+    /// thread of the first close.
     pub fn close(&self, force: bool) -> CloseReport {
         let report = self.pool.close(force);
         if !self.shut_down.swap(true, Ordering::AcqRel) && events::has_subscribers() {
@@ -168,6 +232,7 @@ impl ProducerPool {
         report
     }
 
+    /// Closed, or closing.
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()
     }
@@ -189,9 +254,23 @@ impl ProducerPool {
     }
 }
 
+/// Dropping a pool never waits and never calls back: when it is not closed
+/// yet, a thread of wdpool's closes it gracefully in the background, and
+/// its shutdown event is queued for `events::drain`.
 impl Drop for ProducerPool {
     fn drop(&mut self) {
-        self.close(false);
+        if self.shut_down.swap(true, Ordering::AcqRel) || self.pool.is_closed() {
+            return;
+        }
+        let pool = self.pool.clone();
+        let shutdown = events::has_subscribers().then(|| self.pool.manager().event(EventKind::Shutdown));
+        let _ = std::thread::Builder::new().name("wdpool-close".into()).spawn(move || {
+            let report = pool.close(false);
+            if let Some(mut e) = shutdown {
+                e.undelivered = report.undelivered;
+                events::enqueue(e);
+            }
+        });
     }
 }
 
@@ -199,35 +278,41 @@ pub(crate) fn closed_error() -> Error {
     Error::new(ErrorKind::Closed, "the pool is closed")
 }
 
-/// Notices a transaction opened during a lease and left open at its end.
+/// Notices a transaction that `who` opened during a lease and left open at
+/// its end, and rolls it back.
 pub(crate) struct TxnLeftOpenGuard<'a> {
     producer: &'a Producer,
-    open_before: bool,
+    who: OwnerId,
+    depth_before: u32,
 }
 
 impl<'a> TxnLeftOpenGuard<'a> {
-    pub(crate) fn new(producer: &'a Producer) -> Self {
-        TxnLeftOpenGuard { producer, open_before: producer.in_transaction() }
+    pub(crate) fn new(producer: &'a Producer, who: OwnerId) -> Self {
+        TxnLeftOpenGuard { producer, who, depth_before: producer.depth_of(who) }
     }
 
-    /// For a lease that was checked out earlier, when `open_before` was read.
-    pub(crate) fn resume(producer: &'a Producer, open_before: bool) -> Self {
-        TxnLeftOpenGuard { producer, open_before }
+    /// For a lease that was checked out earlier, when `depth_before` was read.
+    pub(crate) fn resume(producer: &'a Producer, who: OwnerId, depth_before: u32) -> Self {
+        TxnLeftOpenGuard { producer, who, depth_before }
+    }
+
+    fn left_open(&self) -> bool {
+        self.depth_before == 0 && self.producer.depth_of(self.who) > 0
     }
 
     pub(crate) fn finish<T>(self, result: Result<T>) -> Result<T> {
-        let producer = self.producer;
-        let left_open = !self.open_before && producer.in_transaction();
+        let left_open = self.left_open();
+        let (producer, who) = (self.producer, self.who);
         std::mem::forget(self);
         if !left_open {
             return result;
         }
-        producer.abort_open_transaction();
+        producer.abort_open_transaction(Some(who), deadline_after(producer.max_wait()));
         match result {
             Err(e) => Err(e),
             Ok(_) => Err(Error::new(
                 ErrorKind::TransactionAborted,
-                "a transaction was still open when the producer was returned; it was aborted",
+                "a transaction was still open when the producer was returned; it was rolled back",
             )),
         }
     }
@@ -235,8 +320,8 @@ impl<'a> TxnLeftOpenGuard<'a> {
 
 impl Drop for TxnLeftOpenGuard<'_> {
     fn drop(&mut self) {
-        if !self.open_before && self.producer.in_transaction() {
-            self.producer.abort_open_transaction();
+        if self.left_open() {
+            self.producer.abort_open_transaction(Some(self.who), deadline_after(self.producer.max_wait()));
         }
     }
 }
@@ -245,6 +330,10 @@ impl Drop for TxnLeftOpenGuard<'_> {
 // The global pool.
 
 static GLOBAL: RwLock<Option<Arc<ProducerPool>>> = RwLock::new(None);
+
+fn global_slot() -> Option<Arc<ProducerPool>> {
+    GLOBAL.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// Sets up the global pool. A previous global pool is closed gracefully
 /// after the new one is in place.
@@ -259,9 +348,9 @@ pub fn setup(options: Options, configure: impl FnMut(&mut ProducerConfig, usize)
 
 /// The global pool: `NotSetUp` before `setup`, `Closed` after `close`.
 pub fn global() -> Result<Arc<ProducerPool>> {
-    match GLOBAL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    match global_slot() {
         Some(pool) if pool.is_closed() => Err(closed_error()),
-        Some(pool) => Ok(Arc::clone(pool)),
+        Some(pool) => Ok(pool),
         None => Err(Error::new(ErrorKind::NotSetUp, "no global pool is set up: call setup first")),
     }
 }
@@ -271,8 +360,18 @@ pub fn is_active() -> bool {
     global().is_ok()
 }
 
-/// Closes the global pool; harmless when there is none or it is closed.
+/// Closes the global pool; harmless when there is none. A close already
+/// running is waited for, and its report returned.
 pub fn close_global(force: bool) -> CloseReport {
-    let pool = GLOBAL.read().unwrap_or_else(|e| e.into_inner()).clone();
-    pool.map(|p| p.close(force)).unwrap_or_default()
+    global_slot().map(|p| p.close(force)).unwrap_or_default()
+}
+
+/// Reloads the global pool; a harmless no-op (returning 0) when there is
+/// none, as WaterDrop's `reload` is, so a process may reload after `fork()`
+/// unconditionally.
+pub fn reload_global() -> Result<u64> {
+    match global_slot() {
+        Some(pool) => pool.reload(),
+        None => Ok(0),
+    }
 }

@@ -127,7 +127,7 @@ fn events_name_the_pool_and_slot_and_library_events_come_only_through_drain() {
     let stats_pool = new_pool(&bootstrap, 1, &[("statistics.interval.ms", "100")]);
     stats_pool.with(None, |p| p.produce_sync(&[Message::new(&topic, Some(b"stats"))])).expect("produce");
     let until = Instant::now() + Duration::from_secs(10);
-    while events::pending() == 0 {
+    while events::queue_stats().queued == 0 {
         assert!(Instant::now() < until, "no statistics queued");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -60,7 +60,7 @@ fn global_pool_setup_replace_and_close() {
     assert_eq!(pp::global().err().expect("closed").kind, ErrorKind::Closed);
     assert!(!pp::is_active());
     assert_eq!(second.with(None, |_| Ok(())).unwrap_err().kind, ErrorKind::Closed);
-    assert_eq!(pp::close_global(false), Default::default(), "closing twice is harmless");
+    assert_eq!(pp::close_global(false), report, "closing twice is harmless and reports the first close");
     assert_eq!(log.count(second.id(), EventKind::Shutdown), 1);
 
     let records = consume_all(&bootstrap, &topic, 2, Duration::from_secs(15));

@@ -170,7 +170,7 @@ fn graceful_close_delivers_what_is_in_flight() {
     assert_eq!(pool.checkout(None).err().expect("checkout after close").kind, ErrorKind::Closed);
     assert_eq!(pool.transaction(None, |_| Ok(Completion::Commit)).unwrap_err().kind, ErrorKind::Closed);
     assert_eq!(pool.reload().unwrap_err().kind, ErrorKind::Closed);
-    assert_eq!(pool.close(false), Default::default());
+    assert_eq!(pool.close(false), report, "closing again reports the first close");
     assert!(pool.is_closed());
     assert!(pool.stats().closed);
 
@@ -254,7 +254,7 @@ fn closing_against_down_brokers_reports_undelivered() {
 }
 
 /// A forced close must report how many messages it did not deliver. 20 000
-/// messages go out; close(force) runs once a quarter of them have reports.
+/// messages go out; close(force) runs once the first of them have reports.
 /// Every message the batch reports as failed was not delivered, every one it
 /// reports as delivered was: the two counts must agree.
 ///
@@ -270,7 +270,7 @@ fn forced_close_reports_exactly_what_it_did_not_deliver() {
     let msgs: Vec<Message<'_>> = (0..N).map(|_| Message::new(&topic, Some(b"x"))).collect();
     let batch = pool.with(None, |p| p.produce_async(&msgs)).expect("produce_async");
     let until = Instant::now() + DEADLINE;
-    while batch.pending() > N * 3 / 4 {
+    while batch.pending() > N - 100 {
         assert!(Instant::now() < until, "no deliveries");
         std::thread::yield_now();
     }

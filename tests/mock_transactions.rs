@@ -179,8 +179,9 @@ fn nested_transactions_run_inside_the_outer_one() {
     let committed = log.count(pool.id(), EventKind::TransactionCommitted);
     assert_eq!((started, committed), (1, 1), "nested transactions must not begin or commit on their own");
 
-    // An inner abort dooms the outer transaction.
-    let e = pool
+    // An abort requested at an inner level rolls the whole transaction back,
+    // without an error (WaterDrop's AbortTransaction raised in a nested block).
+    let done = pool
         .transaction(None, |p| {
             p.produce_async(&[msg(&topic, "doomed-outer")])?;
             let inner = p.transaction(|| {
@@ -189,10 +190,35 @@ fn nested_transactions_run_inside_the_outer_one() {
             })?;
             assert_eq!(inner, Completion::Abort);
             assert!(p.in_transaction());
+            assert!(p.is_doomed(), "the outer transaction can only roll back now");
+            Ok(Completion::Commit)
+        })
+        .expect("an abort request is no error");
+    assert_eq!(done, Completion::Abort, "rolled back, not committed");
+
+    // A failure at an inner level rolls it back and is reported, even when
+    // the outer body carries on.
+    let e = pool
+        .transaction(None, |p| {
+            let inner = p.transaction(|| Err(wdpool::error::Error::new(ErrorKind::CallbackFailed, "inner boom")));
+            assert_eq!(inner.unwrap_err().message, "inner boom");
+            p.produce_async(&[msg(&topic, "doomed-after-failure")])?;
             Ok(Completion::Commit)
         })
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TransactionAborted, "{e:?}");
+    assert!(e.message.contains("an inner transaction failed"), "{e}");
+
+    // An early exit at an inner level rolls it back and is reported as such.
+    let e = pool
+        .transaction(None, |p| {
+            p.begin_transaction()?;
+            p.produce_async(&[msg(&topic, "doomed-exit")])?;
+            assert_eq!(p.end_transaction(wdpool::kafka::Outcome::Exit)?, wdpool::kafka::Ended::LevelClosed);
+            Ok(Completion::Commit)
+        })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::EarlyExit, "{e:?}");
 
     // A transaction begun inside `with` and left open is aborted, and that is an error.
     let e = pool

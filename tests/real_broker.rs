@@ -73,7 +73,7 @@ impl Drop for EventLog {
 fn c_produce_sync(p: *mut wdpool_producer, m: &mut CMessage) -> wdpool_report {
     let raw = m.raw();
     let mut report = empty_report();
-    ok("wdpool_producer_produce_sync", |err| unsafe { wdpool_producer_produce_sync(p, &raw, &mut report, err) });
+    ok("wdpool_producer_produce_sync", |err| unsafe { wdpool_producer_produce_sync(p, &raw, -1, &mut report, err) });
     assert_eq!(report.topic, raw.topic, "a sync report's topic is the caller's pointer");
     assert_eq!(report.error_code, 0, "delivery failed: {report:?}");
     assert!(report.offset >= 0 && report.partition >= 0, "{report:?}");
@@ -157,7 +157,7 @@ fn c_abi_sync_many_and_async_are_consumed_back_exactly() {
 
         let raws: Vec<wdpool_message> = many.iter_mut().map(CMessage::raw).collect();
         ok("produce_many_sync", |err| unsafe {
-            wdpool_producer_produce_many_sync(p, raws.as_ptr(), raws.len(), many_reports.as_mut_ptr(), err)
+            wdpool_producer_produce_many_sync(p, raws.as_ptr(), raws.len(), -1, many_reports.as_mut_ptr(), err)
         });
 
         let raw = async_msg.raw();
@@ -290,7 +290,7 @@ fn c_abi_transactions_commit_fail_and_abort_against_read_committed() {
         let mut many: Vec<CMessage> = (0..3).map(|i| CMessage::new(&tb, &format!("implicit-many-b-{i}"))).collect();
         let raws: Vec<wdpool_message> = many.iter_mut().map(CMessage::raw).collect();
         ok("produce_many_sync", |err| unsafe {
-            wdpool_producer_produce_many_sync(p, raws.as_ptr(), raws.len(), std::ptr::null_mut(), err)
+            wdpool_producer_produce_many_sync(p, raws.as_ptr(), raws.len(), -1, std::ptr::null_mut(), err)
         });
         let mut m = CMessage::new(&ta, "implicit-async-a");
         let raw = m.raw();
@@ -755,7 +755,7 @@ fn c_abi_fenced_transaction_commit_reports_wdpool_fatal() {
     let (rc, code, text) = pool_transaction_with_code(a, |p| {
         let mut m = CMessage::new(&topic, "a-2").partition(0);
         let raw = m.raw();
-        let (rc, text) = call(|err| unsafe { wdpool_producer_produce_sync(p, &raw, std::ptr::null_mut(), err) });
+        let (rc, text) = call(|err| unsafe { wdpool_producer_produce_sync(p, &raw, -1, std::ptr::null_mut(), err) });
         produce_rc = Some((rc, text));
         WDPOOL_CB_OK // ignore the failure: the commit must still refuse
     });

@@ -263,7 +263,7 @@ fn forced_close_reports_exactly_what_is_missing() {
             let mut m = Message::new(&topic, Some(payload.as_bytes()));
             m.partition = 0;
             // A flush after each keeps linger.ms out of the way for these.
-            p.enqueue(&[m])?;
+            p.produce_async(&[m])?;
             p.flush()?;
         }
         Ok(())

@@ -4,16 +4,17 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use super::registry::{Registered, Registry};
+use super::registry::{Kind, Registered, Registry};
 use super::{boundary, utf8, wdpool_error, wdpool_result, WDPOOL_CB_OK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kafka::ProducerConfig;
 
-/// One producer's configuration, valid only during the configure callback
-/// that received it; afterwards every call with it fails with
-/// WDPOOL_STALE_HANDLE. Set librdkafka properties with
-/// `wdpool_config_set_kafka` and wdpool's own settings with the typed
-/// setters. Not meant to be shared between threads.
+/// One producer's configuration: a handle, not a pointer (never dereference
+/// it), valid only during the configure callback that received it;
+/// afterwards every call with it fails with WDPOOL_STALE_HANDLE, and a
+/// handle of another kind with WDPOOL_INVALID_ARGUMENT. Set librdkafka
+/// properties with `wdpool_config_set_kafka` and wdpool's own settings with
+/// the typed setters. Use it on the callback's thread only.
 #[allow(non_camel_case_types)]
 pub struct wdpool_config {
     _private: [u8; 0],
@@ -24,7 +25,16 @@ pub struct wdpool_config {
 /// the slot's zero-based index, stable for the pool's life (across reloads
 /// and replacements), so `transactional.id`s can be derived from it.
 /// Return `WDPOOL_CB_OK` on success; anything else fails the pool's creation
-/// with WDPOOL_CALLBACK_FAILED.
+/// with WDPOOL_CALLBACK_FAILED. A setter that failed inside the callback
+/// fails the pool's creation with that setter's code (INVALID_ARGUMENT,
+/// INVALID_CONFIG, ...) and message, even when the callback then returned
+/// `WDPOOL_CB_OK`: a binding that ignores a setter's result still cannot
+/// build a pool with a configuration other than the one it asked for.
+///
+/// It must return normally: never unwind or jump out of it (no `longjmp`,
+/// no C++ exception, no Ruby non-local exit, no Go panic). It may call any
+/// `wdpool_config_*` setter with the config it got, and nothing that
+/// creates, closes or frees the pool being created.
 #[allow(non_camel_case_types)]
 pub type wdpool_configure_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, config: *mut wdpool_config, index: usize) -> c_int>;
@@ -36,7 +46,7 @@ struct Cell {
     error: Option<Error>,
 }
 
-static CONFIGS: Registry<Cell> = Registry::new("config");
+static CONFIGS: Registry<Cell> = Registry::new(Kind::Config);
 
 /// Runs the user's configure callback for slot `index` into `config`.
 pub(crate) fn configure_with(

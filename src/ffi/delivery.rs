@@ -5,13 +5,13 @@ use std::ffi::{c_char, CString};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::result::c_string;
-use super::{boundary, guarded, required, timeout_arg, wdpool_error, wdpool_result, write_out};
-use crate::error::{Error, ErrorKind};
-use crate::kafka::{Batch, Report};
+use rdkafka::types::RDKafkaRespErr;
 
-/// librdkafka's generic failure code, for failures it did not number.
-const RD_KAFKA_RESP_ERR_FAIL: i32 = -196;
+use super::registry::{Kind, Registry};
+use super::result::c_string;
+use super::{boundary, guarded, null, timeout_or, wdpool_error, wdpool_result, write_out};
+use crate::error::{Error, ErrorKind, Result};
+use crate::kafka::{Batch, Report};
 
 /// The outcome of one message.
 #[allow(non_camel_case_types)]
@@ -41,37 +41,58 @@ pub(crate) fn report_to_c(topic: *const c_char, report: &Report) -> wdpool_repor
         error_code: match &report.error {
             None => 0,
             Some(e) if e.kafka_code != 0 => e.kafka_code,
-            Some(_) => RD_KAFKA_RESP_ERR_FAIL,
+            // librdkafka's generic failure, for failures it did not number.
+            Some(_) => RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32,
         },
     }
 }
 
 /// The delivery reports of one async produce call (one message, or all the
-/// messages of a produce-many). Owned by the caller: free it with
-/// `wdpool_delivery_free`, whether or not it was waited on (freeing does not
-/// cancel delivery). It stays valid after the producer's callback returns.
-/// May be waited on and read from any thread, concurrently.
+/// messages of a produce-many): a handle, not a pointer. Owned by the
+/// caller: free it with `wdpool_delivery_free`, whether or not it was waited
+/// on (freeing does not cancel delivery). It stays valid after the
+/// producer's callback returns, and in a forked child (where the reports of
+/// the parent's messages never arrive). After it is freed, every call with
+/// it fails with WDPOOL_STALE_HANDLE (or returns 0).
+///
+/// Thread: may be waited on and read from any thread, concurrently.
 #[allow(non_camel_case_types)]
 pub struct wdpool_delivery {
+    _private: [u8; 0],
+}
+
+pub(crate) struct Delivery {
     batch: Arc<Batch>,
     topics: Vec<CString>,
     max_wait: Duration,
 }
 
-impl wdpool_delivery {
-    pub(crate) fn new(batch: Arc<Batch>, topics: Vec<CString>, max_wait: Duration) -> Box<Self> {
-        Box::new(wdpool_delivery { batch, topics, max_wait })
+impl Delivery {
+    pub(crate) fn new(batch: Arc<Batch>, topics: Vec<CString>, max_wait: Duration) -> Self {
+        Delivery { batch, topics, max_wait }
     }
 }
 
-/// Waits until every message of `delivery` has its report, at most
-/// `timeout_ms` milliseconds (WDPOOL_TIMEOUT_DEFAULT: the producer's
-/// `max_wait_timeout`; 0: do not wait).
+pub(crate) static DELIVERIES: Registry<Arc<Delivery>> = Registry::new(Kind::Delivery);
+
+fn delivery_of(delivery: *const wdpool_delivery) -> Result<Arc<Delivery>> {
+    if delivery.is_null() {
+        return Err(null("delivery"));
+    }
+    DELIVERIES.with(delivery as usize, |d| Arc::clone(d))
+}
+
+/// Waits until every message of `delivery` has its report.
 ///
-/// Returns WDPOOL_OK when all were delivered; WDPOOL_KAFKA (the first
-/// failure; `wdpool_error_kafka_code` has its code) when any failed;
-/// WDPOOL_DELIVERY_TIMEOUT when some reports are still missing;
-/// WDPOOL_NULL_PARAMETER. Blocks the calling thread; any thread.
+/// Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+///             `max_wait_timeout`; 0: only checks).
+/// Calls back: nothing.
+/// Thread:     any, concurrently with other calls on it.
+/// Returns:    OK when all were delivered; KAFKA (the first failure;
+///             `wdpool_error_kafka_code` has its code) when any failed;
+///             DELIVERY_TIMEOUT when some reports are still missing;
+///             NULL_PARAMETER; INVALID_ARGUMENT (another kind of handle);
+///             STALE_HANDLE (freed).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_delivery_wait(
     delivery: *const wdpool_delivery,
@@ -79,8 +100,8 @@ pub unsafe extern "C" fn wdpool_delivery_wait(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let d = unsafe { required(delivery, "delivery") }?;
-        d.batch.wait(timeout_arg(timeout_ms).unwrap_or(d.max_wait))?;
+        let d = delivery_of(delivery)?;
+        d.batch.wait(timeout_or(timeout_ms, d.max_wait))?;
         match d.batch.failure() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -88,25 +109,28 @@ pub unsafe extern "C" fn wdpool_delivery_wait(
     })
 }
 
-/// How many messages `delivery` covers; 0 for NULL.
+/// How many messages `delivery` covers; 0 for NULL or an invalid handle.
+/// Never blocks; any thread.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_delivery_count(delivery: *const wdpool_delivery) -> usize {
-    guarded(0, || unsafe { delivery.as_ref() }.map_or(0, |d| d.batch.len()))
+    guarded(0, || delivery_of(delivery).map_or(0, |d| d.batch.len()))
 }
 
-/// How many messages of `delivery` have no report yet; 0 for NULL.
+/// How many messages of `delivery` have no report yet; 0 for NULL or an
+/// invalid handle. Never blocks; any thread.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_delivery_pending(delivery: *const wdpool_delivery) -> usize {
-    guarded(0, || unsafe { delivery.as_ref() }.map_or(0, |d| d.batch.pending()))
+    guarded(0, || delivery_of(delivery).map_or(0, |d| d.batch.pending()))
 }
 
 /// Copies the report of message `index` into `*report_out`. Its `topic`
 /// points into `delivery` (valid until it is freed).
 ///
-/// Returns WDPOOL_OK (look at `error_code` for the message's outcome),
-/// WDPOOL_PENDING when that report has not arrived yet,
-/// WDPOOL_INVALID_ARGUMENT when `index` is out of range,
-/// WDPOOL_NULL_PARAMETER. Any thread.
+/// Blocks:     never. Calls back: nothing. Thread: any.
+/// Returns:    OK (look at `error_code` for the message's outcome), PENDING
+///             when that report has not arrived yet, INVALID_ARGUMENT when
+///             `index` is out of range (or another kind of handle),
+///             NULL_PARAMETER, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_delivery_report(
     delivery: *const wdpool_delivery,
@@ -115,7 +139,7 @@ pub unsafe extern "C" fn wdpool_delivery_report(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let d = unsafe { required(delivery, "delivery") }?;
+        let d = delivery_of(delivery)?;
         if report_out.is_null() {
             return Err(super::null("report_out"));
         }
@@ -128,19 +152,23 @@ pub unsafe extern "C" fn wdpool_delivery_report(
             .report(index)
             .ok_or_else(|| Error::new(ErrorKind::Pending, format!("message {index} has no delivery report yet")))?;
         let topic = d.topics.get(index).map_or(std::ptr::null(), |t| t.as_ptr());
+        // SAFETY: checked for NULL; the caller passes a writable report.
         unsafe { write_out(report_out, report_to_c(topic, &report)) };
         Ok(())
     })
 }
 
-/// Frees a delivery handle. NULL does nothing. Messages not yet delivered
-/// are still delivered; only their reports are no longer kept.
+/// Frees a delivery handle. NULL, a freed handle or another kind of handle
+/// does nothing. Messages not yet delivered are still delivered; only their
+/// reports are no longer kept. A thread still inside `wdpool_delivery_wait`
+/// on it finishes safely.
+///
+/// Blocks: never. Calls back: nothing. Thread: any (a finalizer's too).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_delivery_free(delivery: *mut wdpool_delivery) {
     guarded((), || {
         if !delivery.is_null() {
-            // SAFETY: a pointer from a produce call, freed once.
-            drop(unsafe { Box::from_raw(delivery) });
+            let _ = DELIVERIES.remove(delivery as usize);
         }
     })
 }

@@ -82,12 +82,24 @@ pub struct wdpool_event {
 /// reloaded, checkout timeout, producer replaced, transactions) run on the
 /// thread that caused them, during the wdpool call that caused them; queued
 /// events (errors, statistics) run on the thread calling
-/// `wdpool_events_drain`. Never on a librdkafka thread. May run on several
-/// threads at once. It may call wdpool, including subscribe and unsubscribe.
+/// `wdpool_events_drain`; the shutdown event of a pool freed without being
+/// closed is queued too. Never on a librdkafka thread or a thread of
+/// wdpool's. May run on several threads at once. It may call wdpool,
+/// including subscribe and unsubscribe, but must not close, reload or free
+/// the pool whose event it handles from inside a `created` or `setup`
+/// event.
+///
+/// It must return normally: never unwind or jump out of it (no `longjmp`,
+/// no C++ exception, no Ruby non-local exit, no Go panic).
 #[allow(non_camel_case_types)]
 pub type wdpool_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const wdpool_event)>;
 
 /// Releases a subscriber's user data once wdpool will not call it again.
+/// Runs exactly once, with no lock of wdpool's held, on the thread that
+/// unsubscribed or on the thread that finished the last delivery in
+/// progress. It may call wdpool (subscribe, unsubscribe, free a pool). It
+/// must return normally (no `longjmp`, C++ exception, Ruby non-local exit
+/// or Go panic).
 #[allow(non_camel_case_types)]
 pub type wdpool_finalizer = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
@@ -163,8 +175,10 @@ impl Subscriber {
 /// no longer call `callback`: after `wdpool_unsubscribe`, possibly later, on
 /// the thread that finishes the last delivery in progress.
 ///
-/// `id_out` (may be NULL) receives the subscription's id, written only on
-/// WDPOOL_OK. Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER (callback).
+/// Blocks:     never. Calls back: nothing now. Thread: any.
+/// id_out:     NULL, or where to write the subscription's id (never 0);
+///             written only on OK.
+/// Returns:    OK, NULL_PARAMETER (callback).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_subscribe(
     callback: wdpool_event_cb,
@@ -178,6 +192,7 @@ pub unsafe extern "C" fn wdpool_subscribe(
         let subscriber = Subscriber { callback, user_data, finalizer };
         let id = events::subscribe(Box::new(move |e| subscriber.deliver(e)));
         if !id_out.is_null() {
+            // SAFETY: checked for NULL; the caller passes a writable u64.
             unsafe { write_out(id_out, id) };
         }
         Ok(())
@@ -187,7 +202,12 @@ pub unsafe extern "C" fn wdpool_subscribe(
 /// Ends a subscription. Deliveries already running may still finish; the
 /// finalizer tells when the user data is free.
 ///
-/// Returns WDPOOL_OK, WDPOOL_INVALID_ARGUMENT (unknown id).
+/// Blocks:     never.
+/// Calls back: the subscription's finalizer, on this thread, when no
+///             delivery is running (otherwise on the thread that finishes
+///             the last one), with no lock of wdpool's held.
+/// Thread:     any, also from inside a subscriber or a finalizer.
+/// Returns:    OK, INVALID_ARGUMENT (unknown id).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_unsubscribe(id: u64, err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || {
@@ -199,14 +219,21 @@ pub unsafe extern "C" fn wdpool_unsubscribe(id: u64, err: *mut *mut wdpool_error
     })
 }
 
-/// Delivers queued events (errors and statistics from librdkafka's threads)
-/// to the subscribers, on the calling thread. Waits up to `timeout_ms` for
-/// the first (0: do not wait; WDPOOL_TIMEOUT_DEFAULT: 1000 ms), then
-/// delivers what is queued, at most `max` in all. Events are queued only
-/// while someone is subscribed; past 10000 the oldest are dropped.
+/// Delivers queued events (errors and statistics from librdkafka's threads,
+/// shutdowns of pools freed without a close) to the subscribers, on the
+/// calling thread: waits up to `timeout_ms` for the first (0: do not wait;
+/// WDPOOL_TIMEOUT_DEFAULT: 1000 ms), then delivers what is queued, at most
+/// `max` in all. Events are queued only while someone is subscribed; past
+/// WDPOOL_EVENTS_QUEUE_CAPACITY events or WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES
+/// bytes the oldest are dropped (see `wdpool_events_stats`).
 ///
-/// `count_out` (may be NULL) receives how many were delivered. Returns
-/// WDPOOL_OK. Blocks; call it from a thread of your own, in a loop.
+/// Blocks:     up to `timeout_ms` for the first event, then for as long as
+///             the subscribers take. Call it from a thread of your own, in a
+///             loop.
+/// Calls back: every subscriber, once per event, on this thread.
+/// Thread:     any; several threads may drain at once.
+/// count_out:  NULL, or where to write how many were delivered.
+/// Returns:    OK.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_events_drain(
     timeout_ms: i64,
@@ -218,8 +245,50 @@ pub unsafe extern "C" fn wdpool_events_drain(
         let timeout = timeout_arg(timeout_ms).unwrap_or(Duration::from_millis(1000));
         let count = events::drain(timeout, max);
         if !count_out.is_null() {
+            // SAFETY: checked for NULL; the caller passes a writable size_t.
             unsafe { write_out(count_out, count) };
         }
+        Ok(())
+    })
+}
+
+/// Events the queue holds at most (the oldest are dropped beyond).
+pub const WDPOOL_EVENTS_QUEUE_CAPACITY: usize = events::QUEUE_CAPACITY;
+/// Bytes of event text the queue holds at most (the oldest are dropped
+/// beyond).
+pub const WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES: usize = events::QUEUE_CAPACITY_BYTES;
+
+/// The state of the queue that `wdpool_events_drain` empties.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct wdpool_events_statistics {
+    /// Events waiting to be drained.
+    pub queued: usize,
+    /// Bytes they hold.
+    pub queued_bytes: usize,
+    /// Events dropped because the queue was full, over the process's life:
+    /// a binding can warn when it grows.
+    pub dropped: u64,
+}
+
+/// Writes the state of the event queue to `*stats_out`.
+///
+/// Blocks: never. Calls back: nothing. Thread: any.
+/// Returns: OK, NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_events_stats(
+    stats_out: *mut wdpool_events_statistics,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        if stats_out.is_null() {
+            return Err(null("stats_out"));
+        }
+        let q = events::queue_stats();
+        let stats = wdpool_events_statistics { queued: q.queued, queued_bytes: q.queued_bytes, dropped: q.dropped };
+        // SAFETY: checked for NULL; the caller passes a writable struct.
+        unsafe { write_out(stats_out, stats) };
         Ok(())
     })
 }

@@ -3,25 +3,46 @@
 //! with a real broker.
 
 use std::ffi::{c_char, CString};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
+use super::registry::{Kind, Registry};
 use super::result::c_string;
-use super::{boundary, guarded, null, required, utf8, wdpool_error, wdpool_result, write_out};
+use super::{boundary, guarded, null, utf8, wdpool_error, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
+use crate::kafka::message::validate_topic;
 
-/// An in-process mock Kafka cluster on loopback ports. Create it with
-/// `wdpool_mock_cluster_new`, free it with `wdpool_mock_cluster_free`. Its
-/// functions may be called from any thread.
+/// An in-process mock Kafka cluster on loopback ports: a handle, not a
+/// pointer. Create it with `wdpool_mock_cluster_new`, free it with
+/// `wdpool_mock_cluster_free`. Its functions may be called from any thread;
+/// after it is freed they fail with WDPOOL_STALE_HANDLE.
 #[allow(non_camel_case_types)]
 pub struct wdpool_mock_cluster {
+    _private: [u8; 0],
+}
+
+struct Mock {
     cluster: MockCluster<'static, DefaultProducerContext>,
     bootstrap: CString,
 }
 
-fn cluster_ref<'a>(cluster: *const wdpool_mock_cluster) -> Result<&'a wdpool_mock_cluster> {
-    unsafe { required(cluster, "cluster") }
+// SAFETY: librdkafka's mock cluster API is thread-safe (every call takes the
+// cluster's lock); the crate's handle is !Send only because it holds raw
+// pointers.
+unsafe impl Send for Mock {}
+// SAFETY: as above.
+unsafe impl Sync for Mock {}
+
+static CLUSTERS: Registry<Arc<Mock>> = Registry::new(Kind::MockCluster);
+
+fn cluster_ref(cluster: *const wdpool_mock_cluster) -> Result<Arc<Mock>> {
+    if cluster.is_null() {
+        return Err(null("cluster"));
+    }
+    CLUSTERS.with(cluster as usize, |c| Arc::clone(c))
 }
 
 fn mock_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -50,24 +71,29 @@ pub unsafe extern "C" fn wdpool_mock_cluster_new(
         }
         let cluster = MockCluster::new(brokers).map_err(|e| mock_error("starting the mock cluster", e))?;
         let bootstrap = c_string(&cluster.bootstrap_servers());
-        let boxed = Box::new(wdpool_mock_cluster { cluster, bootstrap });
-        unsafe { write_out(cluster_out, Box::into_raw(boxed)) };
+        let token = CLUSTERS.insert(Arc::new(Mock { cluster, bootstrap }))?;
+        // SAFETY: checked for NULL; the caller passes a writable pointer.
+        unsafe { write_out(cluster_out, token as *mut wdpool_mock_cluster) };
         Ok(())
     })
 }
 
 /// The cluster's bootstrap servers ("127.0.0.1:port,..."), for
 /// "bootstrap.servers". Borrowed: valid until the cluster is freed. "" for
-/// NULL.
+/// NULL or an invalid handle. Never blocks; any thread.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_mock_cluster_bootstrap_servers(cluster: *const wdpool_mock_cluster) -> *const c_char {
+    // The string lives as long as the cluster's registration (the caller
+    // frees the cluster, so it outlives the caller's use).
     guarded(c"".as_ptr(), || cluster_ref(cluster).map_or(c"".as_ptr(), |c| c.bootstrap.as_ptr()))
 }
 
-/// Creates `topic` with `partitions` partitions.
+/// Creates `topic` (a valid topic name: letters, digits, '_', '-', '.') with
+/// `partitions` partitions.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT,
-/// WDPOOL_KAFKA.
+/// Blocks: briefly, on the cluster's lock. Calls back: nothing. Thread: any.
+/// Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (a bad name, partitions
+/// < 1, another kind of handle), STALE_HANDLE, KAFKA.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_mock_cluster_create_topic(
     cluster: *const wdpool_mock_cluster,
@@ -77,7 +103,9 @@ pub unsafe extern "C" fn wdpool_mock_cluster_create_topic(
 ) -> wdpool_result {
     boundary(err, || {
         let c = cluster_ref(cluster)?;
+        // SAFETY: NULL or a NUL-terminated string, as documented.
         let topic = unsafe { utf8(topic, "topic") }?;
+        validate_topic(topic).map_err(|e| Error { kind: ErrorKind::InvalidArgument, ..e })?;
         if partitions < 1 {
             return Err(Error::new(ErrorKind::InvalidArgument, "partitions must be at least 1"));
         }
@@ -88,7 +116,8 @@ pub unsafe extern "C" fn wdpool_mock_cluster_create_topic(
 /// Takes broker `broker_id` down (`up` false) or brings it back (`up` true),
 /// to test failures.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_KAFKA.
+/// Blocks: briefly. Calls back: nothing. Thread: any.
+/// Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE, KAFKA.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_mock_cluster_set_broker_up(
     cluster: *const wdpool_mock_cluster,
@@ -103,14 +132,37 @@ pub unsafe extern "C" fn wdpool_mock_cluster_set_broker_up(
     })
 }
 
-/// Stops and frees the cluster. NULL does nothing. Producers still connected
-/// to it will see their brokers disappear.
+/// Delays every response of broker `broker_id` by `rtt_ms` milliseconds
+/// (0: none), to test slow brokers and slow commits.
+///
+/// Blocks: briefly. Calls back: nothing. Thread: any.
+/// Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE, KAFKA.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_mock_cluster_set_rtt(
+    cluster: *const wdpool_mock_cluster,
+    broker_id: i32,
+    rtt_ms: u32,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        let c = cluster_ref(cluster)?;
+        c.cluster
+            .broker_round_trip_time(broker_id, Duration::from_millis(u64::from(rtt_ms)))
+            .map_err(|e| mock_error("setting the round-trip time", e))
+    })
+}
+
+/// Stops and frees the cluster. NULL, a freed handle or another kind of
+/// handle does nothing. Producers still connected to it will see their
+/// brokers disappear.
+///
+/// Blocks: while the cluster's threads stop (milliseconds). Calls back:
+/// nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_mock_cluster_free(cluster: *mut wdpool_mock_cluster) {
     guarded((), || {
         if !cluster.is_null() {
-            // SAFETY: a pointer from `wdpool_mock_cluster_new`, freed once.
-            drop(unsafe { Box::from_raw(cluster) });
+            let _ = CLUSTERS.remove(cluster as usize);
         }
     })
 }

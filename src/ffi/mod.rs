@@ -20,6 +20,7 @@ mod result;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
 
 pub use config::*;
 pub use delivery::*;
@@ -31,6 +32,7 @@ pub use producer::*;
 pub use result::*;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::pool::Owner;
 
 /// A callback's "it worked". Anything else is a failure: a Ruby exception
 /// escaping an ffi callback makes it return 0, which must never read as
@@ -69,14 +71,6 @@ pub(crate) fn null(what: &str) -> Error {
     Error::new(ErrorKind::NullParameter, format!("{what} is NULL"))
 }
 
-/// A required pointer, as a reference.
-///
-/// # Safety
-/// `ptr` is NULL or valid for reads for `'a`.
-pub(crate) unsafe fn required<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
-    unsafe { ptr.as_ref() }.ok_or_else(|| null(what))
-}
-
 /// Writes an out-parameter (checked for NULL first by the caller).
 ///
 /// # Safety
@@ -98,9 +92,41 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, what: &str) -> Result<&'a str>
         .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{what} is not valid UTF-8: {e}")))
 }
 
-/// A timeout argument: negative means the pool's default.
-pub(crate) fn timeout_arg(timeout_ms: i64) -> Option<std::time::Duration> {
-    u64::try_from(timeout_ms).ok().map(std::time::Duration::from_millis)
+/// A timeout argument: negative (WDPOOL_TIMEOUT_DEFAULT) means the call's
+/// default.
+pub(crate) fn timeout_arg(timeout_ms: i64) -> Option<Duration> {
+    u64::try_from(timeout_ms).ok().map(Duration::from_millis)
+}
+
+pub(crate) fn timeout_or(timeout_ms: i64, default: Duration) -> Duration {
+    timeout_arg(timeout_ms).unwrap_or(default)
+}
+
+/// The deadline of a call that waits at most `timeout_ms`.
+pub(crate) fn deadline_arg(timeout_ms: i64, default: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout_or(timeout_ms, default))
+}
+
+/// Who a checkout is for: a nested checkout by the same owner gets the same
+/// producer, and a transaction belongs to the owner that began it.
+/// WDPOOL_OWNER_THREAD (0): the calling OS thread (C and C++ threads).
+/// WDPOOL_OWNER_NONE: nobody; every checkout is a fresh one. Any other
+/// value is a key the caller chooses (a Ruby Fiber's id, a Go context's
+/// token), re-entrant whatever OS thread it calls from: keys must be unique
+/// among the callers that are live at once.
+#[allow(non_camel_case_types)]
+pub type wdpool_owner = u64;
+/// The calling OS thread owns the checkout.
+pub const WDPOOL_OWNER_THREAD: wdpool_owner = 0;
+/// Nobody owns the checkout: never re-entrant.
+pub const WDPOOL_OWNER_NONE: wdpool_owner = u64::MAX;
+
+pub(crate) fn owner_arg(owner: wdpool_owner) -> Owner {
+    match owner {
+        WDPOOL_OWNER_THREAD => Owner::Thread,
+        WDPOOL_OWNER_NONE => Owner::Unique,
+        key => Owner::Key(key),
+    }
 }
 
 static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {

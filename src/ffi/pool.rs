@@ -6,28 +6,29 @@ use std::time::Duration;
 
 use super::config::{configure_with, wdpool_configure_cb};
 use super::producer::{call_back, callback_outcome, lease_handle, wdpool_producer, wdpool_producer_cb};
-use super::{boundary, guarded, null, required, timeout_arg, wdpool_error, wdpool_result, write_out};
+use super::registry::{Kind, Registry};
+use super::{boundary, guarded, null, owner_arg, timeout_arg, wdpool_error, wdpool_owner, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kafka::Completion;
-use crate::pool::{CloseReport, Options, Stats, DEFAULT_SIZE, DEFAULT_TIMEOUT};
+use crate::pool::{CloseReport, Options, Stats, DEFAULT_SIZE, DEFAULT_TIMEOUT, MAX_SIZE};
 use crate::producer_pool::{self as pools, ProducerPool};
 
 /// WaterDrop's default pool size.
-pub const WDPOOL_DEFAULT_SIZE: usize = 5;
+pub const WDPOOL_DEFAULT_SIZE: usize = DEFAULT_SIZE;
 /// WaterDrop's default checkout timeout, in milliseconds.
-pub const WDPOOL_DEFAULT_TIMEOUT_MS: u64 = 5000;
-
-const _: () = assert!(WDPOOL_DEFAULT_SIZE == DEFAULT_SIZE);
-const _: () = assert!(WDPOOL_DEFAULT_TIMEOUT_MS as u128 == DEFAULT_TIMEOUT.as_millis());
+pub const WDPOOL_DEFAULT_TIMEOUT_MS: u64 = DEFAULT_TIMEOUT.as_millis() as u64;
+/// The largest pool size: each producer runs several librdkafka threads.
+pub const WDPOOL_MAX_SIZE: usize = MAX_SIZE;
 
 /// A pool's shape. Get the defaults from `wdpool_options_default()`.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct wdpool_options {
-    /// How many producers (slots); at least 1. Default 5.
+    /// How many producers (slots): 1 to WDPOOL_MAX_SIZE. Default 5.
     pub size: usize,
-    /// How long a checkout waits for a free producer, in milliseconds.
+    /// How long a checkout waits for a free producer, in milliseconds,
+    /// creating the producer included (WaterDrop's connection timeout).
     /// Default 5000; 0 means "fail at once when none is free".
     pub timeout_ms: u64,
 }
@@ -45,6 +46,9 @@ pub struct wdpool_statistics {
     pub idle: usize,
     /// Producers checked out.
     pub in_use: usize,
+    /// Producers whose creation goes on in the background (a checkout's
+    /// timeout ran out while, say, `init_transactions` was still waiting).
+    pub creating: usize,
     /// Threads waiting for a producer.
     pub waiting: usize,
     /// Checkouts that timed out, over the pool's life.
@@ -64,7 +68,7 @@ pub struct wdpool_statistics {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct wdpool_close_report {
-    /// Producers closed by this call (the idle ones).
+    /// Producers closed by the close (the idle ones).
     pub closed: usize,
     /// Messages those producers did not deliver (flush timed out, or purged
     /// by a forced close).
@@ -73,9 +77,12 @@ pub struct wdpool_close_report {
     pub in_use: usize,
 }
 
-/// A pool of producers. Create it with `wdpool_pool_new`, free it with
-/// `wdpool_pool_free`. All its functions may be called from any thread,
-/// concurrently, until it is freed.
+/// A pool of producers: a handle, not a pointer (never dereference it).
+/// Create it with `wdpool_pool_new`, free it with `wdpool_pool_free`. All its
+/// functions may be called from any thread, concurrently; after it is freed
+/// they fail with WDPOOL_STALE_HANDLE (a handle of another kind:
+/// WDPOOL_INVALID_ARGUMENT). It stays usable in a forked child, where it
+/// abandons the parent's producers and creates its own.
 #[allow(non_camel_case_types)]
 pub struct wdpool_pool {
     _private: [u8; 0],
@@ -83,7 +90,7 @@ pub struct wdpool_pool {
 
 /// WaterDrop's defaults: size 5, timeout 5000 ms.
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub extern "C" fn wdpool_options_default() -> wdpool_options {
     wdpool_options { size: WDPOOL_DEFAULT_SIZE, timeout_ms: WDPOOL_DEFAULT_TIMEOUT_MS }
@@ -92,8 +99,11 @@ pub extern "C" fn wdpool_options_default() -> wdpool_options {
 fn options_of(options: *const wdpool_options) -> Result<Options> {
     // SAFETY: NULL or a readable options struct.
     let Some(o) = (unsafe { options.as_ref() }) else { return Ok(Options::default()) };
-    if o.size == 0 {
-        return Err(Error::new(ErrorKind::InvalidArgument, "options.size must be at least 1"));
+    if !(1..=MAX_SIZE).contains(&o.size) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("options.size must be 1 to {MAX_SIZE} (WDPOOL_MAX_SIZE), not {}", o.size),
+        ));
     }
     Ok(Options { size: o.size, timeout: Duration::from_millis(o.timeout_ms) })
 }
@@ -104,6 +114,7 @@ fn stats_to_c(s: Stats) -> wdpool_statistics {
         created: s.created,
         idle: s.idle,
         in_use: s.in_use,
+        creating: s.creating,
         waiting: s.waiting,
         checkout_timeouts: s.checkout_timeouts,
         total_wait_us: u64::try_from(s.total_wait.as_micros()).unwrap_or(u64::MAX),
@@ -117,14 +128,19 @@ fn report_to_c(r: CloseReport) -> wdpool_close_report {
     wdpool_close_report { closed: r.closed, undelivered: r.undelivered, in_use: r.in_use }
 }
 
-fn pool_ref<'a>(pool: *const wdpool_pool) -> Result<&'a ProducerPool> {
-    unsafe { required(pool as *const ProducerPool, "pool") }
+static POOLS: Registry<Arc<ProducerPool>> = Registry::new(Kind::Pool);
+
+fn pool_of(pool: *const wdpool_pool) -> Result<Arc<ProducerPool>> {
+    if pool.is_null() {
+        return Err(null("pool"));
+    }
+    POOLS.with(pool as usize, |p| Arc::clone(p))
 }
 
 fn run_with(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_producer_cb, user_data: *mut c_void) -> Result<()> {
     let callback = callback.ok_or_else(|| null("callback"))?;
     pool.with(timeout_arg(timeout_ms), |lease| {
-        match callback_outcome(call_back(lease.conn(), callback, user_data)?)? {
+        match callback_outcome(call_back(lease.conn(), lease.owner(), callback, user_data)?)? {
             Completion::Commit => Ok(()),
             Completion::Abort => Err(Error::new(
                 ErrorKind::CallbackFailed,
@@ -136,21 +152,25 @@ fn run_with(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_producer_cb, 
 
 fn run_transaction(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_producer_cb, user_data: *mut c_void) -> Result<()> {
     let callback = callback.ok_or_else(|| null("callback"))?;
-    pool.transaction(timeout_arg(timeout_ms), |lease| callback_outcome(call_back(lease.conn(), callback, user_data)?))
-        .map(drop)
+    pool.transaction(timeout_arg(timeout_ms), |lease| {
+        callback_outcome(call_back(lease.conn(), lease.owner(), callback, user_data)?)
+    })
+    .map(drop)
 }
 
-fn checkout(pool: &ProducerPool, timeout_ms: i64, producer_out: *mut *mut wdpool_producer) -> Result<()> {
+fn checkout(pool: &ProducerPool, owner: wdpool_owner, timeout_ms: i64, producer_out: *mut *mut wdpool_producer) -> Result<()> {
     if producer_out.is_null() {
         return Err(null("producer_out"));
     }
-    let handle = lease_handle(pool.checkout(timeout_arg(timeout_ms))?)?;
+    let handle = lease_handle(pool.checkout_as(owner_arg(owner), timeout_arg(timeout_ms))?)?;
+    // SAFETY: checked for NULL; the caller passes a writable pointer.
     unsafe { write_out(producer_out, handle) };
     Ok(())
 }
 
 fn write_report(report_out: *mut wdpool_close_report, report: CloseReport) {
     if !report_out.is_null() {
+        // SAFETY: checked for NULL; the caller passes a writable struct.
         unsafe { write_out(report_out, report_to_c(report)) };
     }
 }
@@ -159,9 +179,11 @@ fn write_stats(stats_out: *mut wdpool_statistics, stats: Stats) -> Result<()> {
     if stats_out.is_null() {
         return Err(null("stats_out"));
     }
+    // SAFETY: checked for NULL; the caller passes a writable struct.
     unsafe { write_out(stats_out, stats_to_c(stats)) };
     Ok(())
 }
+
 
 // ---------------------------------------------------------------------------
 // Pool instances.
@@ -171,12 +193,19 @@ fn write_stats(stats_out: *mut wdpool_statistics, stats: Stats) -> Result<()> {
 /// the `WDPOOL_BROKERS` environment variable or 127.0.0.1:9092) is called
 /// once per slot before this returns, with `user_data` and the slot's
 /// zero-based index; `user_data` is not kept. Producers are created on first
-/// use, so no broker needs to be reachable now. Fires `connection_pool.created`.
+/// use, so no broker needs to be reachable now. Nothing is allocated in
+/// proportion to `options->size` before it is checked.
 ///
-/// `pool_out` receives the new pool, owned by the caller (free it with
-/// `wdpool_pool_free`); written only on WDPOOL_OK. Returns WDPOOL_OK,
-/// WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (size 0),
-/// WDPOOL_INVALID_CONFIG (names the key), WDPOOL_CALLBACK_FAILED.
+/// Blocks:     never on the network; runs `configure` `size` times.
+/// Calls back: `configure`, on this thread, in slot order; then the
+///             `connection_pool.created` subscribers, on this thread.
+/// Thread:     any.
+/// pool_out:   receives the new pool, owned by the caller (free it with
+///             `wdpool_pool_free`); written only on OK.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT (size 0 or above
+///             WDPOOL_MAX_SIZE), INVALID_CONFIG (names the key),
+///             CALLBACK_FAILED, or the code of a setter that failed inside
+///             `configure` (see `wdpool_configure_cb`).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_new(
     options: *const wdpool_options,
@@ -190,21 +219,34 @@ pub unsafe extern "C" fn wdpool_pool_new(
             return Err(null("pool_out"));
         }
         let pool = ProducerPool::new(options_of(options)?, configure_with(configure, user_data), false)?;
-        unsafe { write_out(pool_out, Arc::into_raw(Arc::new(pool)) as *mut wdpool_pool) };
+        let token = POOLS.insert(Arc::new(pool))?;
+        // SAFETY: checked for NULL; the caller passes a writable pointer.
+        unsafe { write_out(pool_out, token as *mut wdpool_pool) };
         Ok(())
     })
 }
 
-/// Checks out a producer (waiting at most `timeout_ms`;
-/// WDPOOL_TIMEOUT_DEFAULT: the pool's timeout), calls `callback(user_data,
+/// Checks out a producer for the calling thread, calls `callback(user_data,
 /// producer)` on this thread, and returns the producer to the pool whatever
-/// the callback did. Re-entrant: a nested call on the same thread gets the
-/// same producer (a pool of size 1 does not deadlock). A transaction the
-/// callback opened with `wdpool_producer_begin` and left open is aborted.
+/// the callback did. Re-entrant per thread: a nested call on the same thread
+/// gets the same producer (a pool of size 1 does not deadlock). A
+/// transaction the callback opened with `wdpool_producer_begin` and left
+/// open is rolled back.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_TIMEOUT, WDPOOL_CLOSED,
-/// WDPOOL_CALLBACK_FAILED, WDPOOL_TRANSACTION_ABORTED, and the errors of
-/// creating a producer (WDPOOL_INVALID_CONFIG, WDPOOL_KAFKA, WDPOOL_FATAL).
+/// Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the pool's
+///             timeout) for a free producer, creating it included; then for
+///             as long as the callback runs; then, when a transaction was
+///             left open, for its abort (bounded by `max_wait_timeout`).
+/// Calls back: `callback` once, on this thread; event subscribers
+///             (checkout timeout, producer replaced, transactions), on this
+///             thread.
+/// Thread:     any.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, TIMEOUT (the message
+///             says how long and how many of how many were available, and
+///             whether a creation goes on in the background), CLOSED,
+///             CALLBACK_FAILED, TRANSACTION_ABORTED, STALE_HANDLE (a freed
+///             pool), and the errors of creating a producer (INVALID_CONFIG,
+///             KAFKA, FATAL).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_with(
     pool: *const wdpool_pool,
@@ -213,16 +255,22 @@ pub unsafe extern "C" fn wdpool_pool_with(
     user_data: *mut c_void,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || run_with(pool_ref(pool)?, timeout_ms, callback, user_data))
+    boundary(err, || run_with(&*pool_of(pool)?, timeout_ms, callback, user_data))
 }
 
-/// As `wdpool_pool_with`, inside a transaction: committed when the callback
-/// returns WDPOOL_CB_OK, aborted when it returns WDPOOL_CB_ABORT (result
-/// WDPOOL_OK) or anything else (WDPOOL_CALLBACK_FAILED).
+/// As `wdpool_pool_with`, with the callback as one transaction level (see
+/// `wdpool_producer_transaction`): committed when the callback returns
+/// WDPOOL_CB_OK, rolled back when it returns WDPOOL_CB_ABORT (result OK) or
+/// anything else (CALLBACK_FAILED). OK with WDPOOL_CB_OK means committed.
 ///
-/// Returns those of `wdpool_pool_with`, and WDPOOL_NOT_TRANSACTIONAL,
-/// WDPOOL_TRANSACTION_ABORTED (an abortable Kafka error: rolled back),
-/// WDPOOL_KAFKA, WDPOOL_FATAL (the producer will be replaced).
+/// Blocks:     as `wdpool_pool_with`, plus commit or abort (bounded by the
+///             producer's `max_wait_timeout`).
+/// Calls back: as `wdpool_pool_with`.
+/// Thread:     any.
+/// Returns:    those of `wdpool_pool_with`, and NOT_TRANSACTIONAL,
+///             TRANSACTION_ABORTED (an abortable Kafka error: rolled back),
+///             TRANSACTION_EXITED_EARLY, KAFKA, FATAL (the producer will be
+///             replaced).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_transaction(
     pool: *const wdpool_pool,
@@ -231,36 +279,54 @@ pub unsafe extern "C" fn wdpool_pool_transaction(
     user_data: *mut c_void,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || run_transaction(pool_ref(pool)?, timeout_ms, callback, user_data))
+    boundary(err, || run_transaction(&*pool_of(pool)?, timeout_ms, callback, user_data))
 }
 
-/// Checks out a producer without a callback (for bindings whose callbacks
-/// cannot be trusted to return normally). The caller must give it back with
-/// `wdpool_producer_checkin`, on any thread. Re-entrant per OS thread like
-/// `wdpool_pool_with`: callers whose tasks move between OS threads (Go
-/// goroutines) should use `wdpool_pool_with` or pin their thread.
+/// Checks out a producer for `owner` without a callback, for bindings whose
+/// callbacks cannot be trusted to return normally (Ruby blocks, Go
+/// functions that panic). Give it back with `wdpool_producer_checkin`, from
+/// any thread. A nested checkout by the same owner gets the same producer
+/// (see `wdpool_owner`): Ruby passes the current Fiber, Go a token carried
+/// by its context, C WDPOOL_OWNER_THREAD; WDPOOL_OWNER_NONE is never
+/// re-entrant.
 ///
-/// `producer_out` is written only on WDPOOL_OK. Returns as
-/// `wdpool_pool_with`, without WDPOOL_CALLBACK_FAILED.
+/// Blocks:       up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the pool's
+///               timeout) for a free producer, creating it included. A
+///               creation still waiting (say, for `init_transactions`) when
+///               the time is up goes on in the background for the next
+///               caller; this one gets TIMEOUT saying so.
+/// Calls back:   checkout timeout and producer replaced subscribers, on
+///               this thread.
+/// Thread:       any.
+/// producer_out: receives the handle, written only on OK.
+/// Returns:      as `wdpool_pool_with`, without CALLBACK_FAILED and
+///               TRANSACTION_ABORTED.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_checkout(
     pool: *const wdpool_pool,
+    owner: wdpool_owner,
     timeout_ms: i64,
     producer_out: *mut *mut wdpool_producer,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || checkout(pool_ref(pool)?, timeout_ms, producer_out))
+    boundary(err, || checkout(&*pool_of(pool)?, owner, timeout_ms, producer_out))
 }
 
 /// Closes the pool: gracefully (each idle producer flushes, bounded by its
 /// `max_wait_timeout`) or, with `force`, purging what is not delivered.
 /// Producers close in parallel. Checked-out producers are closed when they
-/// come back. Later checkouts fail with WDPOOL_CLOSED (nested ones on a thread
-/// that still holds a producer too). Closing again is harmless (reports
-/// zeros). Fires `connection_pool.shutdown` once.
+/// come back. Later checkouts fail with WDPOOL_CLOSED (nested ones too).
+/// Returns only when the pool is closed: a call made while another close
+/// runs waits for it, and every call reports the first close's outcome
+/// (and its `force`).
 ///
-/// `report_out`: NULL or where to write what was closed. Returns WDPOOL_OK,
-/// WDPOOL_NULL_PARAMETER (pool). Blocks until the idle producers are closed.
+/// Blocks:     until the idle producers are flushed (graceful: up to their
+///             `max_wait_timeout`) or purged (forced: about 500 ms at most).
+/// Calls back: the `connection_pool.shutdown` subscribers, once per pool,
+///             on the thread of the first close.
+/// Thread:     any.
+/// report_out: NULL, or where to write what the close did; written on OK.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_close(
     pool: *const wdpool_pool,
@@ -269,49 +335,68 @@ pub unsafe extern "C" fn wdpool_pool_close(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        write_report(report_out, pool_ref(pool)?.close(force));
+        write_report(report_out, pool_of(pool)?.close(force));
         Ok(())
     })
 }
 
 /// Reloads the pool: idle producers are closed gracefully and recreated on
 /// demand (with the same slot indexes and configuration); checked-out ones
-/// are replaced when they come back. Fires `connection_pool.reload` before
-/// and `connection_pool.reloaded` after.
+/// are replaced when they come back.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_CLOSED.
+/// Blocks:     until the idle producers are flushed (up to their
+///             `max_wait_timeout`).
+/// Calls back: `connection_pool.reload` subscribers before, and
+///             `connection_pool.reloaded` after, on this thread.
+/// Thread:     any.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, CLOSED, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_reload(pool: *const wdpool_pool, err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || pool_ref(pool)?.reload().map(drop))
+    boundary(err, || pool_of(pool)?.reload().map(drop))
 }
 
 /// Writes a snapshot of the pool to `*stats_out`. Works on a closed pool.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER.
+/// Blocks:     never (it does not wait for creations, commits or closes in
+///             progress).
+/// Calls back: nothing.
+/// Thread:     any.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_stats(
     pool: *const wdpool_pool,
     stats_out: *mut wdpool_statistics,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || write_stats(stats_out, pool_ref(pool)?.stats()))
+    boundary(err, || write_stats(stats_out, pool_of(pool)?.stats()))
 }
 
-/// The pool's process-unique id, as events report it; 0 for NULL.
+/// The pool's process-unique id, as events report it; 0 for NULL or an
+/// invalid handle. Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_id(pool: *const wdpool_pool) -> u64 {
-    guarded(0, || pool_ref(pool).map_or(0, ProducerPool::id))
+    guarded(0, || pool_of(pool).map_or(0, |p| p.id()))
 }
 
-/// Frees a pool, closing it gracefully first if it is not closed. NULL does
-/// nothing. The pool must not be used afterwards; producers still checked
-/// out stay valid until they come back, and are then closed.
+/// Frees a pool handle; safe from a garbage collector's finalizer. NULL, a
+/// freed handle or another kind of handle does nothing. The handle is stale
+/// at once; calls already running on other threads finish normally.
+///
+/// When the pool was not closed, a thread of wdpool's closes it gracefully
+/// in the background once the last call using it has returned (each
+/// producer flushes, up to its `max_wait_timeout`), and its
+/// `connection_pool.shutdown` event is queued for `wdpool_events_drain`. To
+/// know that everything was delivered, call `wdpool_pool_close` first.
+/// Producers still checked out stay valid until they come back, and are
+/// then closed. In a forked child, the parent's producers are abandoned,
+/// never destroyed.
+///
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_pool_free(pool: *mut wdpool_pool) {
     guarded((), || {
         if !pool.is_null() {
-            // SAFETY: a pointer from `wdpool_pool_new`, freed once.
-            drop(unsafe { Arc::from_raw(pool as *const ProducerPool) });
+            let _ = POOLS.remove(pool as usize);
         }
     })
 }
@@ -320,10 +405,13 @@ pub unsafe extern "C" fn wdpool_pool_free(pool: *mut wdpool_pool) {
 // The global pool.
 
 /// Sets up the process-wide pool, as `wdpool_pool_new` does. A global pool
-/// set up before is closed gracefully once the new one is in place. Fires
-/// `connection_pool.created` and `connection_pool.setup`.
+/// set up before is closed gracefully once the new one is in place.
 ///
-/// Returns as `wdpool_pool_new` (without the out-parameter). Any thread.
+/// Blocks:     as `wdpool_pool_new`, then to close the previous global pool.
+/// Calls back: `configure`, then `connection_pool.created` and
+///             `connection_pool.setup` subscribers, on this thread.
+/// Thread:     any.
+/// Returns:    as `wdpool_pool_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_setup(
     options: *const wdpool_options,
@@ -334,8 +422,8 @@ pub unsafe extern "C" fn wdpool_setup(
     boundary(err, || pools::setup(options_of(options)?, configure_with(configure, user_data)))
 }
 
-/// `wdpool_pool_with` on the global pool. Also returns WDPOOL_NOT_SET_UP
-/// before `wdpool_setup` and WDPOOL_CLOSED after `wdpool_close`.
+/// `wdpool_pool_with` on the global pool. Also returns NOT_SET_UP before
+/// `wdpool_setup` and CLOSED after `wdpool_close`.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_with(
     timeout_ms: i64,
@@ -346,7 +434,7 @@ pub unsafe extern "C" fn wdpool_with(
     boundary(err, || run_with(&*pools::global()?, timeout_ms, callback, user_data))
 }
 
-/// `wdpool_pool_transaction` on the global pool; also WDPOOL_NOT_SET_UP.
+/// `wdpool_pool_transaction` on the global pool; also NOT_SET_UP.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_transaction(
     timeout_ms: i64,
@@ -357,18 +445,20 @@ pub unsafe extern "C" fn wdpool_transaction(
     boundary(err, || run_transaction(&*pools::global()?, timeout_ms, callback, user_data))
 }
 
-/// `wdpool_pool_checkout` on the global pool; also WDPOOL_NOT_SET_UP.
+/// `wdpool_pool_checkout` on the global pool; also NOT_SET_UP.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_checkout(
+    owner: wdpool_owner,
     timeout_ms: i64,
     producer_out: *mut *mut wdpool_producer,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || checkout(&*pools::global()?, timeout_ms, producer_out))
+    boundary(err, || checkout(&*pools::global()?, owner, timeout_ms, producer_out))
 }
 
-/// `wdpool_pool_close` on the global pool. Harmless when there is none or it
-/// is closed already (reports zeros). Returns WDPOOL_OK.
+/// `wdpool_pool_close` on the global pool. Harmless when there is none
+/// (reports zeros); when it is closed or closing, waits for that close and
+/// reports its outcome. Returns OK.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_close(
     force: bool,
@@ -381,26 +471,29 @@ pub unsafe extern "C" fn wdpool_close(
     })
 }
 
-/// `wdpool_pool_reload` on the global pool; also WDPOOL_NOT_SET_UP.
+/// `wdpool_pool_reload` on the global pool. Without a global pool it is a
+/// harmless no-op returning OK, as WaterDrop's `reload` is (so a process may
+/// reload unconditionally after `fork()`). Returns OK, CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_reload(err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || pools::global()?.reload().map(drop))
+    boundary(err, || pools::reload_global().map(drop))
 }
 
-/// `wdpool_pool_stats` on the global pool; also WDPOOL_NOT_SET_UP and
-/// WDPOOL_CLOSED.
+/// `wdpool_pool_stats` on the global pool; also NOT_SET_UP and CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_stats(stats_out: *mut wdpool_statistics, err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || write_stats(stats_out, pools::global()?.stats()))
 }
 
 /// Whether a global pool is set up and not closed (WaterDrop's `active?`).
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub extern "C" fn wdpool_active() -> bool {
     guarded(false, pools::is_active)
 }
 
 /// The global pool's id (as events report it), or 0 when none is active.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub extern "C" fn wdpool_global_id() -> u64 {
     guarded(0, || pools::global().map_or(0, |p| p.id()))

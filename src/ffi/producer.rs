@@ -6,20 +6,35 @@
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
-use super::delivery::{report_to_c, topics_of, wdpool_delivery, wdpool_report};
+use super::delivery::{report_to_c, topics_of, wdpool_delivery, wdpool_report, Delivery, DELIVERIES};
 use super::message::{borrow_many, wdpool_message};
-use super::registry::{Registered, Registry};
-use super::{boundary, null, wdpool_error, wdpool_result, write_out, WDPOOL_CB_ABORT, WDPOOL_CB_OK};
+use super::registry::{Kind, Registered, Registry};
+use super::{boundary, deadline_arg, null, timeout_or, wdpool_error, wdpool_result, write_out, WDPOOL_CB_ABORT, WDPOOL_CB_OK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kafka::{Completion, Producer};
+use crate::kafka::{Completion, Ended, Outcome, Producer};
+use crate::pool::OwnerId;
 use crate::producer_pool::{ProducerLease, TxnLeftOpenGuard};
+use rdkafka::types::RDKafkaRespErr;
 
-/// A producer checked out of a pool. Handed to a `wdpool_producer_cb` (valid
-/// until the callback returns) or returned by `wdpool_pool_checkout` /
-/// `wdpool_checkout` (valid until `wdpool_producer_checkin`). Afterwards
-/// every call with it fails with WDPOOL_STALE_HANDLE. While valid it may be
-/// used from several threads at once (librdkafka producers are thread-safe);
-/// transactions on it are one at a time.
+/// A producer checked out of a pool: a handle, not a pointer (never
+/// dereference it). Handed to a `wdpool_producer_cb` (valid until the
+/// callback returns) or returned by `wdpool_pool_checkout` /
+/// `wdpool_checkout` (valid until `wdpool_producer_checkin`). Afterwards,
+/// and in a process forked after it was made, every call with it fails with
+/// WDPOOL_STALE_HANDLE; a handle of another kind fails with
+/// WDPOOL_INVALID_ARGUMENT.
+///
+/// The C type is a pointer to an incomplete struct so that C and C++
+/// compilers refuse a handle of another kind; its value is an opaque token.
+/// Go's garbage collector does not treat pointers to incomplete C types as
+/// pointers, so holding one in Go memory is safe.
+///
+/// Threads: while valid, it may be used from several threads at once.
+/// Transactions belong to an owner (see `wdpool_owner`): a call acts for
+/// the lease's owner, or, for a handle of a thread (a callback's, or a
+/// checkout with WDPOOL_OWNER_THREAD), for the calling thread. Another
+/// owner's transaction is never joined: transactional calls wait for it to
+/// end, bounded by their timeout.
 #[allow(non_camel_case_types)]
 pub struct wdpool_producer {
     _private: [u8; 0],
@@ -28,9 +43,12 @@ pub struct wdpool_producer {
 /// Work with a checked-out producer. Runs on the calling thread, before the
 /// call that takes it returns. Return `WDPOOL_CB_OK` on success; in a
 /// transaction `WDPOOL_CB_ABORT` rolls back without an error; anything else
-/// is a failure (WDPOOL_CALLBACK_FAILED, and a transaction is aborted).
-/// Never unwind (C++ exceptions, Ruby non-local exits, Go panics) through it:
-/// catch inside and return a failure.
+/// is a failure (WDPOOL_CALLBACK_FAILED, and a transaction is rolled back).
+///
+/// It must return normally: never unwind or jump out of it (no `longjmp`,
+/// no C++ exception, no Ruby non-local exit, no Go panic): catch inside and
+/// return a failure. Bindings whose blocks can exit non-locally use the
+/// checkout / `wdpool_producer_end` calls instead.
 #[allow(non_camel_case_types)]
 pub type wdpool_producer_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, producer: *mut wdpool_producer) -> c_int>;
@@ -46,37 +64,78 @@ pub struct wdpool_producer_info {
     pub pool_id: u64,
     /// It has a `transactional.id`.
     pub transactional: bool,
-    /// A transaction is open on it.
+    /// A transaction is open (or being begun or ended) on it, by any owner.
     pub in_transaction: bool,
+    /// How many transaction levels the caller (this handle's owner) has
+    /// open: 0 outside its transaction.
+    pub depth: u32,
+    /// The open transaction can only roll back now (an inner level aborted,
+    /// failed or exited early, or a message was refused).
+    pub rollback_only: bool,
+}
+
+/// How a transaction level's body ended, for `wdpool_producer_end`. Passed
+/// as an `int`; other values are refused with WDPOOL_INVALID_ARGUMENT.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wdpool_txn_outcome {
+    /// The body succeeded: commit (when every level did).
+    WDPOOL_TXN_COMMIT = 1,
+    /// WaterDrop's abort signal: roll the whole transaction back, no error.
+    WDPOOL_TXN_ABORT = 2,
+    /// The body failed (raised, returned an error): roll back. The caller
+    /// reports its own failure.
+    WDPOOL_TXN_FAIL = 3,
+    /// The body left early (Ruby's break/return/throw, Go's Goexit): roll
+    /// back; the outermost level reports WDPOOL_TRANSACTION_EXITED_EARLY.
+    WDPOOL_TXN_EXIT = 4,
+}
+
+/// What `wdpool_producer_end` did, written to its `ended_out`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wdpool_txn_ended {
+    /// The transaction was committed.
+    WDPOOL_TXN_COMMITTED = 1,
+    /// The transaction was rolled back (an abort requested at some level,
+    /// or the caller's own failure).
+    WDPOOL_TXN_ROLLED_BACK = 2,
+    /// A nested level ended; the outermost level decides.
+    WDPOOL_TXN_LEVEL_CLOSED = 3,
 }
 
 pub(crate) enum Held {
     /// Lent to a callback for its duration.
-    Borrowed(Arc<Producer>),
+    Borrowed { producer: Arc<Producer>, owner: OwnerId },
     /// Checked out by `wdpool_*checkout`; goes back at checkin.
-    Leased { lease: ProducerLease, open_before: bool },
+    Leased { lease: ProducerLease, who: OwnerId, depth_before: u32 },
 }
 
-static PRODUCERS: Registry<Held> = Registry::new("producer");
+static PRODUCERS: Registry<Held> = Registry::new(Kind::Producer);
 
-fn producer_of(handle: *mut wdpool_producer) -> Result<Arc<Producer>> {
+/// The producer behind a handle, and who acts when it is used now.
+fn producer_of(handle: *mut wdpool_producer) -> Result<(Arc<Producer>, OwnerId)> {
     if handle.is_null() {
         return Err(null("producer"));
     }
     PRODUCERS.with(handle as usize, |held| match held {
-        Held::Borrowed(p) => Arc::clone(p),
-        Held::Leased { lease, .. } => Arc::clone(lease.conn()),
+        Held::Borrowed { producer, owner } => (Arc::clone(producer), owner.acting()),
+        Held::Leased { lease, .. } => (Arc::clone(lease.conn()), lease.owner().acting()),
     })
 }
 
 /// Calls the user's callback with a handle that goes stale when it returns.
 pub(crate) fn call_back(
     producer: &Arc<Producer>,
+    owner: OwnerId,
     callback: unsafe extern "C" fn(*mut c_void, *mut wdpool_producer) -> c_int,
     user_data: *mut c_void,
 ) -> Result<c_int> {
-    let handle = Registered::new(&PRODUCERS, Held::Borrowed(Arc::clone(producer)))?;
-    // SAFETY: the caller promised a valid callback and user data.
+    let handle = Registered::new(&PRODUCERS, Held::Borrowed { producer: Arc::clone(producer), owner })?;
+    // SAFETY: the caller of the export promised a valid callback and user
+    // data; the handle is a token, valid for the call.
     Ok(unsafe { callback(user_data, handle.token as *mut wdpool_producer) })
 }
 
@@ -90,115 +149,158 @@ pub(crate) fn callback_outcome(rc: c_int) -> Result<Completion> {
 
 /// Registers a lease for the checkout API; returns the handle.
 pub(crate) fn lease_handle(lease: ProducerLease) -> Result<*mut wdpool_producer> {
-    let open_before = lease.in_transaction();
-    Ok(PRODUCERS.insert(Held::Leased { lease, open_before })? as *mut wdpool_producer)
+    let who = lease.owner().acting();
+    let depth_before = lease.depth_of(who);
+    Ok(PRODUCERS.insert(Held::Leased { lease, who, depth_before })? as *mut wdpool_producer)
 }
 
 /// Produces and waits, writing per-message reports when asked.
-fn produce_and_wait(
-    producer: &Producer,
+///
+/// # Safety
+/// `messages` is valid for `count` messages and `reports_out` NULL or valid
+/// for `count` reports.
+unsafe fn produce_and_wait(
+    handle: *mut wdpool_producer,
     messages: *const wdpool_message,
     count: usize,
+    timeout_ms: i64,
     reports_out: *mut wdpool_report,
 ) -> Result<()> {
+    let (producer, who) = producer_of(handle)?;
+    // SAFETY: as promised by the caller.
     let msgs = unsafe { borrow_many(messages, count) }?;
+    let timeout = timeout_or(timeout_ms, producer.max_wait());
     producer
-        .produce_sync_inspecting(&msgs, |batch| {
+        .produce_sync_inspecting(who, &msgs, timeout, |batch| {
             if reports_out.is_null() {
                 return;
             }
             for i in 0..count {
-                // SAFETY: `messages` has `count` entries (checked by
-                // borrow_many) and the caller gave room for `count` reports.
+                // SAFETY: `messages` has `count` entries (borrow_many read
+                // them) and the caller gave room for `count` reports.
                 let topic = unsafe { (*messages.add(i)).topic };
                 let report = batch.report(i).map_or(
-                    wdpool_report { topic, partition: -1, offset: -1, timestamp_ms: -1, error_code: RD_KAFKA_RESP_ERR_TIMED_OUT },
+                    wdpool_report {
+                        topic,
+                        partition: -1,
+                        offset: -1,
+                        timestamp_ms: -1,
+                        error_code: RDKafkaRespErr::RD_KAFKA_RESP_ERR__TIMED_OUT as i32,
+                    },
                     |r| report_to_c(topic, &r),
                 );
+                // SAFETY: index `i < count`, within the caller's array.
                 unsafe { write_out(reports_out.add(i), report) };
             }
         })
         .map(drop)
 }
 
-/// librdkafka's "timed out" code, for reports that did not arrive in time.
-const RD_KAFKA_RESP_ERR_TIMED_OUT: i32 = -185;
-
-fn produce_async(
-    producer: &Producer,
+/// # Safety
+/// `messages` is valid for `count` messages; `delivery_out` NULL or
+/// writable.
+unsafe fn produce_async(
+    handle: *mut wdpool_producer,
     messages: *const wdpool_message,
     count: usize,
     delivery_out: *mut *mut wdpool_delivery,
 ) -> Result<()> {
+    let (producer, who) = producer_of(handle)?;
+    // SAFETY: as promised by the caller.
     let msgs = unsafe { borrow_many(messages, count) }?;
-    let batch = producer.produce_async(&msgs)?;
+    let batch = producer.produce_async_as(who, &msgs)?;
     if !delivery_out.is_null() {
-        let handle = wdpool_delivery::new(batch, topics_of(&msgs), producer.max_wait());
-        unsafe { write_out(delivery_out, Box::into_raw(handle)) };
+        let delivery = Delivery::new(batch, topics_of(&msgs), producer.max_wait());
+        let token = DELIVERIES.insert(Arc::new(delivery))?;
+        // SAFETY: checked for NULL; the caller passes a writable pointer.
+        unsafe { write_out(delivery_out, token as *mut wdpool_delivery) };
     }
     Ok(())
 }
 
-/// Produces one message and waits for its delivery report (at most the
-/// producer's `max_wait_timeout`). The message is validated first; nothing
-/// is sent when it is invalid. On a transactional producer outside a
-/// transaction, the message gets a transaction of its own.
+/// Produces one message and waits for its delivery report.
 ///
-/// `report_out`: NULL, or where to write the report (its `topic` is
-/// `message->topic`); written when the message was sent, even if delivery
-/// failed. Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_MESSAGE,
-/// WDPOOL_KAFKA (delivery failed), WDPOOL_DELIVERY_TIMEOUT, WDPOOL_CLOSED,
-/// WDPOOL_FATAL, WDPOOL_TRANSACTION_ABORTED (its own transaction failed),
-/// WDPOOL_STALE_HANDLE. Blocks; any thread while the handle is valid.
+/// The message is validated first; nothing is sent when it is invalid. On a
+/// transactional producer outside the caller's transaction, the message
+/// gets a transaction of its own, committed before this returns (waiting
+/// first, within the timeout, while another owner's transaction is open).
+///
+/// Blocks:     up to `timeout_ms` in all (WDPOOL_TIMEOUT_DEFAULT: the
+///             producer's `max_wait_timeout`; 0: do not wait for the report,
+///             which then fails with WDPOOL_DELIVERY_TIMEOUT).
+/// Calls back: transaction event subscribers, on this thread, for its own
+///             transaction.
+/// Thread:     any, while the handle is valid.
+/// report_out: NULL, or where to write the report (its `topic` is
+///             `message->topic`); written once the message was handed to
+///             librdkafka, even when delivery failed or timed out.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT (wrong handle kind),
+///             INVALID_MESSAGE, KAFKA (delivery failed), DELIVERY_TIMEOUT,
+///             TIMEOUT (another owner's transaction did not end in time),
+///             CLOSED, FATAL, TRANSACTION_ABORTED (its own transaction
+///             failed), STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_produce_sync(
     producer: *mut wdpool_producer,
     message: *const wdpool_message,
+    timeout_ms: i64,
     report_out: *mut wdpool_report,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let p = producer_of(producer)?;
         if message.is_null() {
             return Err(null("message"));
         }
-        produce_and_wait(&p, message, 1, report_out)
+        // SAFETY: one readable message; `report_out` NULL or writable.
+        unsafe { produce_and_wait(producer, message, 1, timeout_ms, report_out) }
     })
 }
 
-/// Produces `count` messages and waits for all their reports. All are
-/// validated first: if any is invalid nothing is sent and the error names
-/// its index and field. A transactional producer outside a transaction puts
-/// them all in one transaction.
+/// Produces `count` messages and waits for all their reports.
 ///
-/// `reports_out`: NULL, or room for `count` reports, written in message
-/// order when the messages were sent, even if some failed. Returns as
-/// `wdpool_producer_produce_sync`; WDPOOL_KAFKA says how many failed.
+/// All are validated first: if any is invalid nothing is sent and the error
+/// names its index and field. A transactional producer outside the caller's
+/// transaction puts them all in one transaction. `count` 0 does nothing.
+///
+/// Blocks:      as `wdpool_producer_produce_sync`, one timeout for all.
+/// Calls back:  as `wdpool_producer_produce_sync`.
+/// Thread:      any, while the handle is valid.
+/// reports_out: NULL, or room for `count` reports, written in message order
+///              once the messages were handed to librdkafka, even if some
+///              failed.
+/// Returns:     as `wdpool_producer_produce_sync`; KAFKA says how many
+///              failed and the first failure.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_produce_many_sync(
     producer: *mut wdpool_producer,
     messages: *const wdpool_message,
     count: usize,
+    timeout_ms: i64,
     reports_out: *mut wdpool_report,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || {
-        let p = producer_of(producer)?;
-        produce_and_wait(&p, messages, count, reports_out)
-    })
+    // SAFETY: as documented: `count` readable messages, room for `count`
+    // reports or NULL.
+    boundary(err, || unsafe { produce_and_wait(producer, messages, count, timeout_ms, reports_out) })
 }
 
 /// Produces one message without waiting for its delivery. The message is
 /// validated first and copied; the caller may free it when this returns.
 ///
-/// `delivery_out`: NULL (fire and forget), or where to store a new
-/// `wdpool_delivery` to wait on and read the report from; the caller owns it
-/// and frees it with `wdpool_delivery_free`. Written only on WDPOOL_OK. On a
-/// transactional producer outside a transaction the message is committed in
-/// its own transaction before this returns. Returns WDPOOL_OK,
-/// WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_MESSAGE, WDPOOL_KAFKA (could not be
-/// queued), WDPOOL_CLOSED, WDPOOL_FATAL, WDPOOL_TRANSACTION_ABORTED,
-/// WDPOOL_STALE_HANDLE.
+/// Blocks:       only while librdkafka's queue is full (up to the producer's
+///               `max_wait_timeout`); on a transactional producer outside
+///               the caller's transaction, until the message's own
+///               transaction is committed (bounded the same way).
+/// Calls back:   transaction event subscribers, on this thread, for its own
+///               transaction.
+/// Thread:       any, while the handle is valid.
+/// delivery_out: NULL (fire and forget), or where to store a new
+///               `wdpool_delivery` to wait on and read the report from; the
+///               caller owns it and frees it with `wdpool_delivery_free`.
+///               Written only on OK.
+/// Returns:      OK, NULL_PARAMETER, INVALID_ARGUMENT, INVALID_MESSAGE,
+///               KAFKA (could not be queued), TIMEOUT, CLOSED, FATAL,
+///               TRANSACTION_ABORTED, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_produce_async(
     producer: *mut wdpool_producer,
@@ -207,21 +309,23 @@ pub unsafe extern "C" fn wdpool_producer_produce_async(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let p = producer_of(producer)?;
         if message.is_null() {
             return Err(null("message"));
         }
-        produce_async(&p, message, 1, delivery_out)
+        // SAFETY: one readable message; `delivery_out` NULL or writable.
+        unsafe { produce_async(producer, message, 1, delivery_out) }
     })
 }
 
 /// Produces `count` messages without waiting; one `wdpool_delivery` covers
-/// them all. Validation and ownership as `wdpool_producer_produce_async`;
-/// nothing is sent if any message is invalid. If librdkafka refuses one of
-/// them (an unknown partition, a queue full for longer than
-/// `max_wait_timeout`), the others are still sent, the call returns
-/// WDPOOL_KAFKA naming the first refusal, no delivery handle is written, and
-/// an open transaction can then only abort.
+/// them all. Validation, blocking, threads and ownership as
+/// `wdpool_producer_produce_async`; nothing is sent if any message is
+/// invalid. If librdkafka refuses one of them (an unknown partition, a
+/// queue full for longer than `max_wait_timeout`), the others are still
+/// sent, the call returns WDPOOL_KAFKA naming the first refusal, no delivery
+/// handle is written, and an open transaction can then only roll back.
+///
+/// Returns: as `wdpool_producer_produce_async`.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_produce_many_async(
     producer: *mut wdpool_producer,
@@ -230,32 +334,54 @@ pub unsafe extern "C" fn wdpool_producer_produce_many_async(
     delivery_out: *mut *mut wdpool_delivery,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
+    // SAFETY: as documented: `count` readable messages; `delivery_out` NULL
+    // or writable.
+    boundary(err, || unsafe { produce_async(producer, messages, count, delivery_out) })
+}
+
+/// Waits until every message this producer has queued (by any caller) is
+/// delivered or failed.
+///
+/// Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+///             `max_wait_timeout`; 0: only checks).
+/// Calls back: nothing.
+/// Thread:     any, while the handle is valid.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, DELIVERY_TIMEOUT,
+///             CLOSED, FATAL, STALE_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_producer_flush(
+    producer: *mut wdpool_producer,
+    timeout_ms: i64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
     boundary(err, || {
-        let p = producer_of(producer)?;
-        produce_async(&p, messages, count, delivery_out)
+        let (p, _) = producer_of(producer)?;
+        p.flush(timeout_or(timeout_ms, p.max_wait()))
     })
 }
 
-/// Waits until every message this producer has queued is delivered or
-/// failed, at most its `max_wait_timeout`.
+/// Runs `callback(user_data, producer)` as one transaction level: begins
+/// (or nests inside the caller's open transaction), then ends the level
+/// with the callback's result: WDPOOL_CB_OK commits (when every level
+/// did), WDPOOL_CB_ABORT rolls the whole transaction back without an error,
+/// anything else rolls it back (WDPOOL_CALLBACK_FAILED). A callback that
+/// leaves a level of its own open, or ends the level it runs in, makes
+/// this call fail and the transaction roll back. The callback gets this
+/// same handle.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_DELIVERY_TIMEOUT,
-/// WDPOOL_CLOSED, WDPOOL_FATAL, WDPOOL_STALE_HANDLE. Blocks.
-#[no_mangle]
-pub unsafe extern "C" fn wdpool_producer_flush(producer: *mut wdpool_producer, err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || producer_of(producer)?.flush())
-}
-
-/// Runs `callback` in a transaction on this producer: committed when it
-/// returns WDPOOL_CB_OK, aborted when it returns WDPOOL_CB_ABORT (then the
-/// result is WDPOOL_OK) or anything else (WDPOOL_CALLBACK_FAILED). Inside an
-/// open transaction it runs as part of that one; a failure inside makes the
-/// outer transaction abort. The callback gets this same handle.
-///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_NOT_TRANSACTIONAL,
-/// WDPOOL_CALLBACK_FAILED, WDPOOL_TRANSACTION_ABORTED (an abortable Kafka
-/// error: aborted), WDPOOL_KAFKA, WDPOOL_FATAL (the producer is replaced),
-/// WDPOOL_STALE_HANDLE.
+/// Blocks:     while another owner's transaction is open on the producer,
+///             then for commit or abort; each bounded by the producer's
+///             `max_wait_timeout`.
+/// Calls back: `callback` once, on this thread; transaction event
+///             subscribers, on this thread.
+/// Thread:     any, while the handle is valid.
+/// Returns:    OK (committed, or rolled back on WDPOOL_CB_ABORT at this or
+///             an inner level), NULL_PARAMETER, INVALID_ARGUMENT,
+///             NOT_TRANSACTIONAL, CALLBACK_FAILED, TRANSACTION_ABORTED
+///             (an abortable Kafka error, or an inner level failed),
+///             TRANSACTION_EXITED_EARLY (an inner level exited early),
+///             TIMEOUT, KAFKA, FATAL (the producer will be replaced),
+///             STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_transaction(
     producer: *mut wdpool_producer,
@@ -264,50 +390,126 @@ pub unsafe extern "C" fn wdpool_producer_transaction(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let p = producer_of(producer)?;
+        let (p, who) = producer_of(producer)?;
         let callback = callback.ok_or_else(|| null("callback"))?;
-        // SAFETY: the caller promised a valid callback and user data.
-        p.transaction(|| callback_outcome(unsafe { callback(user_data, producer) })).map(drop)
+        let deadline = deadline_arg(-1, p.max_wait());
+        // SAFETY: the caller promised a valid callback and user data; the
+        // handle stays valid for the call.
+        p.transaction_as(who, deadline, || callback_outcome(unsafe { callback(user_data, producer) })).map(drop)
     })
 }
 
-/// Opens a transaction (or a nested level inside the open one), for callers
-/// that cannot use a callback. Pair it with `wdpool_producer_commit` or
-/// `wdpool_producer_abort`. A transaction still open when the handle's
-/// callback returns or its lease is checked in is aborted, and that call
-/// fails with WDPOOL_TRANSACTION_ABORTED.
+/// Opens a transaction for the caller (the handle's owner), or a nested
+/// level inside the caller's open one, for callers that cannot use a
+/// callback. End every level with `wdpool_producer_end` (or `_commit` /
+/// `_abort`). A transaction still open when the handle's callback returns
+/// or its lease is checked in is rolled back, and that call fails with
+/// WDPOOL_TRANSACTION_ABORTED.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_NOT_TRANSACTIONAL,
-/// WDPOOL_KAFKA, WDPOOL_FATAL, WDPOOL_STALE_HANDLE.
+/// Blocks:     while another owner's transaction is open on this producer,
+///             up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the producer's
+///             `max_wait_timeout`); never while holding a lock.
+/// Calls back: the `transaction.started` subscribers, on this thread.
+/// Thread:     any, while the handle is valid.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, NOT_TRANSACTIONAL,
+///             TIMEOUT, KAFKA, FATAL, STALE_HANDLE.
 #[no_mangle]
-pub unsafe extern "C" fn wdpool_producer_begin(producer: *mut wdpool_producer, err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || producer_of(producer)?.begin_transaction())
+pub unsafe extern "C" fn wdpool_producer_begin(
+    producer: *mut wdpool_producer,
+    timeout_ms: i64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        let (p, who) = producer_of(producer)?;
+        p.begin_as(who, deadline_arg(timeout_ms, p.max_wait()))
+    })
 }
 
-/// Ends one transaction level; the outermost commits (retrying what Kafka
-/// calls retriable). An abortable failure aborts it.
+/// Ends the caller's innermost transaction level with `outcome` (a
+/// `wdpool_txn_outcome`), applying the nesting rules once for every
+/// binding: an inner level only records its outcome; the outermost level
+/// commits when it and every inner level ended with WDPOOL_TXN_COMMIT, and
+/// rolls back otherwise. A binding calls this from its `ensure` / `defer`
+/// with what happened and raises what it returns.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (no
-/// transaction open), WDPOOL_TRANSACTION_ABORTED, WDPOOL_KAFKA, WDPOOL_FATAL,
-/// WDPOOL_STALE_HANDLE.
+/// Blocks:     for commit or abort, up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT:
+///             the producer's `max_wait_timeout`; retriable errors are
+///             retried within it). A commit that cannot finish in time makes
+///             the producer unusable: it is replaced (WDPOOL_FATAL).
+/// Calls back: `transaction.committed` / `transaction.aborted` subscribers,
+///             on this thread.
+/// Thread:     any, while the handle is valid.
+/// ended_out:  NULL, or where to write a `wdpool_txn_ended`; written on OK.
+/// Returns:    OK (committed, rolled back on request or for the caller's
+///             own failure, or a nested level closed: see `ended_out`),
+///             NULL_PARAMETER, INVALID_ARGUMENT (unknown outcome, no
+///             transaction of the caller is open), TRANSACTION_ABORTED (an
+///             abortable Kafka error, or an inner level failed: rolled
+///             back), TRANSACTION_EXITED_EARLY (WDPOOL_TXN_EXIT at some
+///             level: rolled back), KAFKA, FATAL, STALE_HANDLE.
 #[no_mangle]
-pub unsafe extern "C" fn wdpool_producer_commit(producer: *mut wdpool_producer, err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || producer_of(producer)?.commit_transaction())
+pub unsafe extern "C" fn wdpool_producer_end(
+    producer: *mut wdpool_producer,
+    outcome: c_int,
+    timeout_ms: i64,
+    ended_out: *mut c_int,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        let outcome = match outcome {
+            1 => Outcome::Commit,
+            2 => Outcome::Abort,
+            3 => Outcome::Fail,
+            4 => Outcome::Exit,
+            other => {
+                return Err(Error::new(ErrorKind::InvalidArgument, format!("{other} is not a wdpool_txn_outcome")))
+            }
+        };
+        let (p, who) = producer_of(producer)?;
+        let ended = p.end_as(who, outcome, deadline_arg(timeout_ms, p.max_wait()))?;
+        if !ended_out.is_null() {
+            let code = match ended {
+                Ended::Committed => wdpool_txn_ended::WDPOOL_TXN_COMMITTED,
+                Ended::RolledBack => wdpool_txn_ended::WDPOOL_TXN_ROLLED_BACK,
+                Ended::LevelClosed => wdpool_txn_ended::WDPOOL_TXN_LEVEL_CLOSED,
+            };
+            // SAFETY: checked for NULL; the caller passes a writable int.
+            unsafe { write_out(ended_out, code as c_int) };
+        }
+        Ok(())
+    })
 }
 
-/// Ends one transaction level by aborting; an inner level makes the outer
-/// transaction abort when it ends.
-///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (no
-/// transaction open), WDPOOL_FATAL, WDPOOL_STALE_HANDLE.
+/// `wdpool_producer_end(producer, WDPOOL_TXN_COMMIT, timeout_ms, NULL, err)`.
 #[no_mangle]
-pub unsafe extern "C" fn wdpool_producer_abort(producer: *mut wdpool_producer, err: *mut *mut wdpool_error) -> wdpool_result {
-    boundary(err, || producer_of(producer)?.abort_transaction())
+pub unsafe extern "C" fn wdpool_producer_commit(
+    producer: *mut wdpool_producer,
+    timeout_ms: i64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    // SAFETY: the same contract as `wdpool_producer_end`.
+    unsafe { wdpool_producer_end(producer, 1, timeout_ms, std::ptr::null_mut(), err) }
+}
+
+/// `wdpool_producer_end(producer, WDPOOL_TXN_ABORT, timeout_ms, NULL, err)`:
+/// an inner level makes the whole transaction roll back when the outermost
+/// level ends; the outermost rolls back now. Never an error by itself.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_producer_abort(
+    producer: *mut wdpool_producer,
+    timeout_ms: i64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    // SAFETY: the same contract as `wdpool_producer_end`.
+    unsafe { wdpool_producer_end(producer, 2, timeout_ms, std::ptr::null_mut(), err) }
 }
 
 /// Fills `*info_out` with what the handle's producer is.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_STALE_HANDLE.
+/// Blocks:     never (it does not wait for a commit or abort in progress).
+/// Calls back: nothing.
+/// Thread:     any, while the handle is valid.
+/// Returns:    OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_get_info(
     producer: *mut wdpool_producer,
@@ -315,7 +517,7 @@ pub unsafe extern "C" fn wdpool_producer_get_info(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let p = producer_of(producer)?;
+        let (p, who) = producer_of(producer)?;
         if info_out.is_null() {
             return Err(null("info_out"));
         }
@@ -324,22 +526,31 @@ pub unsafe extern "C" fn wdpool_producer_get_info(
             pool_id: p.pool_id(),
             transactional: p.is_transactional(),
             in_transaction: p.in_transaction(),
+            depth: p.depth_of(who),
+            rollback_only: p.is_doomed(),
         };
+        // SAFETY: checked for NULL; the caller passes a writable struct.
         unsafe { write_out(info_out, info) };
         Ok(())
     })
 }
 
 /// Returns a producer checked out with `wdpool_pool_checkout` or
-/// `wdpool_checkout` to its pool; the handle is stale afterwards. A
-/// transaction opened on it and still open is aborted (the producer still
-/// goes back). A broken producer is replaced; one returned after its pool
-/// was closed is closed.
+/// `wdpool_checkout` to its pool; the handle is stale afterwards (also when
+/// this fails with TRANSACTION_ABORTED). A transaction the lease's owner
+/// opened on it and left open is rolled back. A broken producer is
+/// replaced; one returned after its pool was closed is closed.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_TRANSACTION_ABORTED,
-/// WDPOOL_INVALID_ARGUMENT (a handle given to a callback: it goes back when
-/// the callback returns), WDPOOL_STALE_HANDLE (already checked in). Any
-/// thread.
+/// Blocks:     to roll back a transaction left open, and to close the
+///             producer when its pool was closed or reloaded meanwhile; each
+///             bounded by the producer's `max_wait_timeout`.
+/// Calls back: transaction and replacement event subscribers, on this
+///             thread.
+/// Thread:     any (not only the one that checked it out).
+/// Returns:    OK, NULL_PARAMETER, TRANSACTION_ABORTED (a transaction was
+///             left open), INVALID_ARGUMENT (a handle given to a callback:
+///             it goes back when the callback returns; or another kind of
+///             handle), STALE_HANDLE (already checked in).
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_checkin(producer: *mut wdpool_producer, err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || {
@@ -348,15 +559,14 @@ pub unsafe extern "C" fn wdpool_producer_checkin(producer: *mut wdpool_producer,
         }
         let held = PRODUCERS.remove_if(producer as usize, |held| match held {
             Held::Leased { .. } => Ok(()),
-            Held::Borrowed(_) => Err(Error::new(
+            Held::Borrowed { .. } => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "this producer was lent to a callback; it goes back when the callback returns",
             )),
         })?;
         match held {
-            Held::Leased { lease, open_before } => TxnLeftOpenGuard::resume(&lease, open_before).finish(Ok(())),
-            Held::Borrowed(_) => unreachable!("refused above"),
+            Held::Leased { lease, who, depth_before } => TxnLeftOpenGuard::resume(&lease, who, depth_before).finish(Ok(())),
+            Held::Borrowed { .. } => unreachable!("refused above"),
         }
     })
 }
-

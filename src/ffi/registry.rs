@@ -1,41 +1,96 @@
 //! Handles that C may keep past their validity. A handle is not a pointer
-//! but a token: a cell index and a generation, disguised as a pointer and
-//! never dereferenced. Cells live in chunks that are never freed, so looking
-//! up a stale token is always safe: its generation no longer matches and the
-//! call fails with WDPOOL_STALE_HANDLE instead of touching freed memory.
+//! but a token, disguised as one and never dereferenced:
+//!
+//! ```text
+//!   bits 63..20  generation (44 bits)   bits 19..17  kind   bits 16..0  cell + 1
+//! ```
+//!
+//! Cells live in chunks that are never freed, so looking up any token is
+//! safe. The kind tag refuses a handle of the wrong kind (a config handle
+//! passed as a producer) with WDPOOL_INVALID_ARGUMENT; a cell's generation
+//! changes each time it is reused, so a stale token fails with
+//! WDPOOL_STALE_HANDLE instead of reaching another object (2^44 reuses of
+//! one cell would be needed to wrap). Kinds that belong to one process
+//! (producers, configs) also go stale in a forked child.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crossbeam::queue::SegQueue;
+use crossbeam_queue::SegQueue;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::pool::fork_generation;
+
+const INDEX_BITS: u32 = 17;
+const KIND_BITS: u32 = 3;
+const GENERATION_SHIFT: u32 = INDEX_BITS + KIND_BITS;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
+/// Generations wrap at 2^44.
+const GENERATION_MASK: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
 
 const CHUNK_SIZE: usize = 256;
-const CHUNKS: usize = 4096;
+/// At most 2^17 - 1 live handles of each kind.
+const CHUNKS: usize = (INDEX_MASK as usize) / CHUNK_SIZE + 1;
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("wdpool's handle tokens need 64-bit pointers");
 
+/// The kinds of handle, each with its own tag (never 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Producer = 1,
+    Config = 2,
+    Pool = 3,
+    Delivery = 4,
+    MockCluster = 5,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Producer => "producer",
+            Kind::Config => "config",
+            Kind::Pool => "pool",
+            Kind::Delivery => "delivery",
+            Kind::MockCluster => "mock cluster",
+        }
+    }
+
+    fn from_tag(tag: u64) -> Option<Kind> {
+        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster]
+            .into_iter()
+            .find(|k| *k as u64 == tag)
+    }
+
+    /// Handles of this kind are meaningless in a forked child.
+    fn per_process(self) -> bool {
+        matches!(self, Kind::Producer | Kind::Config)
+    }
+}
+
 struct Cell<T> {
-    state: Mutex<(u32, Option<T>)>,
+    state: Mutex<(u64, Option<T>)>,
+    /// The fork generation the value was stored in; read without the lock,
+    /// so a child never waits on a lock a parent's thread held at fork.
+    stored_in: AtomicU64,
 }
 
 pub(crate) struct Registry<T> {
     chunks: [AtomicPtr<Cell<T>>; CHUNKS],
     next: AtomicU32,
     free: SegQueue<u32>,
-    what: &'static str,
+    kind: Kind,
 }
 
 impl<T> Registry<T> {
-    pub(crate) const fn new(what: &'static str) -> Self {
+    pub(crate) const fn new(kind: Kind) -> Self {
         Registry {
             chunks: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS],
             next: AtomicU32::new(0),
             free: SegQueue::new(),
-            what,
+            kind,
         }
     }
 
@@ -43,30 +98,52 @@ impl<T> Registry<T> {
         let (chunk, offset) = (index as usize / CHUNK_SIZE, index as usize % CHUNK_SIZE);
         let base = self.chunks.get(chunk)?.load(Ordering::Acquire);
         // SAFETY: chunks are arrays of CHUNK_SIZE cells, published once and
-        // never freed.
+        // never freed, and `offset < CHUNK_SIZE`.
         (!base.is_null()).then(|| unsafe { &*base.add(offset) })
     }
 
     fn cell_or_alloc(&self, index: u32) -> Result<&Cell<T>> {
         let chunk = index as usize / CHUNK_SIZE;
-        let slot = self.chunks.get(chunk).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidArgument, format!("too many live {} handles", self.what))
+        let slot = self.chunks.get(chunk).filter(|_| u64::from(index) < INDEX_MASK).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidArgument, format!("too many live {} handles (at most {INDEX_MASK})", self.kind.name()))
         })?;
         if slot.load(Ordering::Acquire).is_null() {
-            let cells: Box<[Cell<T>]> = (0..CHUNK_SIZE).map(|_| Cell { state: Mutex::new((0, None)) }).collect();
+            let cells: Box<[Cell<T>]> = (0..CHUNK_SIZE)
+                .map(|_| Cell { state: Mutex::new((0, None)), stored_in: AtomicU64::new(0) })
+                .collect();
             let fresh = Box::into_raw(cells) as *mut Cell<T>;
             if slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                // SAFETY: we just made it and lost the race to publish it.
+                // SAFETY: we just made it and lost the race to publish it;
+                // nobody else has seen it.
                 drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, CHUNK_SIZE)) });
             }
         }
         Ok(self.cell(index).expect("chunk published"))
     }
 
-    fn decode(token: usize) -> Option<(u32, u32)> {
+    fn token(&self, index: u32, generation: u64) -> usize {
+        let token = ((generation & GENERATION_MASK) << GENERATION_SHIFT)
+            | ((self.kind as u64) << INDEX_BITS)
+            | (u64::from(index) + 1);
+        token as usize
+    }
+
+    /// The cell index and generation of a token of this registry's kind.
+    fn decode(&self, token: usize) -> Result<(u32, u64)> {
         let token = token as u64;
-        let index = (token & 0xffff_ffff) as u32;
-        (index != 0).then(|| (index - 1, (token >> 32) as u32))
+        let tag = (token >> INDEX_BITS) & KIND_MASK;
+        let index = token & INDEX_MASK;
+        if tag != self.kind as u64 || index == 0 {
+            let what = match Kind::from_tag(tag) {
+                Some(other) if index != 0 => format!("a {} handle", other.name()),
+                _ => "not a wdpool handle".to_owned(),
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("expected a {} handle, got {what}", self.kind.name()),
+            ));
+        }
+        Ok(((index - 1) as u32, token >> GENERATION_SHIFT))
     }
 
     /// Stores `value`; returns its token (never 0).
@@ -78,35 +155,51 @@ impl<T> Registry<T> {
         let cell = self.cell_or_alloc(index)?;
         let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
         state.1 = Some(value);
-        Ok((((state.0 as u64) << 32) | (index as u64 + 1)) as usize)
+        cell.stored_in.store(fork_generation(), Ordering::Release);
+        Ok(self.token(index, state.0))
     }
 
-    fn stale(&self) -> Error {
-        Error::new(
-            ErrorKind::StaleHandle,
-            format!("the {} handle is no longer valid: its callback returned or it was checked in", self.what),
-        )
+    fn stale(&self, why: &str) -> Error {
+        Error::new(ErrorKind::StaleHandle, format!("the {} handle is no longer valid: {why}", self.kind.name()))
     }
 
-    /// Runs `f` on the live value behind `token`.
+    fn live_cell(&self, token: usize) -> Result<(&Cell<T>, u64)> {
+        let (index, generation) = self.decode(token)?;
+        let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;
+        if self.kind.per_process() && cell.stored_in.load(Ordering::Acquire) != fork_generation() {
+            return Err(self.stale("it was made before fork(); the child gets producers of its own"));
+        }
+        Ok((cell, generation))
+    }
+
+    fn gone(&self) -> Error {
+        self.stale(match self.kind {
+            Kind::Producer => "its callback returned or it was checked in",
+            Kind::Config => "its configure callback returned",
+            _ => "it was freed",
+        })
+    }
+
+    /// Runs `f` on the live value behind `token`, under its cell's lock
+    /// (keep `f` short).
     pub(crate) fn with<R>(&self, token: usize, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        let (index, generation) = Self::decode(token).ok_or_else(|| self.stale())?;
-        let cell = self.cell(index).ok_or_else(|| self.stale())?;
+        let (cell, generation) = self.live_cell(token)?;
         let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *state {
-            (g, Some(value)) if *g == generation => Ok(f(value)),
-            _ => Err(self.stale()),
+            (g, Some(value)) if *g & GENERATION_MASK == generation => Ok(f(value)),
+            _ => Err(self.gone()),
         }
     }
 
-    /// Takes the value out when `keep` says so; the token is stale from then on.
+    /// Takes the value out when `take` allows it; the token is stale from
+    /// then on.
     pub(crate) fn remove_if(&self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
-        let (index, generation) = Self::decode(token).ok_or_else(|| self.stale())?;
-        let cell = self.cell(index).ok_or_else(|| self.stale())?;
+        let (index, _) = self.decode(token)?;
+        let (cell, generation) = self.live_cell(token)?;
         let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
         match &*state {
-            (g, Some(value)) if *g == generation => take(value)?,
-            _ => return Err(self.stale()),
+            (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
+            _ => return Err(self.gone()),
         }
         let value = state.1.take().expect("checked above");
         state.0 = state.0.wrapping_add(1);
@@ -151,7 +244,8 @@ impl<T> Drop for Registered<'_, T> {
 mod tests {
     use super::*;
 
-    static R: Registry<u32> = Registry::new("test");
+    static R: Registry<u32> = Registry::new(Kind::Producer);
+    static OTHER: Registry<u32> = Registry::new(Kind::Config);
 
     #[test]
     fn stale_tokens_are_refused_even_after_reuse() {
@@ -168,10 +262,27 @@ mod tests {
     }
 
     #[test]
-    fn garbage_tokens_are_refused() {
+    fn garbage_and_wrong_kinds_are_invalid_arguments() {
         for token in [0usize, 1, 0xdead_beef, usize::MAX] {
-            assert!(R.with(token, |_| ()).is_err());
+            let e = R.with(token, |_| ()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{token:#x}: {e}");
         }
+        let config = OTHER.insert(7).unwrap();
+        let e = R.with(config, |_| ()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("expected a producer handle, got a config handle"), "{e}");
+        assert_eq!(OTHER.remove(config).unwrap(), 7);
+    }
+
+    #[test]
+    fn the_generation_has_44_bits_and_wraps_only_there() {
+        assert_eq!(64 - GENERATION_SHIFT, 44);
+        let index = 5;
+        let old = R.token(index, GENERATION_MASK - 1);
+        let new = R.token(index, GENERATION_MASK);
+        assert_ne!(old, new);
+        assert_eq!(R.decode(new).unwrap(), (index, GENERATION_MASK));
+        assert_eq!(R.token(index, GENERATION_MASK + 1), R.token(index, 0), "wraps at 2^44");
     }
 
     #[test]

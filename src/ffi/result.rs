@@ -2,7 +2,8 @@
 //! out-parameter, never in thread-local state: a Go goroutine may move to
 //! another OS thread between two calls.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
+use std::sync::OnceLock;
 
 use crate::error::{Error, ErrorKind};
 
@@ -51,6 +52,9 @@ pub enum wdpool_result {
     /// The producer hit a fatal error (for example it was fenced); its slot
     /// gets a fresh producer on the next checkout.
     WDPOOL_FATAL = 15,
+    /// A transaction's body exited early (WDPOOL_TXN_EXIT at some level:
+    /// Ruby's break/return/throw, Go's Goexit); it was rolled back.
+    WDPOOL_TRANSACTION_EXITED_EARLY = 16,
     /// A bug in wdpool: a Rust panic was caught at the boundary.
     WDPOOL_PANIC = 99,
 }
@@ -64,26 +68,39 @@ pub struct wdpool_error {
     kafka_code: i32,
 }
 
-pub(crate) fn code_of(kind: ErrorKind) -> wdpool_result {
-    use wdpool_result::*;
-    match kind {
-        ErrorKind::NullParameter => WDPOOL_NULL_PARAMETER,
-        ErrorKind::InvalidArgument => WDPOOL_INVALID_ARGUMENT,
-        ErrorKind::InvalidConfig => WDPOOL_INVALID_CONFIG,
-        ErrorKind::InvalidMessage => WDPOOL_INVALID_MESSAGE,
-        ErrorKind::Timeout => WDPOOL_TIMEOUT,
-        ErrorKind::Closed => WDPOOL_CLOSED,
-        ErrorKind::NotTransactional => WDPOOL_NOT_TRANSACTIONAL,
-        ErrorKind::Kafka => WDPOOL_KAFKA,
-        ErrorKind::CallbackFailed => WDPOOL_CALLBACK_FAILED,
-        ErrorKind::TransactionAborted => WDPOOL_TRANSACTION_ABORTED,
-        ErrorKind::StaleHandle => WDPOOL_STALE_HANDLE,
-        ErrorKind::NotSetUp => WDPOOL_NOT_SET_UP,
-        ErrorKind::DeliveryTimeout => WDPOOL_DELIVERY_TIMEOUT,
-        ErrorKind::Pending => WDPOOL_PENDING,
-        ErrorKind::Fatal => WDPOOL_FATAL,
-        ErrorKind::Panic => WDPOOL_PANIC,
-    }
+/// The one table from error kinds to result codes; the codes' names come
+/// from the enum itself.
+macro_rules! result_codes {
+    ($($kind:ident => $code:ident,)*) => {
+        pub(crate) fn code_of(kind: ErrorKind) -> wdpool_result {
+            match kind {
+                $(ErrorKind::$kind => wdpool_result::$code,)*
+            }
+        }
+
+        /// Every result code.
+        const ALL: &[wdpool_result] = &[wdpool_result::WDPOOL_OK, $(wdpool_result::$code,)*];
+    };
+}
+
+result_codes! {
+    NullParameter => WDPOOL_NULL_PARAMETER,
+    InvalidArgument => WDPOOL_INVALID_ARGUMENT,
+    InvalidConfig => WDPOOL_INVALID_CONFIG,
+    InvalidMessage => WDPOOL_INVALID_MESSAGE,
+    Timeout => WDPOOL_TIMEOUT,
+    Closed => WDPOOL_CLOSED,
+    NotTransactional => WDPOOL_NOT_TRANSACTIONAL,
+    Kafka => WDPOOL_KAFKA,
+    CallbackFailed => WDPOOL_CALLBACK_FAILED,
+    TransactionAborted => WDPOOL_TRANSACTION_ABORTED,
+    StaleHandle => WDPOOL_STALE_HANDLE,
+    NotSetUp => WDPOOL_NOT_SET_UP,
+    DeliveryTimeout => WDPOOL_DELIVERY_TIMEOUT,
+    Pending => WDPOOL_PENDING,
+    Fatal => WDPOOL_FATAL,
+    EarlyExit => WDPOOL_TRANSACTION_EXITED_EARLY,
+    Panic => WDPOOL_PANIC,
 }
 
 /// Strings handed to C may not contain NUL: replace any.
@@ -151,28 +168,29 @@ pub unsafe extern "C" fn wdpool_error_free(error: *mut wdpool_error) {
 /// The name of a result code ("WDPOOL_TIMEOUT"), or "WDPOOL_UNKNOWN" for a
 /// value that is not one. Static: never free it.
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub extern "C" fn wdpool_result_name(code: c_int) -> *const c_char {
-    let name: &CStr = match code {
-        0 => c"WDPOOL_OK",
-        1 => c"WDPOOL_NULL_PARAMETER",
-        2 => c"WDPOOL_INVALID_ARGUMENT",
-        3 => c"WDPOOL_INVALID_CONFIG",
-        4 => c"WDPOOL_INVALID_MESSAGE",
-        5 => c"WDPOOL_TIMEOUT",
-        6 => c"WDPOOL_CLOSED",
-        7 => c"WDPOOL_NOT_TRANSACTIONAL",
-        8 => c"WDPOOL_KAFKA",
-        9 => c"WDPOOL_CALLBACK_FAILED",
-        10 => c"WDPOOL_TRANSACTION_ABORTED",
-        11 => c"WDPOOL_STALE_HANDLE",
-        12 => c"WDPOOL_NOT_SET_UP",
-        13 => c"WDPOOL_DELIVERY_TIMEOUT",
-        14 => c"WDPOOL_PENDING",
-        15 => c"WDPOOL_FATAL",
-        99 => c"WDPOOL_PANIC",
-        _ => c"WDPOOL_UNKNOWN",
-    };
-    name.as_ptr()
+    static NAMES: OnceLock<Vec<(c_int, CString)>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| ALL.iter().map(|c| (*c as c_int, c_string(&format!("{c:?}")))).collect());
+    names.iter().find(|(c, _)| *c == code).map_or(c"WDPOOL_UNKNOWN".as_ptr(), |(_, name)| name.as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn every_code_has_its_own_name() {
+        for code in ALL {
+            // SAFETY: wdpool_result_name returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(wdpool_result_name(*code as c_int)) }.to_str().unwrap();
+            assert_eq!(name, format!("{code:?}"));
+            assert!(name.starts_with("WDPOOL_"));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(wdpool_result_name(42)) };
+        assert_eq!(unknown.to_str().unwrap(), "WDPOOL_UNKNOWN");
+    }
 }

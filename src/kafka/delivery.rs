@@ -77,7 +77,12 @@ impl Batch {
 
     /// Waits until every message has a report, at most `timeout`.
     pub fn wait(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.wait_until(Instant::now().checked_add(timeout), timeout)
+    }
+
+    /// Waits until every message has a report, at most until `deadline`
+    /// (`None`: for ever); `timeout` is what the error reports.
+    pub fn wait_until(&self, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
         let mut state = self.lock();
         while state.pending > 0 {
             let left = match deadline {

@@ -11,4 +11,4 @@ pub use config::ProducerConfig;
 pub use delivery::{Batch, Report};
 pub use message::{Header, Message};
 pub use producer::Producer;
-pub use transaction::Completion;
+pub use transaction::{Completion, Ended, Outcome};

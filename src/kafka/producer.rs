@@ -14,9 +14,10 @@ use super::config::ProducerConfig;
 use super::context::Context;
 use super::delivery::{Batch, Report};
 use super::message::Message;
-use super::transaction::TxnState;
+use super::transaction::{deadline_after, Txn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Origin;
+use crate::pool::{Created, OwnerId};
 
 /// How long to keep a topic's partition count for `partition_key`.
 const PARTITION_COUNT_TTL: Duration = Duration::from_secs(30);
@@ -36,15 +37,17 @@ pub struct Producer {
     pub(crate) config: ProducerConfig,
     pub(crate) backend: Backend,
     pub(crate) context: Arc<Context>,
-    pub(crate) txn: Mutex<TxnState>,
+    pub(crate) txn: Txn,
     closed: AtomicBool,
     partition_counts: Mutex<HashMap<String, (i32, Instant)>>,
 }
 
 impl Producer {
     /// Creates the producer for slot `index`; a transactional one also runs
-    /// `init_transactions`.
-    pub fn create(config: &ProducerConfig, origin: Origin, index: usize) -> Result<Self> {
+    /// `init_transactions`, waiting for it at most `budget`: when that is not
+    /// enough, the rest (bounded by `max_wait_timeout`) is handed back to
+    /// run in the background.
+    pub fn create(config: &ProducerConfig, origin: Origin, index: usize, budget: Duration) -> Result<Created<Self, Error>> {
         let id = config.id_or(origin.pool_id, index);
         let context = Context::new(origin, index, id.clone());
         let (backend, context) = if config.deliver {
@@ -64,14 +67,32 @@ impl Producer {
             config: config.clone(),
             backend,
             context,
-            txn: Mutex::new(TxnState::default()),
+            txn: Txn::default(),
             closed: AtomicBool::new(false),
             partition_counts: Mutex::new(HashMap::new()),
         };
-        if producer.is_transactional() {
-            producer.init_transactions()?;
+        if !producer.is_transactional() {
+            return Ok(Created::Ready(producer));
         }
-        Ok(producer)
+        let started = Instant::now();
+        match producer.init_transactions(budget.min(producer.max_wait())) {
+            Ok(()) => Ok(Created::Ready(producer)),
+            Err((true, e)) if budget < producer.max_wait() => {
+                let pending = format!(
+                    "producer {}: init_transactions did not finish in {} ms: {}",
+                    producer.id,
+                    started.elapsed().as_millis(),
+                    e.message
+                );
+                let finish = Box::new(move || {
+                    let rest = producer.max_wait().saturating_sub(started.elapsed());
+                    producer.init_transactions(rest).map_err(|(_, e)| e)?;
+                    Ok(producer)
+                });
+                Ok(Created::Unfinished { finish, pending })
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 
     pub fn index(&self) -> usize {
@@ -134,29 +155,24 @@ impl Producer {
         Ok(())
     }
 
-    /// Validates every message, then enqueues them all; returns the batch to
-    /// wait on. Nothing is sent when any message is invalid. When librdkafka
-    /// refuses a message (unknown partition, queue full for too long, ...)
-    /// the others are still sent and the call fails with the first refusal
-    /// (recorded in the batch too); inside a transaction that transaction
-    /// can then only abort.
-    pub fn enqueue(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
-        let (batch, refused) = self.send_all(messages)?;
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(batch),
-        }
-    }
-
-    /// [`Producer::enqueue`] for callers that wait for the whole batch
-    /// anyway: refusals are only in the batch.
-    pub(crate) fn send_all(&self, messages: &[Message<'_>]) -> Result<(Arc<Batch>, Option<Error>)> {
+    /// Checks that the producer is usable and every message valid; nothing
+    /// is sent when this fails.
+    fn check(&self, messages: &[Message<'_>]) -> Result<()> {
         self.ensure_open()?;
         for (i, m) in messages.iter().enumerate() {
             m.validate(self.config.max_payload_size).map_err(|e| {
                 if messages.len() > 1 { e.prefixed(format_args!("message {i}")) } else { e }
             })?;
         }
+        Ok(())
+    }
+
+    /// Enqueues checked messages; returns the batch to wait on. When
+    /// librdkafka refuses a message (unknown partition, queue full for too
+    /// long, ...) the others are still sent and the first refusal is
+    /// returned beside the batch (and recorded in it); inside a transaction
+    /// that transaction can then only roll back.
+    fn send_all(&self, messages: &[Message<'_>]) -> (Arc<Batch>, Option<Error>) {
         let batch = Arc::new(Batch::new(messages.len()));
         let mut refused = None;
         match &self.backend {
@@ -186,7 +202,7 @@ impl Producer {
         if refused.is_some() {
             self.poison_transaction();
         }
-        Ok((batch, refused))
+        (batch, refused)
     }
 
     fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, batch: &Arc<Batch>, i: usize) -> Result<()> {
@@ -296,23 +312,28 @@ impl Producer {
         Err(failure)
     }
 
-    /// Produces and waits for the delivery reports. A transactional producer
-    /// outside a transaction wraps the call in one of its own.
-    pub fn produce_sync(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
-        self.produce_sync_inspecting(messages, |_| {})
+    /// Produces and waits for the delivery reports, at most `timeout` in
+    /// all. A transactional producer outside `who`'s transaction wraps the
+    /// call in one of its own (committed within the same `timeout`).
+    pub fn produce_sync_as(&self, who: OwnerId, messages: &[Message<'_>], timeout: Duration) -> Result<Arc<Batch>> {
+        self.produce_sync_inspecting(who, messages, timeout, |_| {})
     }
 
-    /// [`Producer::produce_sync`], showing the batch to `inspect` once the
+    /// [`Producer::produce_sync_as`], showing the batch to `inspect` once the
     /// wait is over (all reports in, or timed out) and before its outcome
     /// decides the result, so a caller can read the reports of a failed call.
     pub(crate) fn produce_sync_inspecting(
         &self,
+        who: OwnerId,
         messages: &[Message<'_>],
+        timeout: Duration,
         inspect: impl FnOnce(&Batch),
     ) -> Result<Arc<Batch>> {
-        self.in_implicit_transaction(|| {
-            let (batch, _) = self.send_all(messages)?;
-            let waited = batch.wait(self.config.max_wait_timeout);
+        self.check(messages)?;
+        let deadline = deadline_after(timeout);
+        self.in_implicit_transaction(who, deadline, || {
+            let (batch, _) = self.send_all(messages);
+            let waited = batch.wait_until(deadline, timeout);
             inspect(&batch);
             waited?;
             self.outcome(&batch)?;
@@ -321,19 +342,25 @@ impl Producer {
     }
 
     /// Produces without waiting; the batch reports later. A transactional
-    /// producer outside a transaction commits (and so delivers) before this
-    /// returns.
-    pub fn produce_async(&self, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
-        self.in_implicit_transaction(|| self.enqueue(messages))
+    /// producer outside `who`'s transaction commits (and so delivers) before
+    /// this returns, within `max_wait_timeout`.
+    pub fn produce_async_as(&self, who: OwnerId, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.check(messages)?;
+        self.in_implicit_transaction(who, deadline_after(self.max_wait()), || match self.send_all(messages) {
+            (_, Some(refused)) => Err(refused),
+            (batch, None) => Ok(batch),
+        })
     }
 
-    pub fn flush(&self) -> Result<()> {
+    /// Waits until every message this producer has queued is delivered or
+    /// failed, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.ensure_open()?;
         match self.kafka() {
-            Some(p) => p.flush(self.config.max_wait_timeout).map_err(|e| {
+            Some(p) => p.flush(timeout).map_err(|e| {
                 Error::new(
                     ErrorKind::DeliveryTimeout,
-                    format!("flush did not finish in {} ms: {e}", self.config.max_wait_timeout.as_millis()),
+                    format!("flush did not finish in {} ms: {e}", timeout.as_millis()),
                 )
             }),
             None => Ok(()),
@@ -353,7 +380,7 @@ impl Producer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return 0;
         }
-        self.abort_open_transaction();
+        self.abort_open_transaction(None, deadline_after(self.max_wait()));
         let Some(p) = self.kafka() else { return 0 };
         let failed_before = self.context.failed();
         if force {

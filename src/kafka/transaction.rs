@@ -1,8 +1,21 @@
-//! Transactions on a pooled producer: begin, commit on success, abort on
-//! failure; retriable errors retried (bounded, with backoff), abortable ones
-//! aborted and reported, fatal ones break the producer so its slot gets a
-//! fresh one. A nested transaction runs inside the outer one.
+//! Transactions on a pooled producer, with one set of rules for every
+//! caller (C callbacks, Ruby blocks, Go functions):
+//!
+//! - A transaction belongs to the owner that began it. The same owner
+//!   beginning again nests (a nested transaction is part of the outer one);
+//!   another owner waits, bounded by its timeout, and never joins.
+//! - A level ends with an [`Outcome`]. Only the outermost level talks to
+//!   Kafka: it commits when it and every inner level ended with `Commit`,
+//!   and aborts otherwise. An abort requested at any depth rolls the whole
+//!   transaction back without an error; a failure or an early exit at any
+//!   depth rolls it back and is reported as such.
+//! - Retriable Kafka errors are retried (bounded, with backoff, within the
+//!   call's timeout); abortable ones abort and report; fatal ones break the
+//!   producer so its slot gets a fresh one.
+//! - No lock is held while librdkafka works: the state says "busy", other
+//!   owners wait on a condition variable, and readers return at once.
 
+use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -11,27 +24,76 @@ use rdkafka::producer::Producer as _;
 use super::producer::Producer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{self, EventKind};
+use crate::pool::OwnerId;
 
 /// Attempts of one transactional call when librdkafka says "retry".
 pub const TXN_ATTEMPTS: u32 = 5;
 const TXN_BACKOFF_START: Duration = Duration::from_millis(50);
-/// Even past the deadline, an attempt gets this long.
-const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Default)]
-pub(crate) struct TxnState {
-    /// Open `begin`s on this producer: 0 outside a transaction.
-    depth: u32,
-    /// An inner transaction failed: the outer one must abort.
-    abort_only: bool,
+/// How a transaction level's body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded: commit (when every level did).
+    Commit,
+    /// WaterDrop's abort signal: roll back, no error.
+    Abort,
+    /// It failed (an error, an exception, a panic): roll back; the caller
+    /// reports its own failure.
+    Fail,
+    /// It left early (Ruby's `break`/`return`/`throw`, a Go `Goexit`): roll
+    /// back and report the early exit.
+    Exit,
 }
 
-/// How a transaction's body ended.
+/// What ending a level did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The transaction was committed.
+    Committed,
+    /// It was rolled back: an abort was requested, or the caller failed.
+    RolledBack,
+    /// An inner level ended; the outermost decides.
+    LevelClosed,
+}
+
+/// How the body of the Rust API's `transaction` ended, and what it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     Commit,
     /// WaterDrop's abort signal: roll back without reporting an error.
     Abort,
+}
+
+/// Why an open transaction can no longer commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Doom {
+    AbortRequested,
+    Failed(String),
+    ExitedEarly,
+}
+
+#[derive(Debug, Default)]
+enum Phase {
+    #[default]
+    Idle,
+    /// librdkafka is beginning, committing or aborting (for the owner that
+    /// asked; everybody else waits).
+    Busy,
+    Open { owner: OwnerId, depth: u32, doom: Option<Doom> },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TxnState {
+    phase: Phase,
+    /// Callers waiting for the phase to change.
+    waiting: usize,
+}
+
+/// The producer's transaction state and its condition variable.
+#[derive(Debug, Default)]
+pub(crate) struct Txn {
+    state: std::sync::Mutex<TxnState>,
+    changed: Condvar,
 }
 
 enum Class {
@@ -52,13 +114,50 @@ fn classify(err: &KafkaError) -> Class {
     }
 }
 
-impl Producer {
-    fn txn_state(&self) -> std::sync::MutexGuard<'_, TxnState> {
-        self.txn.lock().unwrap_or_else(|e| e.into_inner())
+/// A point in time a call must return by.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+fn left(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()))
+}
+
+impl Txn {
+    fn lock(&self) -> MutexGuard<'_, TxnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sets the phase and wakes whoever waits for it to change.
+    fn set(&self, mut state: MutexGuard<'_, TxnState>, phase: Phase) {
+        state.phase = phase;
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.changed.notify_all();
+        }
+    }
+}
+
+impl Producer {
+    /// A transaction is open (or being begun or ended) on this producer, by
+    /// any owner. Never waits for librdkafka.
     pub fn in_transaction(&self) -> bool {
-        self.txn_state().depth > 0
+        !matches!(self.txn.lock().phase, Phase::Idle)
+    }
+
+    /// How many levels `who` has open: 0 when none (or when the open
+    /// transaction is another owner's).
+    pub fn depth_of(&self, who: OwnerId) -> u32 {
+        match self.txn.lock().phase {
+            Phase::Open { owner, depth, .. } if owner == who => depth,
+            _ => 0,
+        }
+    }
+
+    /// The open transaction can only roll back now.
+    pub fn is_doomed(&self) -> bool {
+        matches!(self.txn.lock().phase, Phase::Open { doom: Some(_), .. })
     }
 
     fn not_transactional(&self) -> Error {
@@ -79,21 +178,21 @@ impl Producer {
         events::emit(&e);
     }
 
-    /// Runs a transactional call, retrying what librdkafka calls retriable
-    /// (a retried call resumes the operation in progress), at most
-    /// `TXN_ATTEMPTS` times and within one `max_wait_timeout` in all: each
-    /// attempt gets the time left.
+    /// Runs a transactional librdkafka call, retrying what librdkafka calls
+    /// retriable (a retried call resumes the operation in progress), at most
+    /// `TXN_ATTEMPTS` times and within `budget` in all: each attempt gets
+    /// the time left (at least 1 ms).
     fn txn_call(
         &self,
         what: &str,
+        budget: Duration,
         call: impl Fn(Duration) -> rdkafka::error::KafkaResult<()>,
     ) -> Result<(), (Class, Error)> {
         let started = Instant::now();
-        let budget = self.max_wait();
         let mut backoff = TXN_BACKOFF_START;
         let mut attempt = 1;
         loop {
-            let left = budget.saturating_sub(started.elapsed()).max(MIN_ATTEMPT_TIME);
+            let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
             let Err(e) = call(left) else { return Ok(()) };
             let class = classify(&e);
             let error = Error::kafka(&format!("{what} on producer {}", self.id), &e);
@@ -119,71 +218,156 @@ impl Producer {
         }
     }
 
-    pub(crate) fn init_transactions(&self) -> Result<()> {
+    /// `init_transactions`, within `budget`. A timeout is retriable: the
+    /// caller may call again to resume it.
+    pub(crate) fn init_transactions(&self, budget: Duration) -> Result<(), (bool, Error)> {
         let Some(p) = self.kafka() else { return Ok(()) };
-        self.txn_call("init_transactions", |t| p.init_transactions(t)).map_err(|(_, e)| e)
+        self.txn_call("init_transactions", budget, |t| p.init_transactions(t))
+            .map_err(|(class, e)| (matches!(class, Class::Retriable), e))
     }
 
-    /// Opens a transaction, or nests inside the open one.
-    pub fn begin_transaction(&self) -> Result<()> {
+    /// Waits, holding the lock between looks, until `ready` says the phase
+    /// lets `who` go on; at most until `deadline`.
+    fn wait_for_turn<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, TxnState>,
+        who: OwnerId,
+        deadline: Option<Instant>,
+        started: Instant,
+    ) -> Result<MutexGuard<'a, TxnState>> {
+        loop {
+            match &state.phase {
+                Phase::Idle => return Ok(state),
+                Phase::Open { owner, .. } if *owner == who => return Ok(state),
+                _ => {}
+            }
+            let left = left(deadline);
+            if left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "producer {} is in a transaction of another owner: waited {} ms for it to end",
+                        self.id,
+                        started.elapsed().as_millis()
+                    ),
+                ));
+            }
+            state.waiting += 1;
+            state = self.txn.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state.waiting -= 1;
+        }
+    }
+
+    /// Opens a transaction for `who`, or a nested level inside `who`'s open
+    /// one. Waits (at most until `deadline`) while another owner's
+    /// transaction is open.
+    pub fn begin_as(&self, who: OwnerId, deadline: Option<Instant>) -> Result<()> {
         if !self.is_transactional() {
             return Err(self.not_transactional());
         }
-        let mut state = self.txn_state();
-        if state.depth > 0 {
-            state.depth += 1;
+        let started = Instant::now();
+        let mut state = self.wait_for_turn(self.txn.lock(), who, deadline, started)?;
+        if let Phase::Open { depth, .. } = &mut state.phase {
+            *depth += 1;
             return Ok(());
         }
-        if let Some(p) = self.kafka() {
-            self.txn_call("begin_transaction", |_| p.begin_transaction()).map_err(|e| self.gave_up(e))?;
-        }
-        state.depth = 1;
-        state.abort_only = false;
+        state.phase = Phase::Busy;
         drop(state);
-        self.emit(EventKind::TransactionStarted, String::new());
-        Ok(())
-    }
-
-    /// Ends one level; the outermost commits (or aborts when an inner level
-    /// aborted). A commit that fails with an abortable error is aborted and
-    /// reported as `TransactionAborted`.
-    pub fn commit_transaction(&self) -> Result<()> {
-        let mut state = self.txn_state();
-        match state.depth {
-            0 => return Err(Error::new(ErrorKind::InvalidArgument, "no transaction is open on this producer")),
-            1 => {}
-            _ => {
-                state.depth -= 1;
-                return Ok(());
+        let begun = match self.kafka() {
+            // begin_transaction is local to librdkafka: it does not wait.
+            Some(p) => self
+                .txn_call("begin_transaction", left(deadline), |_| p.begin_transaction())
+                .map_err(|e| self.gave_up(e)),
+            None => Ok(()),
+        };
+        let state = self.txn.lock();
+        match begun {
+            Ok(()) => {
+                self.txn.set(state, Phase::Open { owner: who, depth: 1, doom: None });
+                self.emit(EventKind::TransactionStarted, String::new());
+                Ok(())
+            }
+            Err(e) => {
+                self.txn.set(state, Phase::Idle);
+                Err(e)
             }
         }
-        if state.abort_only {
-            drop(state);
-            self.abort_transaction()?;
-            return Err(Error::new(
-                ErrorKind::TransactionAborted,
-                "an inner transaction failed or a message was refused, so the transaction was aborted",
-            ));
+    }
+
+    /// Ends one of `who`'s levels with `outcome`; the outermost commits or
+    /// aborts (see the module's rules), within `deadline`.
+    pub fn end_as(&self, who: OwnerId, outcome: Outcome, deadline: Option<Instant>) -> Result<Ended> {
+        let mut state = self.txn.lock();
+        let doom = match &mut state.phase {
+            Phase::Open { owner, depth, doom } if *owner == who => {
+                if *depth > 1 {
+                    *depth -= 1;
+                    let new = match outcome {
+                        Outcome::Commit => None,
+                        Outcome::Abort => Some(Doom::AbortRequested),
+                        Outcome::Fail => Some(Doom::Failed("an inner transaction failed".to_owned())),
+                        Outcome::Exit => Some(Doom::ExitedEarly),
+                    };
+                    // A failure or an early exit outranks an abort request.
+                    if new.is_some() && !matches!(doom, Some(Doom::Failed(_) | Doom::ExitedEarly)) {
+                        *doom = new;
+                    }
+                    return Ok(Ended::LevelClosed);
+                }
+                doom.take()
+            }
+            Phase::Open { .. } | Phase::Busy => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("the transaction open on producer {} belongs to another owner", self.id),
+                ))
+            }
+            Phase::Idle => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("no transaction is open on producer {}", self.id),
+                ))
+            }
+        };
+        state.phase = Phase::Busy;
+        drop(state);
+        let budget = left(deadline);
+        if outcome == Outcome::Commit && doom.is_none() {
+            return self.commit_now(budget);
         }
+        self.abort_now(budget, "")?;
+        match (outcome, doom) {
+            (Outcome::Exit, _) | (Outcome::Commit, Some(Doom::ExitedEarly)) => Err(Error::new(
+                ErrorKind::EarlyExit,
+                "the transaction's body exited early (break, return, throw or Goexit), so it was rolled back",
+            )),
+            (Outcome::Commit, Some(Doom::Failed(why))) => Err(Error::new(
+                ErrorKind::TransactionAborted,
+                format!("{why}, so the transaction was rolled back"),
+            )),
+            _ => Ok(Ended::RolledBack),
+        }
+    }
+
+    /// Commits the transaction this caller made busy.
+    fn commit_now(&self, budget: Duration) -> Result<Ended> {
+        let started = Instant::now();
         let result = match self.kafka() {
-            Some(p) => self.txn_call("commit_transaction", |t| p.commit_transaction(t)),
+            Some(p) => self.txn_call("commit_transaction", budget, |t| p.commit_transaction(t)),
             None => Ok(()),
         };
         match result {
             Ok(()) => {
-                state.depth = 0;
-                drop(state);
+                self.txn.set(self.txn.lock(), Phase::Idle);
                 self.emit(EventKind::TransactionCommitted, String::new());
-                Ok(())
+                Ok(Ended::Committed)
             }
             Err((Class::Abortable, e)) => {
-                drop(state);
-                self.abort_transaction()?;
+                self.abort_now(budget.saturating_sub(started.elapsed()), &e.message)?;
                 Err(Error { kind: ErrorKind::TransactionAborted, message: format!("transaction aborted: {}", e.message), ..e })
             }
             Err(failure) => {
-                state.depth = 0;
-                drop(state);
+                self.txn.set(self.txn.lock(), Phase::Idle);
                 let e = self.gave_up(failure);
                 self.emit(EventKind::TransactionAborted, e.message.clone());
                 Err(e)
@@ -191,34 +375,20 @@ impl Producer {
         }
     }
 
-    /// Ends one level by aborting: the outermost rolls back; an inner one
-    /// makes the outer transaction abort too.
-    pub fn abort_transaction(&self) -> Result<()> {
-        let mut state = self.txn_state();
-        match state.depth {
-            0 => return Err(Error::new(ErrorKind::InvalidArgument, "no transaction is open on this producer")),
-            1 => {}
-            _ => {
-                state.depth -= 1;
-                state.abort_only = true;
-                return Ok(());
-            }
-        }
-        state.depth = 0;
-        state.abort_only = false;
+    /// Aborts the transaction this caller made busy; `why` goes into the
+    /// event. A transaction that cannot even be aborted breaks the producer.
+    fn abort_now(&self, budget: Duration, why: &str) -> Result<()> {
         let result = match self.kafka() {
-            Some(p) => self.txn_call("abort_transaction", |t| p.abort_transaction(t)),
+            Some(p) => self.txn_call("abort_transaction", budget, |t| p.abort_transaction(t)),
             None => Ok(()),
         };
-        drop(state);
+        self.txn.set(self.txn.lock(), Phase::Idle);
         match result {
             Ok(()) => {
-                self.emit(EventKind::TransactionAborted, String::new());
+                self.emit(EventKind::TransactionAborted, why.to_owned());
                 Ok(())
             }
             Err((_, e)) => {
-                // A transaction that cannot even be aborted leaves the
-                // producer unusable.
                 self.mark_broken();
                 self.emit(EventKind::TransactionAborted, e.message.clone());
                 Err(Error { kind: ErrorKind::Fatal, ..e })
@@ -232,9 +402,7 @@ impl Producer {
     /// fatal error, it breaks the producer, which the pool then replaces.
     fn gave_up(&self, (class, e): (Class, Error)) -> Error {
         match class {
-            Class::Abortable => e,
-            // txn_call already broke the producer and set the kind.
-            Class::Fatal => e,
+            Class::Abortable | Class::Fatal => e,
             Class::Retriable => {
                 self.mark_broken();
                 let message = format!("{}; the producer will be replaced", e.message);
@@ -243,65 +411,121 @@ impl Producer {
         }
     }
 
-    /// A message of the open transaction was refused: it can only abort.
+    /// A message of the open transaction was refused: it can only roll back.
     pub(crate) fn poison_transaction(&self) {
-        let mut state = self.txn_state();
-        if state.depth > 0 {
-            state.abort_only = true;
-        }
-    }
-
-    /// Used at close and when a lease ends with a transaction still open:
-    /// rolls back every open level at once.
-    pub(crate) fn abort_open_transaction(&self) {
-        {
-            let mut state = self.txn_state();
-            if state.depth == 0 {
-                return;
+        if let Phase::Open { doom, .. } = &mut self.txn.lock().phase {
+            if !matches!(doom, Some(Doom::Failed(_) | Doom::ExitedEarly)) {
+                *doom = Some(Doom::Failed("a message of the transaction was refused".to_owned()));
             }
-            state.depth = 1;
         }
-        let _ = self.abort_transaction();
     }
 
-    /// Runs `body` in a transaction: commit when it completes with `Commit`,
-    /// abort when it fails or asks to abort. Body errors are returned as they
-    /// are after the abort.
-    pub fn transaction(&self, body: impl FnOnce() -> Result<Completion>) -> Result<Completion> {
-        self.begin_transaction()?;
-        let guard = AbortOnDrop(self);
-        let outcome = body();
+    /// When a lease ends with `who`'s transaction still open (and at close,
+    /// with `None`: whoever's): rolls every open level back at once. Returns
+    /// whether there was one.
+    pub(crate) fn abort_open_transaction(&self, who: Option<OwnerId>, deadline: Option<Instant>) -> bool {
+        let mut state = self.txn.lock();
+        match &state.phase {
+            Phase::Open { owner, .. } if who.map_or(true, |w| w == *owner) => {
+                state.phase = Phase::Busy;
+                drop(state);
+                let _ = self.abort_now(left(deadline), "the transaction was left open");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs `body` as one transaction level of `who`: begin, then end with
+    /// the body's outcome. A body that leaves levels of its own open is a
+    /// failure (they are closed and the transaction rolled back); one that
+    /// ended the level it runs in is an error.
+    pub fn transaction_as(
+        &self,
+        who: OwnerId,
+        deadline: Option<Instant>,
+        body: impl FnOnce() -> Result<Completion>,
+    ) -> Result<Completion> {
+        self.begin_as(who, deadline)?;
+        let depth = self.depth_of(who);
+        let guard = EndOnUnwind { producer: self, who, deadline };
+        let result = body();
         std::mem::forget(guard);
-        match outcome {
-            Ok(Completion::Commit) => self.commit_transaction().map(|()| Completion::Commit),
-            Ok(Completion::Abort) => self.abort_transaction().map(|()| Completion::Abort),
-            Err(e) => {
-                let _ = self.abort_transaction();
-                Err(e)
+        let now = self.depth_of(who);
+        if now < depth {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the transaction's body ended the transaction it runs in (commit or abort inside a transaction callback)",
+            ));
+        }
+        if now > depth {
+            self.close_levels_above(who, depth);
+            let _ = self.end_as(who, Outcome::Fail, deadline);
+            return Err(Error::new(
+                ErrorKind::TransactionAborted,
+                format!("the transaction's body left {} nested level(s) open, so it was rolled back", now - depth),
+            ));
+        }
+        let outcome = match &result {
+            Ok(Completion::Commit) => Outcome::Commit,
+            Ok(Completion::Abort) => Outcome::Abort,
+            Err(_) => Outcome::Fail,
+        };
+        let ended = self.end_as(who, outcome, deadline);
+        match (result, ended) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Ok(Ended::Committed)) => Ok(Completion::Commit),
+            (Ok(_), Ok(Ended::RolledBack)) => Ok(Completion::Abort),
+            (Ok(c), Ok(Ended::LevelClosed)) => Ok(c),
+        }
+    }
+
+    /// Folds levels above `depth` into `depth`, marking the transaction
+    /// failed.
+    fn close_levels_above(&self, who: OwnerId, keep: u32) {
+        if let Phase::Open { owner, depth, doom } = &mut self.txn.lock().phase {
+            if *owner == who && *depth > keep {
+                *depth = keep;
+                *doom = Some(Doom::Failed("a nested transaction was left open".to_owned()));
             }
         }
     }
 
-    /// A transactional producer outside a transaction wraps `body` in one of
-    /// its own; anything else just runs it.
-    pub(crate) fn in_implicit_transaction<T>(&self, body: impl FnOnce() -> Result<T>) -> Result<T> {
-        if !self.is_transactional() || self.in_transaction() {
+    /// A transactional producer outside `who`'s transaction wraps `body` in
+    /// a transaction of its own (waiting, at most until `deadline`, while
+    /// another owner's is open); inside it, `body` is one more level.
+    pub(crate) fn in_implicit_transaction<T>(
+        &self,
+        who: OwnerId,
+        deadline: Option<Instant>,
+        body: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if !self.is_transactional() {
             return body();
         }
-        let mut value = None;
-        self.transaction(|| {
-            value = Some(body()?);
-            Ok(Completion::Commit)
-        })?;
-        Ok(value.expect("a committed body produced its value"))
+        self.begin_as(who, deadline)?;
+        let guard = EndOnUnwind { producer: self, who, deadline };
+        let result = body();
+        std::mem::forget(guard);
+        let outcome = if result.is_ok() { Outcome::Commit } else { Outcome::Fail };
+        match (result, self.end_as(who, outcome, deadline)) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(value), Ok(_)) => Ok(value),
+        }
     }
 }
 
-/// Aborts the transaction if its body unwinds.
-struct AbortOnDrop<'a>(&'a Producer);
+/// Ends the level as a failure if its body unwinds.
+struct EndOnUnwind<'a> {
+    producer: &'a Producer,
+    who: OwnerId,
+    deadline: Option<Instant>,
+}
 
-impl Drop for AbortOnDrop<'_> {
+impl Drop for EndOnUnwind<'_> {
     fn drop(&mut self) {
-        let _ = self.0.abort_transaction();
+        let _ = self.producer.end_as(self.who, Outcome::Fail, self.deadline);
     }
 }

@@ -3,9 +3,11 @@
 //! A fixed number of slots, each with a stable zero-based index. A slot holds
 //! at most one connection, created lazily by the [`Manager`] on the slot's
 //! first checkout (without holding the pool lock, so a slow creation never
-//! blocks checkouts of other slots). Checkout is LIFO over idle connections and
-//! re-entrant per thread: a thread that already holds a lease of this pool gets
-//! the same connection again. A broken connection is never handed out again;
+//! blocks checkouts of other slots; a creation that outlives the caller's
+//! timeout goes on in the background and the slot becomes idle when it is
+//! done). Checkout is LIFO over idle connections and re-entrant per owner:
+//! the calling thread by default, or a key the caller names (a Ruby fiber, a
+//! Go context), or nobody. A broken connection is never handed out again;
 //! its slot gets a fresh one with the same index.
 
 mod fork;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use fork::fork_generation;
+pub use reentrancy::thread_token;
 
 /// What the pool needs from the things it pools.
 pub trait Manager: Send + Sync + 'static {
@@ -28,6 +31,14 @@ pub trait Manager: Send + Sync + 'static {
 
     /// Creates the connection for slot `index`. Called without the pool lock.
     fn create(&self, index: usize) -> Result<Self::Conn, Self::Error>;
+
+    /// Creates the connection for slot `index`, spending at most about
+    /// `budget` waiting: work that takes longer is handed back as
+    /// [`Created::Unfinished`], which the pool finishes in the background.
+    fn create_within(&self, index: usize, budget: Duration) -> Result<Created<Self::Conn, Self::Error>, Self::Error> {
+        let _ = budget;
+        self.create(index).map(Created::Ready)
+    }
 
     /// A broken connection is discarded instead of going back to the pool.
     fn is_broken(&self, conn: &Self::Conn) -> bool;
@@ -39,6 +50,64 @@ pub trait Manager: Send + Sync + 'static {
     /// Observes what happens inside the pool. Runs on the thread that caused
     /// the event, never with the pool lock held.
     fn on_event(&self, _event: PoolEvent) {}
+}
+
+/// What [`Manager::create_within`] made of its budget.
+pub enum Created<C, E> {
+    Ready(C),
+    /// Still waiting (say, for `init_transactions`) when the budget ran out.
+    Unfinished {
+        /// Finishes the creation; runs on a background thread.
+        finish: Box<dyn FnOnce() -> Result<C, E> + Send>,
+        /// What is still pending, for the caller's timeout error.
+        pending: String,
+    },
+}
+
+/// Who a checkout is for. A nested checkout by the same owner gets the same
+/// connection (so a pool of size 1 never deadlocks on itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The calling OS thread.
+    Thread,
+    /// Nobody: every checkout is a fresh one, never re-entrant.
+    Unique,
+    /// A key chosen by the caller (a Ruby fiber, a Go context's token),
+    /// whatever thread it calls from.
+    Key(u64),
+}
+
+/// A resolved owner: who holds a lease, and on whose behalf a transaction
+/// runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OwnerId {
+    Thread(u64),
+    Unique(u64),
+    Key(u64),
+}
+
+static NEXT_UNIQUE_OWNER: AtomicU64 = AtomicU64::new(1);
+
+impl Owner {
+    pub fn resolve(self) -> OwnerId {
+        match self {
+            Owner::Thread => OwnerId::Thread(thread_token()),
+            Owner::Unique => OwnerId::Unique(NEXT_UNIQUE_OWNER.fetch_add(1, Ordering::Relaxed)),
+            Owner::Key(key) => OwnerId::Key(key),
+        }
+    }
+}
+
+impl OwnerId {
+    /// Who acts when a lease of this owner is used now: a thread's lease
+    /// acts for whichever thread uses it (another thread sharing it is
+    /// another owner); other leases act for their owner from any thread.
+    pub fn acting(self) -> OwnerId {
+        match self {
+            OwnerId::Thread(_) => OwnerId::Thread(thread_token()),
+            other => other,
+        }
+    }
 }
 
 /// Events only the pool core can see.
@@ -59,6 +128,8 @@ pub struct Options {
 }
 
 pub const DEFAULT_SIZE: usize = 5;
+/// The largest pool: each producer runs several librdkafka threads.
+pub const MAX_SIZE: usize = 4096;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
 impl Default for Options {
@@ -70,8 +141,9 @@ impl Default for Options {
 /// Why a checkout failed.
 #[derive(Debug)]
 pub enum CheckoutError<E> {
-    /// No connection became free in time.
-    Timeout { waited: Duration, available: usize, size: usize },
+    /// No connection became free in time. `creating`: slots whose creation
+    /// goes on in the background; `pending` says what one of them waits for.
+    Timeout { waited: Duration, available: usize, size: usize, creating: usize, pending: Option<String> },
     /// The pool was closed.
     Closed,
     /// Creating the slot's connection failed; the slot stays empty.
@@ -81,13 +153,16 @@ pub enum CheckoutError<E> {
 impl<E: fmt::Display> fmt::Display for CheckoutError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckoutError::Timeout { waited, available, size } => write!(
-                f,
-                "no producer available: waited {} ms, {}/{} available",
-                waited.as_millis(),
-                available,
-                size
-            ),
+            CheckoutError::Timeout { waited, available, size, creating, pending } => {
+                write!(f, "no producer available: waited {} ms, {}/{} available", waited.as_millis(), available, size)?;
+                if *creating > 0 {
+                    write!(f, "; {creating} still being created in the background")?;
+                }
+                if let Some(pending) = pending {
+                    write!(f, " ({pending})")?;
+                }
+                Ok(())
+            }
             CheckoutError::Closed => f.write_str("the pool is closed"),
             CheckoutError::Create(e) => write!(f, "creating a producer failed: {e}"),
         }
@@ -102,6 +177,8 @@ pub struct Stats {
     pub created: usize,
     pub idle: usize,
     pub in_use: usize,
+    /// Slots whose connection is being created in the background.
+    pub creating: usize,
     pub waiting: usize,
     pub checkout_timeouts: u64,
     /// Total time threads spent waiting for a free connection.
@@ -140,12 +217,22 @@ struct Inner<M: Manager> {
     options: Options,
     state: Mutex<State<M::Conn>>,
     freed: Condvar,
+    /// Wakes callers of `close` waiting for a close in progress.
+    close_done: Condvar,
     checkout_timeouts: AtomicU64,
     total_wait_ns: AtomicU64,
     creations: AtomicU64,
     replaced: AtomicU64,
     /// The process generation this pool's connections belong to.
     fork_generation: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// A close is running; later callers wait for its report.
+    InProgress { force: bool },
+    Done { force: bool, report: CloseReport },
 }
 
 struct State<C> {
@@ -155,16 +242,20 @@ struct State<C> {
     /// Free slots without a connection: the next checkout creates one.
     empty: Vec<usize>,
     in_use: usize,
+    /// Slots whose creation goes on in the background.
+    creating: usize,
+    /// What the most recent unfinished creation waits for.
+    pending: Option<String>,
     waiting: usize,
-    closed: Option<bool>,
+    closing: Closing,
     /// Bumped by reload: connections of an older generation are replaced.
     generation: u64,
 }
 
 struct Slot<C> {
     conn: Option<Arc<C>>,
-    /// The thread holding this slot (see `reentrancy`), 0 when idle.
-    owner: u64,
+    /// Who holds this slot, `None` when idle.
+    owner: Option<OwnerId>,
     depth: u32,
     /// Bumped on every fresh checkout, so a stale lease cannot check in twice.
     epoch: u64,
@@ -175,11 +266,11 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<M: Manager> Pool<M> {
     /// Builds a pool. No connection is created until it is first needed.
+    /// Panics unless `1 <= options.size <= MAX_SIZE` (callers check first).
     pub fn new(manager: M, options: Options) -> Self {
-        assert!(options.size >= 1, "pool size must be at least 1");
-        fork::install_handler();
+        assert!((1..=MAX_SIZE).contains(&options.size), "pool size must be 1 to {MAX_SIZE}");
         let slots = (0..options.size)
-            .map(|_| Slot { conn: None, owner: 0, depth: 0, epoch: 0, generation: 0 })
+            .map(|_| Slot { conn: None, owner: None, depth: 0, epoch: 0, generation: 0 })
             .collect();
         let state = State {
             slots,
@@ -187,24 +278,28 @@ impl<M: Manager> Pool<M> {
             // Reversed so that slot 0 is created first.
             empty: (0..options.size).rev().collect(),
             in_use: 0,
+            creating: 0,
+            pending: None,
             waiting: 0,
-            closed: None,
+            closing: Closing::Open,
             generation: 0,
         };
-        Pool {
-            inner: Arc::new(Inner {
-                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-                manager,
-                options,
-                state: Mutex::new(state),
-                freed: Condvar::new(),
-                checkout_timeouts: AtomicU64::new(0),
-                total_wait_ns: AtomicU64::new(0),
-                creations: AtomicU64::new(0),
-                replaced: AtomicU64::new(0),
-                fork_generation: AtomicU64::new(fork_generation()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            manager,
+            options,
+            state: Mutex::new(state),
+            freed: Condvar::new(),
+            close_done: Condvar::new(),
+            checkout_timeouts: AtomicU64::new(0),
+            total_wait_ns: AtomicU64::new(0),
+            creations: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            fork_generation: AtomicU64::new(fork_generation()),
+        });
+        let held: Arc<dyn fork::ForkLocked> = inner.clone();
+        fork::register(Arc::downgrade(&held));
+        Pool { inner }
     }
 
     /// A process-unique id for this pool.
@@ -220,33 +315,39 @@ impl<M: Manager> Pool<M> {
         &self.inner.manager
     }
 
-    /// Checks a connection out, waiting at most `timeout` (the pool's default
-    /// when `None`).
+    /// Checks a connection out for the calling thread, waiting at most
+    /// `timeout` (the pool's default when `None`).
     pub fn checkout(&self, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
+        self.checkout_as(Owner::Thread, timeout)
+    }
+
+    /// Checks a connection out for `owner`, waiting at most `timeout` (the
+    /// pool's default when `None`) for a free one and for its creation.
+    pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
         let inner = &self.inner;
         inner.check_fork();
-        let me = reentrancy::thread_token();
+        let me = owner.resolve();
         let mut state = inner.lock();
-        if state.closed.is_some() {
+        if state.closing != Closing::Open {
             return Err(CheckoutError::Closed);
         }
 
-        if let Some(index) = reentrancy::held_slot(inner.id) {
+        if let Some(index) = state.held_by(inner.id, me) {
             let slot = &mut state.slots[index];
-            if slot.owner == me && slot.depth > 0 {
-                if let Some(conn) = slot.conn.clone() {
-                    slot.depth += 1;
-                    let epoch = slot.epoch;
-                    return Ok(Lease { pool: Arc::clone(inner), index, epoch, conn: Some(conn) });
-                }
+            if let Some(conn) = slot.conn.clone() {
+                slot.depth += 1;
+                let epoch = slot.epoch;
+                return Ok(Lease { pool: Arc::clone(inner), index, epoch, owner: me, conn: Some(conn) });
             }
-            reentrancy::forget(inner.id);
         }
 
         let timeout = timeout.unwrap_or(inner.options.timeout);
         let mut started: Option<Instant> = None;
+        // One call starts at most one creation: with an unreachable broker,
+        // a caller must not leave a background creation behind per slot.
+        let mut may_create = true;
         loop {
-            if state.closed.is_some() {
+            if state.closing != Closing::Open {
                 return Err(CheckoutError::Closed);
             }
             if let Some(index) = state.idle.pop() {
@@ -262,57 +363,50 @@ impl<M: Manager> Pool<M> {
                 }
                 let epoch = state.take_slot(index, me);
                 inner.account_wait(started);
-                reentrancy::hold(inner.id, index);
-                return Ok(Lease { pool: Arc::clone(inner), index, epoch, conn: Some(conn) });
+                if let OwnerId::Thread(_) = me {
+                    reentrancy::hold(inner.id, index);
+                }
+                return Ok(Lease { pool: Arc::clone(inner), index, epoch, owner: me, conn: Some(conn) });
             }
-            if let Some(index) = state.empty.pop() {
+            if let Some(index) = if may_create { state.empty.pop() } else { None } {
+                let waited = started.map_or(Duration::ZERO, |s| s.elapsed());
+                may_create = false;
                 let epoch = state.take_slot(index, me);
                 let generation = state.generation;
                 drop(state);
-                inner.account_wait(started);
-                // A panicking `create` must give its reserved slot back.
-                let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    inner.manager.create(index)
-                }));
-                let created = created.unwrap_or_else(|panic| {
-                    let mut state = inner.lock();
-                    state.release_slot(index);
-                    state.empty.push(index);
-                    inner.unlock_and_wake(state);
-                    std::panic::resume_unwind(panic)
-                });
-                return match created {
+                match inner.create(index, timeout.saturating_sub(waited)) {
                     Ok(conn) => {
-                        inner.creations.fetch_add(1, Ordering::Relaxed);
-                        let conn = Arc::new(conn);
+                        inner.account_wait(started);
                         let mut state = inner.lock();
                         let slot = &mut state.slots[index];
                         slot.conn = Some(Arc::clone(&conn));
                         slot.generation = generation;
                         drop(state);
-                        reentrancy::hold(inner.id, index);
-                        Ok(Lease { pool: Arc::clone(inner), index, epoch, conn: Some(conn) })
+                        if let OwnerId::Thread(_) = me {
+                            reentrancy::hold(inner.id, index);
+                        }
+                        return Ok(Lease { pool: Arc::clone(inner), index, epoch, owner: me, conn: Some(conn) });
                     }
-                    Err(e) => {
-                        let mut state = inner.lock();
-                        state.release_slot(index);
-                        state.empty.push(index);
-                        inner.unlock_and_wake(state);
-                        Err(CheckoutError::Create(e))
+                    Err(Some(e)) => return Err(CheckoutError::Create(e)),
+                    // Unfinished: it goes on in the background; wait on.
+                    Err(None) => {
+                        state = inner.lock();
+                        continue;
                     }
-                };
+                }
             }
             let now = Instant::now();
-            let start = *started.get_or_insert(now);
-            let waited = now - start;
+            let waited = now - *started.get_or_insert(now);
             if waited >= timeout {
                 inner.account_wait(started);
                 inner.checkout_timeouts.fetch_add(1, Ordering::Relaxed);
                 let size = inner.options.size;
                 let available = state.idle.len() + state.empty.len();
+                let creating = state.creating;
+                let pending = if creating > 0 { state.pending.clone() } else { None };
                 drop(state);
                 inner.manager.on_event(PoolEvent::CheckoutTimeout { waited, available, size });
-                return Err(CheckoutError::Timeout { waited, available, size });
+                return Err(CheckoutError::Timeout { waited, available, size, creating, pending });
             }
             state.waiting += 1;
             state = inner.freed.wait_timeout(state, timeout - waited).unwrap_or_else(|e| e.into_inner()).0;
@@ -332,26 +426,38 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Closes the pool. Idle connections are closed now, in parallel; checked
-    /// out ones when they come back. Closing twice is harmless: the second
-    /// call reports nothing.
+    /// out ones when they come back. Returns when the pool is closed: a call
+    /// made while another close runs waits for it, and every call reports
+    /// the outcome of the first.
     pub fn close(&self, force: bool) -> CloseReport {
-        self.inner.check_fork();
-        let mut state = self.inner.lock();
-        if state.closed.is_some() {
-            return CloseReport::default();
+        let inner = &self.inner;
+        inner.check_fork();
+        let mut state = inner.lock();
+        loop {
+            match state.closing {
+                Closing::Open => break,
+                Closing::Done { report, .. } => return report,
+                Closing::InProgress { .. } => {
+                    state = inner.close_done.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
         }
-        state.closed = Some(force);
+        state.closing = Closing::InProgress { force };
         let conns = state.take_idle();
         let in_use = state.in_use;
         drop(state);
-        self.inner.freed.notify_all();
+        inner.freed.notify_all();
         let closed = conns.len();
-        let undelivered = self.inner.close_all(conns, force);
-        CloseReport { closed, undelivered, in_use }
+        let undelivered = inner.close_all(conns, force);
+        let report = CloseReport { closed, undelivered, in_use };
+        inner.lock().closing = Closing::Done { force, report };
+        inner.close_done.notify_all();
+        report
     }
 
+    /// Closed, or closing.
     pub fn is_closed(&self) -> bool {
-        self.inner.lock().closed.is_some()
+        self.inner.lock().closing != Closing::Open
     }
 
     /// Closes idle connections (gracefully) so that they are recreated on
@@ -360,7 +466,7 @@ impl<M: Manager> Pool<M> {
     pub fn reload(&self) -> u64 {
         self.inner.check_fork();
         let mut state = self.inner.lock();
-        if state.closed.is_some() {
+        if state.closing != Closing::Open {
             return 0;
         }
         state.generation += 1;
@@ -370,6 +476,7 @@ impl<M: Manager> Pool<M> {
         self.inner.close_all(conns, false)
     }
 
+    /// A snapshot; takes the pool lock only for a few instructions.
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
         inner.check_fork();
@@ -379,12 +486,13 @@ impl<M: Manager> Pool<M> {
             created: state.slots.iter().filter(|s| s.conn.is_some()).count(),
             idle: state.idle.len(),
             in_use: state.in_use,
+            creating: state.creating,
             waiting: state.waiting,
             checkout_timeouts: inner.checkout_timeouts.load(Ordering::Relaxed),
             total_wait: Duration::from_nanos(inner.total_wait_ns.load(Ordering::Relaxed)),
             creations: inner.creations.load(Ordering::Relaxed),
             replaced: inner.replaced.load(Ordering::Relaxed),
-            closed: state.closed.is_some(),
+            closed: state.closing != Closing::Open,
         }
     }
 }
@@ -411,14 +519,20 @@ impl<M: Manager> Inner<M> {
             if let Some(conn) = slot.conn.take() {
                 std::mem::forget(conn);
             }
-            slot.owner = 0;
+            slot.owner = None;
             slot.depth = 0;
             slot.epoch += 1;
         }
         state.idle.clear();
         state.empty = (0..self.options.size).rev().collect();
         state.in_use = 0;
+        state.creating = 0;
+        state.pending = None;
         state.waiting = 0;
+        // A close the parent was running goes on in the parent only.
+        if let Closing::InProgress { force } = state.closing {
+            state.closing = Closing::Done { force, report: CloseReport::default() };
+        }
         self.fork_generation.store(current, Ordering::Release);
         drop(state);
         self.manager.on_event(PoolEvent::ForkReload { begin: true });
@@ -446,6 +560,105 @@ impl<M: Manager> Inner<M> {
         if let Some(started) = started {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.total_wait_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Creates slot `index`'s connection (the slot is reserved by the
+    /// caller). `Err(None)`: unfinished within `budget`; the slot was handed
+    /// to a background thread that finishes it and makes the slot idle. On
+    /// failure or panic the slot is given back.
+    fn create(self: &Arc<Self>, index: usize, budget: Duration) -> Result<Arc<M::Conn>, Option<M::Error>> {
+        let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.create_within(index, budget)
+        }));
+        let created = created.unwrap_or_else(|panic| {
+            self.give_back_reserved(index);
+            std::panic::resume_unwind(panic)
+        });
+        match created {
+            Ok(Created::Ready(conn)) => {
+                self.creations.fetch_add(1, Ordering::Relaxed);
+                Ok(Arc::new(conn))
+            }
+            Ok(Created::Unfinished { finish, pending }) => {
+                self.finish_in_background(index, finish, pending);
+                Err(None)
+            }
+            Err(e) => {
+                self.give_back_reserved(index);
+                Err(Some(e))
+            }
+        }
+    }
+
+    fn give_back_reserved(&self, index: usize) {
+        let mut state = self.lock();
+        state.release_slot(index);
+        state.empty.push(index);
+        self.unlock_and_wake(state);
+    }
+
+    /// The slot, reserved by a caller whose budget ran out, is no longer in
+    /// use but `creating` until `finish` is done on a thread of its own.
+    fn finish_in_background(
+        self: &Arc<Self>,
+        index: usize,
+        finish: Box<dyn FnOnce() -> Result<M::Conn, M::Error> + Send>,
+        pending: String,
+    ) {
+        {
+            let mut state = self.lock();
+            state.release_slot(index);
+            state.creating += 1;
+            state.pending = Some(pending);
+        }
+        let inner = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("wdpool-create-{index}"))
+            .spawn(move || inner.finished(index, finish));
+        if let Err(e) = spawned {
+            // No thread to finish it on: the slot is free again. The
+            // unfinished creation is dropped (and so destroyed).
+            let _ = e;
+            let mut state = self.lock();
+            state.creating -= 1;
+            state.empty.push(index);
+            self.unlock_and_wake(state);
+        }
+    }
+
+    fn finished(&self, index: usize, finish: Box<dyn FnOnce() -> Result<M::Conn, M::Error> + Send>) {
+        // (A fork meanwhile does not concern this thread: it exists only in
+        // the parent, whose state it updates.)
+        let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(finish));
+        let mut state = self.lock();
+        state.creating = state.creating.saturating_sub(1);
+        if state.creating == 0 {
+            state.pending = None;
+        }
+        match created {
+            Ok(Ok(conn)) if state.closing == Closing::Open => {
+                self.creations.fetch_add(1, Ordering::Relaxed);
+                let generation = state.generation;
+                let slot = &mut state.slots[index];
+                slot.conn = Some(Arc::new(conn));
+                slot.generation = generation;
+                state.idle.push(index);
+                drop(state);
+                // Every waiter: the caller whose creation this was may be
+                // among them and would otherwise wait for nothing.
+                self.freed.notify_all();
+            }
+            Ok(Ok(conn)) => {
+                // Closed meanwhile: it never served anybody.
+                drop(state);
+                self.manager.close(Arc::new(conn), true);
+            }
+            Ok(Err(_)) | Err(_) => {
+                state.empty.push(index);
+                drop(state);
+                self.freed.notify_all();
+            }
         }
     }
 
@@ -484,37 +697,54 @@ impl<M: Manager> Inner<M> {
         if slot.depth > 0 {
             return;
         }
-        if slot.owner == reentrancy::thread_token() {
+        if slot.owner == Some(OwnerId::Thread(thread_token())) {
             reentrancy::forget(self.id);
         }
         state.release_slot(index);
-        let closed = state.closed;
+        let closing = state.closing;
         let broken = self.manager.is_broken(&conn);
         let stale = state.slots[index].generation != state.generation;
-        if closed.is_none() && !broken && !stale {
+        if closing == Closing::Open && !broken && !stale {
             state.idle.push(index);
             self.unlock_and_wake(state);
             return;
         }
         let conn = state.slots[index].conn.take();
-        if closed.is_none() {
+        if closing == Closing::Open {
             state.empty.push(index);
         }
         self.unlock_and_wake(state);
         if broken {
             self.discard_broken(index, conn);
         } else if let Some(conn) = conn {
-            self.manager.close(conn, closed.unwrap_or(false));
+            let force = matches!(closing, Closing::InProgress { force: true } | Closing::Done { force: true, .. });
+            self.manager.close(conn, force);
         }
     }
 }
 
+impl<M: Manager> fork::ForkLocked for Inner<M> {
+    fn hold_for_fork(self: Arc<Self>) -> Box<dyn std::any::Any> {
+        struct Held<M: Manager> {
+            // Declared first: dropped (unlocked) before the pool it borrows.
+            _guard: Option<MutexGuard<'static, State<M::Conn>>>,
+            _inner: Arc<Inner<M>>,
+        }
+        let guard = self.lock();
+        // SAFETY: the guard borrows the mutex inside `self`, which the `Arc`
+        // stored next to it keeps alive; the guard is dropped first (field
+        // order), so it never outlives the mutex.
+        let guard: MutexGuard<'static, State<M::Conn>> = unsafe { std::mem::transmute(guard) };
+        Box::new(Held { _guard: Some(guard), _inner: self })
+    }
+}
+
 impl<C> State<C> {
-    /// Marks a free slot as checked out by thread `me`; returns its epoch.
-    fn take_slot(&mut self, index: usize, me: u64) -> u64 {
+    /// Marks a free slot as checked out by `owner`; returns its epoch.
+    fn take_slot(&mut self, index: usize, owner: OwnerId) -> u64 {
         self.in_use += 1;
         let slot = &mut self.slots[index];
-        slot.owner = me;
+        slot.owner = Some(owner);
         slot.depth = 1;
         slot.epoch += 1;
         slot.epoch
@@ -523,8 +753,25 @@ impl<C> State<C> {
     fn release_slot(&mut self, index: usize) {
         self.in_use -= 1;
         let slot = &mut self.slots[index];
-        slot.owner = 0;
+        slot.owner = None;
         slot.depth = 0;
+    }
+
+    /// The slot `owner` holds in this pool, if any. Unique owners never
+    /// hold one twice; a thread's hint is validated here, under the lock.
+    fn held_by(&self, pool: u64, owner: OwnerId) -> Option<usize> {
+        let index = match owner {
+            OwnerId::Unique(_) => return None,
+            OwnerId::Thread(_) => reentrancy::held_slot(pool)?,
+            OwnerId::Key(_) => return self.slots.iter().position(|s| s.depth > 0 && s.owner == Some(owner)),
+        };
+        let slot = &self.slots[index];
+        if slot.depth > 0 && slot.owner == Some(owner) {
+            Some(index)
+        } else {
+            reentrancy::forget(pool);
+            None
+        }
     }
 
     fn take_idle(&mut self) -> Vec<Arc<C>> {
@@ -544,6 +791,7 @@ pub struct Lease<M: Manager> {
     pool: Arc<Inner<M>>,
     index: usize,
     epoch: u64,
+    owner: OwnerId,
     conn: Option<Arc<M::Conn>>,
 }
 
@@ -553,14 +801,15 @@ impl<M: Manager> Lease<M> {
         self.index
     }
 
+    /// Who holds this lease.
+    pub fn owner(&self) -> OwnerId {
+        self.owner
+    }
+
     /// A shared reference to the connection, for work that may outlive the
     /// lease's borrow (the connection itself stays usable).
     pub fn conn(&self) -> &Arc<M::Conn> {
         self.conn.as_ref().expect("a live lease holds its connection")
-    }
-
-    pub fn pool_id(&self) -> u64 {
-        self.pool.id
     }
 }
 

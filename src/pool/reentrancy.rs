@@ -1,4 +1,5 @@
-//! Which pool slot the current thread holds, so that a nested checkout on the
+//! Which pool slot the current thread holds (for leases owned by a thread),
+//! so that a nested checkout on the
 //! same thread gets the same connection (a pool of size 1 never deadlocks on
 //! itself). The pool validates every hint under its lock: an entry left behind
 //! by a lease that was checked in on another thread is simply ignored.
@@ -15,7 +16,7 @@ thread_local! {
 }
 
 /// A non-zero number unique to the calling thread for the process's life.
-pub(crate) fn thread_token() -> u64 {
+pub fn thread_token() -> u64 {
     TOKEN.with(|t| {
         let token = t.get();
         if token != 0 {

@@ -42,9 +42,9 @@ fn close_closes_idle_conns_and_reports() {
     assert_eq!((s.created, s.idle, s.in_use), (0, 0, 0));
     assert_eq!(pool.manager().double_closes.load(SeqCst), 0);
 
-    // Closing twice reports nothing and closes nothing.
-    assert_eq!(pool.close(true), CloseReport::default());
-    assert_eq!(pool.close(false), CloseReport::default());
+    // Closing twice closes nothing and reports the first close's outcome.
+    assert_eq!(pool.close(true), report);
+    assert_eq!(pool.close(false), report);
     assert_eq!(pool.manager().closes().len(), 3);
     // Reload after close does nothing either.
     assert_eq!(pool.reload(), 0);
@@ -66,13 +66,14 @@ fn a_graceful_close_passes_force_false_through() {
 }
 
 #[test]
-fn a_second_close_changes_nothing_even_with_leases_out() {
+fn a_second_close_changes_nothing_and_reports_the_first() {
     let pool = new_pool(2);
     let held = checkout_elsewhere(&pool);
     drop(checkout_elsewhere(&pool));
-    assert_eq!(pool.close(true), CloseReport { closed: 1, undelivered: 0, in_use: 1 });
-    assert_eq!(pool.close(false), CloseReport::default(), "the second close reports nothing");
-    assert_eq!(pool.close(true), CloseReport::default());
+    let first = CloseReport { closed: 1, undelivered: 0, in_use: 1 };
+    assert_eq!(pool.close(true), first);
+    assert_eq!(pool.close(false), first, "a second close reports the first one's outcome");
+    assert_eq!(pool.close(true), first);
     drop(held);
     let closes = pool.manager().closes();
     assert_eq!(closes.len(), 2);
@@ -174,4 +175,39 @@ fn a_broken_conn_returned_after_close_is_force_closed_once() {
     assert_eq!(pool.manager().closes(), vec![CloseRecord { index: 0, serial: 1, force: true }]);
     assert_eq!(pool.manager().double_closes.load(SeqCst), 0);
     assert!(matches!(pool.checkout(Some(ZERO)), Err(CheckoutError::Closed)));
+}
+
+/// A close that arrives while another is still flushing waits for it and
+/// reports the same outcome: an exit path that trusts it loses nothing.
+#[test]
+fn a_close_during_a_close_waits_for_it() {
+    let pool = new_pool(1);
+    drop(checkout_elsewhere(&pool));
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    pool.manager().on_close(move |c| {
+        c.undelivered.store(4, SeqCst);
+        let _ = entered_tx.send(());
+        let _ = lock(&release_rx).recv_timeout(LONG);
+    });
+    let p = pool.clone();
+    let first = thread::spawn(move || p.close(false));
+    entered_rx.recv_timeout(LONG).expect("the first close is flushing");
+    let (second_tx, second_rx) = mpsc::channel();
+    let p = pool.clone();
+    let second = thread::spawn(move || {
+        let _ = second_tx.send(p.close(true));
+    });
+    assert!(
+        second_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "the second close returned while the first was still flushing"
+    );
+    assert!(pool.is_closed(), "a closing pool refuses checkouts");
+    release_tx.send(()).unwrap();
+    let expected = CloseReport { closed: 1, undelivered: 4, in_use: 0 };
+    assert_eq!(first.join().unwrap(), expected);
+    assert_eq!(second_rx.recv_timeout(LONG).expect("the second close returned"), expected);
+    second.join().unwrap();
+    assert_eq!(pool.manager().closes().len(), 1, "closed once");
 }

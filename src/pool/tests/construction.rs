@@ -15,21 +15,24 @@ fn default_options_are_5_conns_and_5000_ms() {
 }
 
 #[test]
-#[should_panic(expected = "pool size must be at least 1")]
+#[should_panic(expected = "pool size must be 1 to 4096")]
 fn size_zero_is_rejected() {
     let _ = new_pool(0);
 }
 
 #[test]
-fn pool_ids_are_unique_and_leases_know_their_pool() {
+fn pool_ids_are_unique_and_leases_go_back_to_their_pool() {
     let a = new_pool(1);
     let b = new_pool(1);
     assert_ne!(a.id(), b.id());
     assert_eq!(a.clone().id(), a.id(), "a clone is the same pool");
     let lease = a.checkout(None).unwrap();
-    assert_eq!(lease.pool_id(), a.id());
     let lease_b = b.checkout(None).unwrap();
-    assert_eq!(lease_b.pool_id(), b.id());
+    assert_eq!((a.stats().in_use, b.stats().in_use), (1, 1));
+    drop(lease);
+    assert_eq!((a.stats().in_use, b.stats().in_use), (0, 1));
+    drop(lease_b);
+    assert_eq!(b.stats().in_use, 0);
 }
 
 #[test]

@@ -168,7 +168,7 @@ fn expect_err(result: Result<TestLease, TestError>) -> TestError {
 
 fn expect_timeout(err: &TestError) -> (Duration, usize, usize) {
     match err {
-        CheckoutError::Timeout { waited, available, size } => (*waited, *available, *size),
+        CheckoutError::Timeout { waited, available, size, .. } => (*waited, *available, *size),
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
