@@ -75,7 +75,7 @@ static int publish(void *user_data, wdpool_producer *producer) {
   message.headers_len = 1;
 
   wdpool_error *err = NULL;
-  wdpool_result rc = wdpool_producer_produce_sync(producer, &message, NULL, &err);
+  wdpool_result rc = wdpool_producer_produce_sync(producer, &message, WDPOOL_TIMEOUT_DEFAULT, NULL, &err);
   if (rc != WDPOOL_OK) {
     fprintf(stderr, "thread %d: produce failed: %s\n", job->thread, wdpool_error_message(err));
     wdpool_error_free(err);
@@ -109,7 +109,7 @@ static int order_placed(void *user_data, wdpool_producer *producer) {
   messages[1].topic = "inventory";
   messages[1].payload = (wdpool_bytes){(const uint8_t *)"-1 widget", 9};
   wdpool_error *err = NULL;
-  if (wdpool_producer_produce_many_sync(producer, messages, 2, NULL, &err) != WDPOOL_OK) {
+  if (wdpool_producer_produce_many_sync(producer, messages, 2, WDPOOL_TIMEOUT_DEFAULT, NULL, &err) != WDPOOL_OK) {
     fprintf(stderr, "produce failed: %s\n", wdpool_error_message(err));
     wdpool_error_free(err);
     return 0;

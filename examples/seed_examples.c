@@ -39,7 +39,7 @@ static wdpool_result produce_sync(wdpool_producer *p, const char *topic, const c
   m.topic = topic;
   m.payload = text(payload);
   wdpool_error *err = NULL;
-  wdpool_result rc = wdpool_producer_produce_sync(p, &m, NULL, &err);
+  wdpool_result rc = wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, &err);
   if (rc != WDPOOL_OK) fprintf(stderr, "produce_sync(%s): %s\n", topic, message_of(err));
   wdpool_error_free(err);
   return rc;
@@ -299,7 +299,7 @@ static int example_error_handling(void) {
   EXPECT(notification_job_perform(WDPOOL_TIMEOUT_DEFAULT) == 0, "the job delivers");
   /* Exhaust the pool: hold its only producer, then a job waits 100 ms. */
   wdpool_producer *held = NULL;
-  EXPECT(wdpool_checkout(WDPOOL_TIMEOUT_DEFAULT, &held, NULL) == WDPOOL_OK, "checkout");
+  EXPECT(wdpool_checkout(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &held, NULL) == WDPOOL_OK, "checkout");
   /* The same thread would re-enter and get the held producer; use another. */
   pthread_t t;
   int outcome = -1;

@@ -29,16 +29,6 @@
 #define WDPOOL_VERSION "0.1.0"
 
 /**
- * ...or past this many bytes of text (statistics JSON can be large).
- */
-#define QUEUE_CAPACITY_BYTES (16 << 20)
-
-/**
- * The largest pool: each producer runs several librdkafka threads.
- */
-#define MAX_SIZE 4096
-
-/**
  * A callback's "it worked". Anything else is a failure: a Ruby exception
  * escaping an ffi callback makes it return 0, which must never read as
  * success, so success is deliberately not 0.
@@ -56,9 +46,17 @@
  */
 #define WDPOOL_TIMEOUT_DEFAULT -1
 
+/**
+ * Events the queue holds at most by default (the oldest are dropped
+ * beyond); see `wdpool_events_set_limits`.
+ */
+#define WDPOOL_EVENTS_QUEUE_CAPACITY 10000
 
-
-
+/**
+ * Bytes the queued events hold at most by default, their text included
+ * (the oldest are dropped beyond): 16 MiB.
+ */
+#define WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES 16777216
 
 /**
  * "Any partition": the partitioner chooses.
@@ -68,12 +66,17 @@
 /**
  * WaterDrop's default pool size.
  */
-#define WDPOOL_DEFAULT_SIZE DEFAULT_SIZE
+#define WDPOOL_DEFAULT_SIZE 5
+
+/**
+ * WaterDrop's default checkout timeout, in milliseconds.
+ */
+#define WDPOOL_DEFAULT_TIMEOUT_MS 5000
 
 /**
  * The largest pool size: each producer runs several librdkafka threads.
  */
-#define WDPOOL_MAX_SIZE MAX_SIZE
+#define WDPOOL_MAX_SIZE 4096
 
 /**
  * The result of every fallible wdpool call. 0 is success.
@@ -219,6 +222,50 @@ typedef enum wdpool_event_kind {
    */
   WDPOOL_EVENT_STATISTICS = 12,
 } wdpool_event_kind;
+
+/**
+ * How a transaction level's body ended, for `wdpool_producer_end`. Passed
+ * as an `int`; other values are refused with WDPOOL_INVALID_ARGUMENT.
+ */
+typedef enum wdpool_txn_outcome {
+  /**
+   * The body succeeded: commit (when every level did).
+   */
+  WDPOOL_TXN_COMMIT = 1,
+  /**
+   * WaterDrop's abort signal: roll the whole transaction back, no error.
+   */
+  WDPOOL_TXN_ABORT = 2,
+  /**
+   * The body failed (raised, returned an error): roll back. The caller
+   * reports its own failure.
+   */
+  WDPOOL_TXN_FAIL = 3,
+  /**
+   * The body left early (Ruby's break/return/throw, Go's Goexit): roll
+   * back; the outermost level reports WDPOOL_TRANSACTION_EXITED_EARLY.
+   */
+  WDPOOL_TXN_EXIT = 4,
+} wdpool_txn_outcome;
+
+/**
+ * What `wdpool_producer_end` did, written to its `ended_out`.
+ */
+typedef enum wdpool_txn_ended {
+  /**
+   * The transaction was committed.
+   */
+  WDPOOL_TXN_COMMITTED = 1,
+  /**
+   * The transaction was rolled back (an abort requested at some level,
+   * or the caller's own failure).
+   */
+  WDPOOL_TXN_ROLLED_BACK = 2,
+  /**
+   * A nested level ended; the outermost level decides.
+   */
+  WDPOOL_TXN_LEVEL_CLOSED = 3,
+} wdpool_txn_ended;
 
 /**
  * One producer's configuration: a handle, not a pointer (never dereference
@@ -421,6 +468,11 @@ typedef struct wdpool_events_statistics {
    * a binding can warn when it grows.
    */
   uint64_t dropped;
+  /**
+   * The bounds in force (`wdpool_events_set_limits`).
+   */
+  size_t max_events;
+  size_t max_bytes;
 } wdpool_events_statistics;
 
 /**
@@ -851,6 +903,20 @@ enum wdpool_result wdpool_events_drain(int64_t timeout_ms,
  */
 enum wdpool_result wdpool_events_stats(struct wdpool_events_statistics *stats_out,
                                        struct wdpool_error **err);
+
+/**
+ * Bounds the queue that `wdpool_events_drain` empties: at most
+ * `max_events` events and `max_bytes` bytes (an event weighs its text plus
+ * about 200 bytes). 0 events queues nothing. Events beyond the new bounds
+ * are dropped at once, oldest first, and counted in `dropped`. The defaults
+ * are WDPOOL_EVENTS_QUEUE_CAPACITY and WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ * Returns: OK.
+ */
+enum wdpool_result wdpool_events_set_limits(size_t max_events,
+                                            size_t max_bytes,
+                                            struct wdpool_error **err);
 
 /**
  * Resets `*message` to an empty message: every pointer NULL, lengths 0,

@@ -125,12 +125,13 @@ fn weight(e: &Event) -> usize {
     std::mem::size_of::<Event>() + e.message.len() + e.producer_id.as_ref().map_or(0, String::len)
 }
 
-#[derive(Default)]
 struct Queue {
     events: VecDeque<Event>,
     bytes: usize,
     /// Drainers waiting for an event.
     waiting: usize,
+    max_events: usize,
+    max_bytes: usize,
 }
 
 /// The queue's state, for a binding that wants to warn.
@@ -141,6 +142,8 @@ pub struct QueueStats {
     /// Events dropped (oldest first) because the queue was full, over the
     /// process's life.
     pub dropped: u64,
+    pub max_events: usize,
+    pub max_bytes: usize,
 }
 
 struct Monitor {
@@ -160,7 +163,13 @@ fn monitor() -> &'static Monitor {
         subscribers: Mutex::new(Arc::new(Vec::new())),
         count: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
-        queue: Mutex::new(Queue::default()),
+        queue: Mutex::new(Queue {
+            events: VecDeque::new(),
+            bytes: 0,
+            waiting: 0,
+            max_events: QUEUE_CAPACITY,
+            max_bytes: QUEUE_CAPACITY_BYTES,
+        }),
         queued: Condvar::new(),
         dropped: AtomicU64::new(0),
     })
@@ -237,13 +246,13 @@ pub fn enqueue(event: Event) {
     let size = weight(&event);
     let mut q = lock(&m.queue);
     let mut dropped = 0;
-    while !q.events.is_empty() && (q.events.len() >= QUEUE_CAPACITY || q.bytes + size > QUEUE_CAPACITY_BYTES) {
+    while !q.events.is_empty() && (q.events.len() >= q.max_events || q.bytes + size > q.max_bytes) {
         if let Some(old) = q.events.pop_front() {
             q.bytes -= weight(&old);
             dropped += 1;
         }
     }
-    if size > QUEUE_CAPACITY_BYTES {
+    if size > q.max_bytes || q.max_events == 0 {
         // Larger than the whole queue: dropped itself.
         dropped += 1;
     } else {
@@ -294,8 +303,32 @@ pub fn drain(timeout: Duration, max: usize) -> usize {
     count
 }
 
+/// Bounds the queue: at most `max_events` events and `max_bytes` bytes
+/// (0 events: queue nothing). Events beyond the new bounds are dropped now,
+/// oldest first, and counted.
+pub fn set_queue_limits(max_events: usize, max_bytes: usize) {
+    let m = monitor();
+    let mut q = lock(&m.queue);
+    q.max_events = max_events;
+    q.max_bytes = max_bytes;
+    let mut dropped = 0;
+    while q.events.len() > max_events || q.bytes > max_bytes {
+        let Some(old) = q.events.pop_front() else { break };
+        q.bytes -= weight(&old);
+        dropped += 1;
+    }
+    drop(q);
+    m.dropped.fetch_add(dropped, Ordering::Relaxed);
+}
+
 pub fn queue_stats() -> QueueStats {
     let m = monitor();
     let q = lock(&m.queue);
-    QueueStats { queued: q.events.len(), queued_bytes: q.bytes, dropped: m.dropped.load(Ordering::Relaxed) }
+    QueueStats {
+        queued: q.events.len(),
+        queued_bytes: q.bytes,
+        dropped: m.dropped.load(Ordering::Relaxed),
+        max_events: q.max_events,
+        max_bytes: q.max_bytes,
+    }
 }

@@ -252,11 +252,15 @@ pub unsafe extern "C" fn wdpool_events_drain(
     })
 }
 
-/// Events the queue holds at most (the oldest are dropped beyond).
-pub const WDPOOL_EVENTS_QUEUE_CAPACITY: usize = events::QUEUE_CAPACITY;
-/// Bytes of event text the queue holds at most (the oldest are dropped
-/// beyond).
-pub const WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES: usize = events::QUEUE_CAPACITY_BYTES;
+/// Events the queue holds at most by default (the oldest are dropped
+/// beyond); see `wdpool_events_set_limits`.
+pub const WDPOOL_EVENTS_QUEUE_CAPACITY: usize = 10000;
+/// Bytes the queued events hold at most by default, their text included
+/// (the oldest are dropped beyond): 16 MiB.
+pub const WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES: usize = 16777216;
+
+const _: () = assert!(WDPOOL_EVENTS_QUEUE_CAPACITY == events::QUEUE_CAPACITY);
+const _: () = assert!(WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES == events::QUEUE_CAPACITY_BYTES);
 
 /// The state of the queue that `wdpool_events_drain` empties.
 #[allow(non_camel_case_types)]
@@ -270,6 +274,9 @@ pub struct wdpool_events_statistics {
     /// Events dropped because the queue was full, over the process's life:
     /// a binding can warn when it grows.
     pub dropped: u64,
+    /// The bounds in force (`wdpool_events_set_limits`).
+    pub max_events: usize,
+    pub max_bytes: usize,
 }
 
 /// Writes the state of the event queue to `*stats_out`.
@@ -286,9 +293,35 @@ pub unsafe extern "C" fn wdpool_events_stats(
             return Err(null("stats_out"));
         }
         let q = events::queue_stats();
-        let stats = wdpool_events_statistics { queued: q.queued, queued_bytes: q.queued_bytes, dropped: q.dropped };
+        let stats = wdpool_events_statistics {
+            queued: q.queued,
+            queued_bytes: q.queued_bytes,
+            dropped: q.dropped,
+            max_events: q.max_events,
+            max_bytes: q.max_bytes,
+        };
         // SAFETY: checked for NULL; the caller passes a writable struct.
         unsafe { write_out(stats_out, stats) };
+        Ok(())
+    })
+}
+
+/// Bounds the queue that `wdpool_events_drain` empties: at most
+/// `max_events` events and `max_bytes` bytes (an event weighs its text plus
+/// about 200 bytes). 0 events queues nothing. Events beyond the new bounds
+/// are dropped at once, oldest first, and counted in `dropped`. The defaults
+/// are WDPOOL_EVENTS_QUEUE_CAPACITY and WDPOOL_EVENTS_QUEUE_CAPACITY_BYTES.
+///
+/// Blocks: never. Calls back: nothing. Thread: any.
+/// Returns: OK.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_events_set_limits(
+    max_events: usize,
+    max_bytes: usize,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        events::set_queue_limits(max_events, max_bytes);
         Ok(())
     })
 }

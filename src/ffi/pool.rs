@@ -13,12 +13,19 @@ use crate::kafka::Completion;
 use crate::pool::{CloseReport, Options, Stats, DEFAULT_SIZE, DEFAULT_TIMEOUT, MAX_SIZE};
 use crate::producer_pool::{self as pools, ProducerPool};
 
+// cbindgen writes only literal constants into the header, so the C names
+// repeat the pool's values, checked equal at compile time.
+
 /// WaterDrop's default pool size.
-pub const WDPOOL_DEFAULT_SIZE: usize = DEFAULT_SIZE;
+pub const WDPOOL_DEFAULT_SIZE: usize = 5;
 /// WaterDrop's default checkout timeout, in milliseconds.
-pub const WDPOOL_DEFAULT_TIMEOUT_MS: u64 = DEFAULT_TIMEOUT.as_millis() as u64;
+pub const WDPOOL_DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// The largest pool size: each producer runs several librdkafka threads.
-pub const WDPOOL_MAX_SIZE: usize = MAX_SIZE;
+pub const WDPOOL_MAX_SIZE: usize = 4096;
+
+const _: () = assert!(WDPOOL_DEFAULT_SIZE == DEFAULT_SIZE);
+const _: () = assert!(WDPOOL_DEFAULT_TIMEOUT_MS as u128 == DEFAULT_TIMEOUT.as_millis());
+const _: () = assert!(WDPOOL_MAX_SIZE == MAX_SIZE);
 
 /// A pool's shape. Get the defaults from `wdpool_options_default()`.
 #[allow(non_camel_case_types)]

@@ -136,7 +136,7 @@ impl<T> Registry<T> {
         if tag != self.kind as u64 || index == 0 {
             let what = match Kind::from_tag(tag) {
                 Some(other) if index != 0 => format!("a {} handle", other.name()),
-                _ => "not a wdpool handle".to_owned(),
+                _ => "a value that is no wdpool handle".to_owned(),
             };
             return Err(Error::new(
                 ErrorKind::InvalidArgument,

@@ -104,7 +104,7 @@ static inline wdpool_statistics stats_of(const wdpool_pool *pool) {
 static inline void produce_one(wdpool_producer *producer, void *ctx) {
   const char *topic = ctx != NULL ? ctx : TOPIC;
   wdpool_message m = text_message(topic, "one");
-  CHECK_RC(wdpool_producer_produce_sync(producer, &m, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(producer, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
 }
 
 /* ------------------------------------------------------------------------

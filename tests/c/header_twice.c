@@ -27,7 +27,7 @@ static int header_twice_configure(void *user_data, wdpool_config *config, size_t
 
 static int header_twice_body(void *user_data, wdpool_producer *producer) {
   const wdpool_message *message = user_data;
-  return wdpool_producer_produce_sync(producer, message, NULL, NULL) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
+  return wdpool_producer_produce_sync(producer, message, WDPOOL_TIMEOUT_DEFAULT, NULL, NULL) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
 }
 
 static void header_twice_on_event(void *user_data, const wdpool_event *event) {

@@ -116,7 +116,7 @@ static int produce_one(void *user_data, wdpool_producer *producer) {
   m.key = bytes_of(w->key);
   wdpool_report report;
   wdpool_error *err = NULL;
-  wdpool_result rc = wdpool_producer_produce_sync(producer, &m, &report, &err);
+  wdpool_result rc = wdpool_producer_produce_sync(producer, &m, WDPOOL_TIMEOUT_DEFAULT, &report, &err);
   if (rc != WDPOOL_OK) {
     if (w->first_error[0] == '\0') {
       snprintf(w->first_error, sizeof w->first_error, "%s: produce_sync %s: %s", payload, wdpool_result_name((int)rc),

@@ -129,9 +129,10 @@ static void test_pool_creation(void) {
   CHECK_RC_BOTH(wdpool_config_set_max_wait_timeout(stale, 1000, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_config_set_max_payload_size(stale, 1000, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_config_set_id(stale, "x", CHECK_ERR), WDPOOL_STALE_HANDLE);
-  /* Garbage is stale too, NULL is NULL. */
+  /* Garbage and a handle of another kind are invalid arguments, NULL is NULL. */
   wdpool_config *garbage = (wdpool_config *)(uintptr_t)0x1234;
-  CHECK_RC_BOTH(wdpool_config_set_deliver(garbage, true, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_config_set_deliver(garbage, true, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_config_set_deliver((wdpool_config *)pool, true, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
   CHECK_RC_BOTH(wdpool_config_set_kafka(NULL, "acks", "1", CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_config_set_deliver(NULL, true, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_config_set_max_wait_timeout(NULL, 1, CHECK_ERR), WDPOOL_NULL_PARAMETER);

@@ -39,8 +39,9 @@ static void test_version_and_errors(void) {
   CHECK_STR(wdpool_result_name(WDPOOL_DELIVERY_TIMEOUT), "WDPOOL_DELIVERY_TIMEOUT");
   CHECK_STR(wdpool_result_name(WDPOOL_PENDING), "WDPOOL_PENDING");
   CHECK_STR(wdpool_result_name(WDPOOL_FATAL), "WDPOOL_FATAL");
+  CHECK_STR(wdpool_result_name(WDPOOL_TRANSACTION_EXITED_EARLY), "WDPOOL_TRANSACTION_EXITED_EARLY");
   CHECK_STR(wdpool_result_name(WDPOOL_PANIC), "WDPOOL_PANIC");
-  CHECK_STR(wdpool_result_name(16), "WDPOOL_UNKNOWN");
+  CHECK_STR(wdpool_result_name(17), "WDPOOL_UNKNOWN");
   CHECK_STR(wdpool_result_name(-1), "WDPOOL_UNKNOWN");
   CHECK_STR(wdpool_result_name(98), "WDPOOL_UNKNOWN");
   CHECK_STR(wdpool_result_name(INT32_MAX), "WDPOOL_UNKNOWN");
@@ -88,26 +89,26 @@ static void nulls_with_producer(wdpool_producer *p, void *ctx) {
   wdpool_delivery *d = NULL;
   wdpool_producer_info info;
 
-  CHECK_RC_BOTH(wdpool_producer_produce_sync(NULL, &m, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_produce_sync(p, NULL, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(NULL, &m, 1, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(p, NULL, 1, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_produce_sync(NULL, &m, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_produce_sync(p, NULL, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(NULL, &m, 1, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(p, NULL, 1, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_produce_async(NULL, &m, &d, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_produce_async(p, NULL, &d, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_produce_many_async(NULL, &m, 1, &d, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_produce_many_async(p, NULL, 1, &d, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK(d == NULL);
-  CHECK_RC_BOTH(wdpool_producer_flush(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_flush(NULL, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_transaction(NULL, run_body, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_begin(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_commit(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_producer_abort(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_begin(NULL, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_commit(NULL, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_producer_abort(NULL, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_get_info(NULL, &info, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_get_info(p, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_producer_checkin(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
 
   /* Empty batches with NULL arrays are nothing to do. */
-  CHECK_RC(wdpool_producer_produce_many_sync(p, NULL, 0, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_many_sync(p, NULL, 0, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
 }
 
 static void test_null_parameters(void) {
@@ -122,8 +123,8 @@ static void test_null_parameters(void) {
                 WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_pool_transaction(pool, WDPOOL_TIMEOUT_DEFAULT, NULL, NULL, CHECK_ERR),
                 WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_pool_checkout(NULL, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_pool_checkout(NULL, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK(p == NULL);
   CHECK_RC_BOTH(wdpool_pool_close(NULL, false, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_pool_reload(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);

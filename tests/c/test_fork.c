@@ -28,7 +28,7 @@ static int configure(void *user_data, wdpool_config *config, size_t index) {
 static int produce(void *user_data, wdpool_producer *producer) {
   const char *payload = user_data;
   wdpool_message m = text_message("forked", payload);
-  return wdpool_producer_produce_sync(producer, &m, NULL, NULL) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
+  return wdpool_producer_produce_sync(producer, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, NULL) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
 }
 
 struct counts {

@@ -42,15 +42,15 @@ static void test_handles(void) {
   CHECK_RC(wdpool_pool_with(pool, WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_OK);
   wdpool_producer *stale = b.seen;
   CHECK(stale != NULL);
-  CHECK_RC_BOTH(wdpool_producer_produce_sync(stale, &m, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_produce_sync(stale, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_producer_produce_async(stale, &m, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(stale, &m, 1, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_produce_many_sync(stale, &m, 1, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_producer_produce_many_async(stale, &m, 1, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_flush(stale, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_flush(stale, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_producer_get_info(stale, &info, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_begin(stale, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_commit(stale, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_abort(stale, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_begin(stale, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_commit(stale, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_abort(stale, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_producer_transaction(stale, run_body, &b, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC_BOTH(wdpool_producer_checkin(stale, CHECK_ERR), WDPOOL_STALE_HANDLE);
 
@@ -61,14 +61,14 @@ static void test_handles(void) {
 
   /* Checkout, checkin, checkin again. */
   wdpool_producer *p = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   CHECK(p != NULL);
   CHECK_EQ(stats_of(pool).in_use, 1);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(info.index, 0);
   CHECK_EQ(info.pool_id, wdpool_pool_id(pool));
   CHECK(!info.transactional && !info.in_transaction);
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(stats_of(pool).in_use, 0);
   CHECK_RC_BOTH(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_STALE_HANDLE);
@@ -76,24 +76,28 @@ static void test_handles(void) {
 
   /* A handle checked in on another pool's slot reuse stays stale. */
   wdpool_producer *again = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &again, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &again, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_STALE_HANDLE);
   CHECK_RC(wdpool_producer_checkin(again, CHECK_ERR), WDPOOL_OK);
 
-  /* Garbage handles are refused, not dereferenced. */
+  /* Garbage handles and handles of another kind are refused as invalid
+   * arguments, never dereferenced. */
   wdpool_producer *garbage = (wdpool_producer *)(uintptr_t)0x1234;
-  CHECK_RC_BOTH(wdpool_producer_get_info(garbage, &info, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_produce_sync(garbage, &m, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_checkin(garbage, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_get_info(garbage, &info, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_produce_sync(garbage, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_checkin(garbage, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
   garbage = (wdpool_producer *)(uintptr_t)UINTPTR_MAX;
-  CHECK_RC_BOTH(wdpool_producer_get_info(garbage, &info, CHECK_ERR), WDPOOL_STALE_HANDLE);
-  CHECK_RC_BOTH(wdpool_producer_checkin(garbage, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC_BOTH(wdpool_producer_get_info(garbage, &info, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_checkin(garbage, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_get_info((wdpool_producer *)pool, &info, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  wdpool_statistics wrong_kind;
+  CHECK_RC_BOTH(wdpool_pool_stats((wdpool_pool *)garbage, &wrong_kind, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
 
   /* Freeing a pool with a producer out: the lease stays usable until it is
    * checked in. */
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_STALE_HANDLE);
@@ -177,8 +181,8 @@ static void test_reentrancy(void) {
 
   /* A checkout on a thread that holds a lease nests too. */
   wdpool_producer *outer = NULL, *inner = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, 100, &outer, CHECK_ERR), WDPOOL_OK);
-  CHECK_RC(wdpool_pool_checkout(pool, 100, &inner, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, 100, &outer, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, 100, &inner, CHECK_ERR), WDPOOL_OK);
   CHECK(outer != inner); /* two leases ... */
   CHECK_EQ(producer_index(inner), producer_index(outer)); /* ... of one producer */
   CHECK_RC(wdpool_producer_checkin(inner, CHECK_ERR), WDPOOL_OK);
@@ -219,7 +223,7 @@ static void *checkout_in_thread(void *arg) {
   /* The pool's own timeout is 0: fail at once. */
   wdpool_producer *p = NULL;
   start = now_ms();
-  ctx->default_rc = wdpool_pool_checkout(ctx->pool, WDPOOL_TIMEOUT_DEFAULT, &p, NULL);
+  ctx->default_rc = wdpool_pool_checkout(ctx->pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, NULL);
   ctx->default_waited_ms = now_ms() - start;
   return NULL;
 }
@@ -229,7 +233,7 @@ static void test_checkout_timeout(void) {
   wdpool_pool *pool = make_pool(1, 0, &setup);
   uint64_t id = wdpool_pool_id(pool);
   wdpool_producer *held = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &held, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &held, CHECK_ERR), WDPOOL_OK);
 
   timeout_ctx ctx = {.pool = pool};
   pthread_t thread;
@@ -279,7 +283,7 @@ static void *expect_closed_in_thread(void *arg) {
   CHECK_RC_BOTH(wdpool_pool_transaction(pool, WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_CLOSED);
   CHECK_EQ(b.calls, 0);
   wdpool_producer *none = NULL;
-  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &none, CHECK_ERR), WDPOOL_CLOSED);
+  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &none, CHECK_ERR), WDPOOL_CLOSED);
   CHECK(none == NULL);
   CHECK_RC_BOTH(wdpool_pool_reload(pool, CHECK_ERR), WDPOOL_CLOSED);
   return NULL;
@@ -289,7 +293,7 @@ static void *expect_closed_in_thread(void *arg) {
  * checkout is refused too. */
 static void expect_closed_on_lease_thread(wdpool_pool *pool) {
   wdpool_producer *nested = NULL;
-  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &nested, CHECK_ERR), WDPOOL_CLOSED);
+  CHECK_RC_BOTH(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &nested, CHECK_ERR), WDPOOL_CLOSED);
   CHECK(nested == NULL);
   body b = {NULL, NULL, WDPOOL_CB_OK, NULL, 0};
   CHECK_RC(wdpool_pool_with(pool, WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_CLOSED);
@@ -331,7 +335,7 @@ static void test_close_and_reload(void) {
 
   /* A producer checked out during a reload is replaced when it returns. */
   wdpool_producer *p = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_pool_reload(pool, CHECK_ERR), WDPOOL_OK);
   produce_one(p, NULL);
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
@@ -340,7 +344,7 @@ static void test_close_and_reload(void) {
 
   /* Graceful close, with one producer still out. */
   wdpool_producer *out = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &out, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &out, CHECK_ERR), WDPOOL_OK);
   wdpool_close_report report;
   memset(&report, 0xff, sizeof report);
   CHECK_RC(wdpool_pool_close(pool, false, &report, CHECK_ERR), WDPOOL_OK);
@@ -373,10 +377,11 @@ static void test_close_and_reload(void) {
   CHECK_EQ(s.in_use, 0);
   CHECK_EQ(s.created, 0);
 
-  /* Closing again is harmless and reports zeros; shutdown fired once. */
+  /* Closing again is harmless and reports the first close's outcome;
+   * shutdown fired once. */
   memset(&report, 0xff, sizeof report);
   CHECK_RC(wdpool_pool_close(pool, true, &report, CHECK_ERR), WDPOOL_OK);
-  CHECK(report.closed == 0 && report.undelivered == 0 && report.in_use == 0);
+  CHECK(report.closed == 0 && report.undelivered == 0 && report.in_use == 1);
   CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
   CHECK_EQ(event_log_count(&events, id, WDPOOL_EVENT_SHUTDOWN), 1);
@@ -482,8 +487,9 @@ static void test_global_pool(void) {
   CHECK_EQ(wdpool_global_id(), 0);
   CHECK_RC_BOTH(wdpool_with(WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_NOT_SET_UP);
   CHECK_RC_BOTH(wdpool_transaction(WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_NOT_SET_UP);
-  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_NOT_SET_UP);
-  CHECK_RC_BOTH(wdpool_reload(CHECK_ERR), WDPOOL_NOT_SET_UP);
+  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_NOT_SET_UP);
+  /* Reload without a global pool is a harmless no-op, as in WaterDrop. */
+  CHECK_RC_BOTH(wdpool_reload(CHECK_ERR), WDPOOL_OK);
   CHECK_RC_BOTH(wdpool_stats(&s, CHECK_ERR), WDPOOL_NOT_SET_UP);
   memset(&report, 0xff, sizeof report);
   CHECK_RC(wdpool_close(false, &report, CHECK_ERR), WDPOOL_OK);
@@ -526,7 +532,7 @@ static void test_global_pool(void) {
   CHECK_EQ(b.calls, 1);
   CHECK_RC_BOTH(wdpool_with(WDPOOL_TIMEOUT_DEFAULT, NULL, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_transaction(WDPOOL_TIMEOUT_DEFAULT, NULL, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
-  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
+  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC_BOTH(wdpool_stats(NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
   CHECK_RC(wdpool_transaction(WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_NOT_TRANSACTIONAL);
   CHECK_RC(wdpool_stats(&s, CHECK_ERR), WDPOOL_OK);
@@ -544,7 +550,7 @@ static void test_global_pool(void) {
   }
 
   /* A lease of the first global pool, held across a second setup. */
-  CHECK_RC(wdpool_checkout(WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_checkout(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   wdpool_producer_info info;
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(info.pool_id, first);
@@ -600,13 +606,13 @@ static void test_global_pool(void) {
   CHECK_RC_BOTH(wdpool_with(WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_CLOSED);
   CHECK_RC_BOTH(wdpool_transaction(WDPOOL_TIMEOUT_DEFAULT, run_body, &b, CHECK_ERR), WDPOOL_CLOSED);
   p = NULL;
-  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_CLOSED);
+  CHECK_RC_BOTH(wdpool_checkout(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_CLOSED);
   CHECK(p == NULL);
   CHECK_RC_BOTH(wdpool_reload(CHECK_ERR), WDPOOL_CLOSED);
   CHECK_RC_BOTH(wdpool_stats(&s, CHECK_ERR), WDPOOL_CLOSED);
   memset(&report, 0xff, sizeof report);
   CHECK_RC(wdpool_close(true, &report, CHECK_ERR), WDPOOL_OK);
-  CHECK(report.closed == 0 && report.undelivered == 0 && report.in_use == 0);
+  CHECK(report.closed == 1 && report.undelivered == 0 && report.in_use == 0);
   CHECK_RC(wdpool_close(false, NULL, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(event_log_count(&events, second, WDPOOL_EVENT_SHUTDOWN), 1);
   CHECK_EQ(event_log_count(&events, first, WDPOOL_EVENT_SHUTDOWN), 1);

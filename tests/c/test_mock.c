@@ -53,7 +53,7 @@ static void test_mock_cluster(wdpool_mock_cluster *mock) {
 
   CHECK_RC(wdpool_mock_cluster_set_broker_up(single, 1, false, CHECK_ERR), WDPOOL_OK);
   wdpool_producer *producer = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &producer, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &producer, CHECK_ERR), WDPOOL_OK);
   wdpool_message m = text_message("c-api-outage", "while down");
   wdpool_delivery *delivery = NULL;
   CHECK_RC(wdpool_producer_produce_async(producer, &m, &delivery, CHECK_ERR), WDPOOL_OK);

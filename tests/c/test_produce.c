@@ -45,7 +45,7 @@ static void produce_everything(wdpool_producer *p, void *ctx_) {
   m.headers = headers;
   m.headers_len = 3;
   memset(&r, 0xab, sizeof r);
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK(r.topic == m.topic);
   CHECK_EQ(r.partition, 1);
   CHECK(r.offset >= 0);
@@ -56,22 +56,22 @@ static void produce_everything(wdpool_producer *p, void *ctx_) {
   CHECK_EQ(r.error_code, 0);
 
   /* No report wanted; a tombstone; an empty (non-NULL) payload. */
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_message tombstone = text_message(TOPIC, NULL);
   tombstone.key = bytes_of("gone");
-  CHECK_RC(wdpool_producer_produce_sync(p, &tombstone, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &tombstone, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK(r.partition >= 0 && r.partition < 4 && r.offset >= 0);
   wdpool_message empty = text_message(TOPIC, "");
-  CHECK_RC(wdpool_producer_produce_sync(p, &empty, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &empty, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
 
   /* partition_key picks a partition without being the key; the same key
    * always picks the same one. */
   wdpool_message pk = text_message(TOPIC, "by partition key");
   pk.partition_key = bytes_of("customer-42");
-  CHECK_RC(wdpool_producer_produce_sync(p, &pk, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &pk, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   int32_t first = r.partition;
   CHECK(first >= 0 && first < 4);
-  CHECK_RC(wdpool_producer_produce_sync(p, &pk, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &pk, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(r.partition, first);
 
   /* Async, one message: the delivery handle owns its topic string. */
@@ -96,7 +96,7 @@ static void produce_everything(wdpool_producer *p, void *ctx_) {
 
   /* Fire and forget, then flush. */
   CHECK_RC(wdpool_producer_produce_async(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
-  CHECK_RC(wdpool_producer_flush(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_flush(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
 
   /* Many, sync: reports in message order, topics are the callers'. */
   wdpool_message many[3] = {text_message(TOPIC, "m0"), text_message(OFFSETS_TOPIC, "m1"),
@@ -105,7 +105,7 @@ static void produce_everything(wdpool_producer *p, void *ctx_) {
   many[2].partition = 3;
   wdpool_report reports[3];
   memset(reports, 0xab, sizeof reports);
-  CHECK_RC(wdpool_producer_produce_many_sync(p, many, 3, reports, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_many_sync(p, many, 3, WDPOOL_TIMEOUT_DEFAULT, reports, CHECK_ERR), WDPOOL_OK);
   for (size_t i = 0; i < 3; i++) {
     CHECK(reports[i].topic == many[i].topic);
     CHECK(reports[i].partition >= 0);
@@ -117,7 +117,7 @@ static void produce_everything(wdpool_producer *p, void *ctx_) {
   CHECK_EQ(reports[1].offset, ctx->offsets_next);
   ctx->offsets_next = reports[1].offset + 1;
   CHECK_EQ(reports[2].partition, 3);
-  CHECK_RC(wdpool_producer_produce_many_sync(p, many, 3, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_many_sync(p, many, 3, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
   ctx->offsets_next++;
 
   /* Many, async: one delivery for all, kept past the callback. */
@@ -133,10 +133,10 @@ static void test_produce(void) {
 
   /* OFFSETS_TOPIC has one partition: its next offset says what arrived. */
   wdpool_producer *p = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   wdpool_message probe = text_message(OFFSETS_TOPIC, "probe");
   wdpool_report r;
-  CHECK_RC(wdpool_producer_produce_sync(p, &probe, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &probe, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(r.partition, 0);
   ctx.offsets_next = r.offset + 1;
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
@@ -182,7 +182,7 @@ static void check_invalid(wdpool_producer *p, const wdpool_message *m, const cha
   wdpool_error *err = NULL;
   wdpool_report r;
   memset(&r, 0x7f, sizeof r);
-  wdpool_result rc = wdpool_producer_produce_sync(p, m, &r, &err);
+  wdpool_result rc = wdpool_producer_produce_sync(p, m, WDPOOL_TIMEOUT_DEFAULT, &r, &err);
   check_rc_(rc, WDPOOL_INVALID_MESSAGE, err, field, what, __FILE__, line);
   check_record_(r.offset == (int64_t)0x7f7f7f7f7f7f7f7f, __FILE__, line, "no report for an invalid message", NULL);
   wdpool_error_free(err);
@@ -193,7 +193,7 @@ static void check_invalid(wdpool_producer *p, const wdpool_message *m, const cha
   check_rc_(rc, WDPOOL_INVALID_MESSAGE, err, field, what, __FILE__, line);
   check_record_(d == NULL, __FILE__, line, "no delivery for an invalid message", NULL);
   wdpool_error_free(err);
-  check_record_(wdpool_producer_produce_sync(p, m, NULL, NULL) == WDPOOL_INVALID_MESSAGE, __FILE__, line,
+  check_record_(wdpool_producer_produce_sync(p, m, WDPOOL_TIMEOUT_DEFAULT, NULL, NULL) == WDPOOL_INVALID_MESSAGE, __FILE__, line,
                 "invalid message with err NULL", NULL);
 }
 
@@ -222,7 +222,7 @@ static void produce_invalid(wdpool_producer *p, void *ctx_) {
   m.payload.len = sizeof big;
   check_invalid(p, &m, "payload", __LINE__);
   m.payload.len = MAX_PAYLOAD; /* at the limit: fine */
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
 
   m = text_message(TOPIC, "x");
   m.key.data = (const uint8_t *)"k";
@@ -272,9 +272,9 @@ static void produce_invalid(wdpool_producer *p, void *ctx_) {
   batch[2].partition = -5;
   wdpool_report reports[4];
   memset(reports, 0x7f, sizeof reports);
-  CHECK_RC_MSG(wdpool_producer_produce_many_sync(p, batch, 4, reports, CHECK_ERR), WDPOOL_INVALID_MESSAGE,
+  CHECK_RC_MSG(wdpool_producer_produce_many_sync(p, batch, 4, WDPOOL_TIMEOUT_DEFAULT, reports, CHECK_ERR), WDPOOL_INVALID_MESSAGE,
                "message 2");
-  CHECK_RC_MSG(wdpool_producer_produce_many_sync(p, batch, 4, NULL, CHECK_ERR), WDPOOL_INVALID_MESSAGE,
+  CHECK_RC_MSG(wdpool_producer_produce_many_sync(p, batch, 4, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_INVALID_MESSAGE,
                "partition");
   for (size_t i = 0; i < 4; i++) CHECK_EQ(reports[i].offset, (int64_t)0x7f7f7f7f7f7f7f7f);
   wdpool_delivery *d = NULL;
@@ -288,7 +288,7 @@ static void produce_invalid(wdpool_producer *p, void *ctx_) {
 
   wdpool_message after = text_message(OFFSETS_TOPIC, "after");
   wdpool_report r;
-  CHECK_RC(wdpool_producer_produce_sync(p, &after, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &after, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(r.offset, ctx->offsets_next);
 }
 
@@ -298,10 +298,10 @@ static void test_invalid_messages(void) {
   invalid_ctx ctx = {0};
   /* Learn OFFSETS_TOPIC's next offset first. */
   wdpool_producer *p = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   wdpool_message probe = text_message(OFFSETS_TOPIC, "probe");
   wdpool_report r;
-  CHECK_RC(wdpool_producer_produce_sync(p, &probe, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &probe, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   ctx.offsets_next = r.offset + 1;
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
 
@@ -319,7 +319,7 @@ static void produce_without_broker(wdpool_producer *p, void *ctx) {
   m.partition = 2;
   m.timestamp_ms = TIMESTAMP_MS;
   wdpool_report r;
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, &r, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, &r, CHECK_ERR), WDPOOL_OK);
   CHECK(r.topic == m.topic);
   CHECK_EQ(r.partition, 2);
   CHECK_EQ(r.timestamp_ms, TIMESTAMP_MS);
@@ -329,7 +329,7 @@ static void produce_without_broker(wdpool_producer *p, void *ctx) {
 
   wdpool_message batch[2] = {text_message("c-api-test-mode", "a"), text_message("c-api-test-mode", "b")};
   wdpool_report reports[2];
-  CHECK_RC(wdpool_producer_produce_many_sync(p, batch, 2, reports, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_produce_many_sync(p, batch, 2, WDPOOL_TIMEOUT_DEFAULT, reports, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(reports[0].offset, first + 1);
   CHECK_EQ(reports[1].offset, first + 2);
   CHECK(reports[0].partition >= 0 && reports[1].partition >= 0);
@@ -341,11 +341,11 @@ static void produce_without_broker(wdpool_producer *p, void *ctx) {
   CHECK_RC(wdpool_delivery_report(d, 1, &r, CHECK_ERR), WDPOOL_OK);
   CHECK_EQ(r.offset, first + 4);
   wdpool_delivery_free(d);
-  CHECK_RC(wdpool_producer_flush(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_flush(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
 
   /* Validation still applies. */
   m.topic = "not valid";
-  CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_INVALID_MESSAGE);
+  CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_INVALID_MESSAGE);
 }
 
 static void test_deliver_false(void) {

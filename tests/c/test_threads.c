@@ -90,7 +90,7 @@ static void release_slot(shared *s, int index) {
 static void use_producer(shared *s, wdpool_producer *p) {
   if (s->produce) {
     wdpool_message m = text_message(TOPIC, "x");
-    CHECK_RC(wdpool_producer_produce_sync(p, &m, NULL, CHECK_ERR), WDPOOL_OK);
+    CHECK_RC(wdpool_producer_produce_sync(p, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, CHECK_ERR), WDPOOL_OK);
   }
   sched_yield();
 }
@@ -117,7 +117,7 @@ static void *checkout_worker(void *arg) {
   shared *s = arg;
   for (int i = 0; i < s->iterations; i++) {
     wdpool_producer *p = NULL;
-    CHECK_RC(wdpool_pool_checkout(s->pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+    CHECK_RC(wdpool_pool_checkout(s->pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
     if (p == NULL) continue;
     int index = take_slot(s, p);
     use_producer(s, p);
@@ -203,7 +203,7 @@ static void *giver(void *arg) {
   pair *pr = arg;
   for (int i = 0; i < pr->s->iterations; i++) {
     wdpool_producer *p = NULL;
-    CHECK_RC(wdpool_pool_checkout(pr->s->pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+    CHECK_RC(wdpool_pool_checkout(pr->s->pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
     if (p == NULL) break;
     pthread_mutex_lock(&pr->box.lock);
     pr->box.producer = p;

@@ -75,28 +75,33 @@ static void explicit_api(wdpool_producer *p, void *ctx) {
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK(info.transactional);
   CHECK(!info.in_transaction);
-  CHECK_RC_MSG(wdpool_producer_commit(p, CHECK_ERR), WDPOOL_INVALID_ARGUMENT, "no transaction");
-  CHECK_RC_MSG(wdpool_producer_abort(p, CHECK_ERR), WDPOOL_INVALID_ARGUMENT, "no transaction");
+  CHECK_RC_MSG(wdpool_producer_commit(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_INVALID_ARGUMENT, "no transaction");
+  CHECK_RC_MSG(wdpool_producer_abort(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_INVALID_ARGUMENT, "no transaction");
 
-  CHECK_RC(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK(info.in_transaction);
   produce_one(p, NULL);
-  CHECK_RC(wdpool_producer_commit(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_commit(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK(!info.in_transaction);
 
-  CHECK_RC(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
   produce_one(p, NULL);
-  CHECK_RC(wdpool_producer_abort(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_abort(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
 
-  /* Nested levels: an inner abort makes the outer commit abort. */
-  CHECK_RC(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_OK);
-  CHECK_RC(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_OK);
-  CHECK_RC(wdpool_producer_abort(p, CHECK_ERR), WDPOOL_OK);
+  /* Nested levels: an inner abort rolls the whole transaction back when the
+   * outer level ends, without an error. */
+  CHECK_RC(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_abort(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK(info.in_transaction);
-  CHECK_RC(wdpool_producer_commit(p, CHECK_ERR), WDPOOL_TRANSACTION_ABORTED);
+  CHECK(info.rollback_only);
+  CHECK_EQ(info.depth, 1);
+  int ended = 0;
+  CHECK_RC(wdpool_producer_end(p, WDPOOL_TXN_COMMIT, WDPOOL_TIMEOUT_DEFAULT, &ended, CHECK_ERR), WDPOOL_OK);
+  CHECK_EQ(ended, WDPOOL_TXN_ROLLED_BACK);
   CHECK_RC(wdpool_producer_get_info(p, &info, CHECK_ERR), WDPOOL_OK);
   CHECK(!info.in_transaction);
 
@@ -111,7 +116,7 @@ static void explicit_api(wdpool_producer *p, void *ctx) {
 
 static void leave_open(wdpool_producer *p, void *ctx) {
   (void)ctx;
-  CHECK_RC(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_OK);
   produce_one(p, NULL);
 }
 
@@ -121,9 +126,9 @@ static void non_transactional_calls(wdpool_producer *p, void *ctx) {
   body inner = {NULL, NULL, WDPOOL_CB_OK, NULL, 0};
   CHECK_RC_BOTH(wdpool_producer_transaction(p, run_body, &inner, CHECK_ERR), WDPOOL_NOT_TRANSACTIONAL);
   CHECK_EQ(inner.calls, 0);
-  CHECK_RC_BOTH(wdpool_producer_begin(p, CHECK_ERR), WDPOOL_NOT_TRANSACTIONAL);
-  CHECK_RC_BOTH(wdpool_producer_commit(p, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
-  CHECK_RC_BOTH(wdpool_producer_abort(p, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_begin(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_NOT_TRANSACTIONAL);
+  CHECK_RC_BOTH(wdpool_producer_commit(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
+  CHECK_RC_BOTH(wdpool_producer_abort(p, WDPOOL_TIMEOUT_DEFAULT, CHECK_ERR), WDPOOL_INVALID_ARGUMENT);
   CHECK_RC_BOTH(wdpool_producer_transaction(p, NULL, NULL, CHECK_ERR), WDPOOL_NULL_PARAMETER);
 }
 static void test_transactions(void) {
@@ -194,7 +199,7 @@ static void test_transactions(void) {
 
   /* ... and so is one left open on a checked-out lease at checkin. */
   wdpool_producer *p = NULL;
-  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
   before = tx_counts_of(id);
   leave_open(p, NULL);
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_TRANSACTION_ABORTED);
