@@ -68,6 +68,35 @@ struct Fake {
     create_hook: Mutex<Option<CreateHook>>,
     close_hook: Mutex<Option<CloseHook>>,
     event_hook: Mutex<Option<EventHook>>,
+    /// When set, `create_within` hands creation back unfinished; the
+    /// background finish waits for this gate to open (or fail).
+    unfinished: Mutex<Option<Arc<Gate>>>,
+}
+
+/// A gate the background part of an unfinished creation waits at.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<Option<Result<(), String>>>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn open(&self, result: Result<(), String>) {
+        *lock(&self.state) = Some(result);
+        self.cv.notify_all();
+    }
+    fn pass(&self) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        let deadline = Instant::now() + LONG;
+        while state.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err("gate never opened".into());
+            }
+            state = self.cv.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        state.clone().expect("opened")
+    }
 }
 
 impl Fake {
@@ -95,6 +124,10 @@ impl Fake {
     fn on_pool_event(&self, hook: impl Fn(&PoolEvent) + Send + Sync + 'static) {
         *lock(&self.event_hook) = Some(Arc::new(hook));
     }
+    /// From now on creations finish in the background, behind `gate`.
+    fn unfinished_behind(&self, gate: Arc<Gate>) {
+        *lock(&self.unfinished) = Some(gate);
+    }
 }
 
 impl Manager for Fake {
@@ -116,6 +149,23 @@ impl Manager for Fake {
             closed: AtomicBool::new(false),
             undelivered: AtomicU64::new(0),
         })
+    }
+
+    fn create_within(&self, index: usize, _budget: Duration) -> Result<Created<FakeConn, String>, String> {
+        let Some(gate) = lock(&self.unfinished).clone() else { return self.create(index).map(Created::Ready) };
+        lock(&self.attempts).push(index);
+        let serial = self.next_serial.fetch_add(1, SeqCst) + 1;
+        let finish = Box::new(move || {
+            gate.pass()?;
+            Ok(FakeConn {
+                index,
+                serial,
+                broken: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                undelivered: AtomicU64::new(0),
+            })
+        });
+        Ok(Created::Unfinished { finish, pending: format!("slot {index} waits at the gate") })
     }
 
     fn is_broken(&self, conn: &FakeConn) -> bool {
@@ -268,3 +318,5 @@ mod reload;
 mod stats;
 mod fork;
 mod concurrency;
+mod owners;
+mod unfinished;
