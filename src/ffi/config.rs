@@ -102,7 +102,9 @@ pub unsafe extern "C" fn wdpool_config_set_kafka(
 ) -> wdpool_result {
     boundary(err, || {
         with_config(config, |c| {
+            // SAFETY: NULL or NUL-terminated strings, as documented.
             let key = unsafe { utf8(key, "key") }?;
+            // SAFETY: as above.
             let value = unsafe { utf8(value, "value") }?;
             c.set_kafka(key, value)
         })
@@ -187,6 +189,7 @@ pub unsafe extern "C" fn wdpool_config_set_id(
 ) -> wdpool_result {
     boundary(err, || {
         with_config(config, |c| {
+            // SAFETY: NULL or a NUL-terminated string, as documented.
             let id = unsafe { utf8(id, "id") }?;
             if id.is_empty() {
                 return Err(Error::new(ErrorKind::InvalidArgument, "id must not be empty"));

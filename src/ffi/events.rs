@@ -112,6 +112,7 @@ struct Subscriber {
 // SAFETY: the subscriber's contract (documented on wdpool_subscribe) is
 // that callback and user data may be used from any thread.
 unsafe impl Send for Subscriber {}
+// SAFETY: as above.
 unsafe impl Sync for Subscriber {}
 
 impl Drop for Subscriber {

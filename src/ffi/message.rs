@@ -91,6 +91,7 @@ unsafe fn optional_bytes<'a>(b: wdpool_bytes, field: &str) -> Result<Option<&'a 
         }
         return Ok(None);
     }
+    // SAFETY: not NULL, and valid for `len` bytes as promised by the caller.
     Ok(Some(unsafe { std::slice::from_raw_parts(b.data, b.len) }))
 }
 
@@ -99,9 +100,15 @@ unsafe fn optional_bytes<'a>(b: wdpool_bytes, field: &str) -> Result<Option<&'a 
 /// # Safety
 /// Every pointer in `m` is NULL or valid as documented on `wdpool_message`.
 pub(crate) unsafe fn borrow<'a>(m: &'a wdpool_message) -> Result<Message<'a>> {
+    // SAFETY: every pointer of `m` is NULL or valid, as promised by the
+    // caller.
     let topic = unsafe { utf8(m.topic, "topic") }.map_err(as_message_error)?;
-    let mut message = Message::new(topic, unsafe { optional_bytes(m.payload, "payload") }?);
+    // SAFETY: as above.
+    let payload = unsafe { optional_bytes(m.payload, "payload") }?;
+    let mut message = Message::new(topic, payload);
+    // SAFETY: as above.
     message.key = unsafe { optional_bytes(m.key, "key") }?;
+    // SAFETY: as above.
     message.partition_key = unsafe { optional_bytes(m.partition_key, "partition_key") }?;
     message.partition = m.partition;
     message.timestamp_ms = (m.timestamp_ms != 0).then_some(m.timestamp_ms);
@@ -115,7 +122,10 @@ pub(crate) unsafe fn borrow<'a>(m: &'a wdpool_message) -> Result<Message<'a>> {
             .iter()
             .enumerate()
             .map(|(i, h)| {
+                // SAFETY: each header's pointers are NULL or valid, as
+                // promised by the caller.
                 let key = unsafe { utf8(h.key, &format!("headers[{i}].key")) }.map_err(as_message_error)?;
+                // SAFETY: as above.
                 let value = unsafe { optional_bytes(h.value, &format!("headers[{i}].value")) }?;
                 Ok(Header { key, value })
             })
@@ -145,6 +155,7 @@ pub(crate) unsafe fn borrow_many<'a>(messages: *const wdpool_message, count: usi
     messages
         .iter()
         .enumerate()
+        // SAFETY: each message is valid as promised by the caller.
         .map(|(i, m)| unsafe { borrow(m) }.map_err(|e| if count > 1 { e.prefixed(format_args!("message {i}")) } else { e }))
         .collect()
 }

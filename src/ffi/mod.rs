@@ -46,17 +46,23 @@ pub const WDPOOL_TIMEOUT_DEFAULT: i64 = -1;
 
 /// Runs an export's body: a returned error or a caught panic becomes a
 /// result code, with details in `*err_out` when it is not NULL.
-pub(crate) fn boundary(err_out: *mut *mut wdpool_error, body: impl FnOnce() -> Result<()>) -> wdpool_result {
+///
+/// # Safety
+/// `err_out` is NULL or valid for writes.
+pub(crate) unsafe fn boundary(err_out: *mut *mut wdpool_error, body: impl FnOnce() -> Result<()>) -> wdpool_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => wdpool_result::WDPOOL_OK,
-        Ok(Err(e)) => result::fail(err_out, e),
+        // SAFETY: `err_out` as promised by the caller.
+        Ok(Err(e)) => unsafe { result::fail(err_out, e) },
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            result::fail(err_out, Error::new(ErrorKind::Panic, format!("wdpool panicked (a bug): {what}")))
+            let e = Error::new(ErrorKind::Panic, format!("wdpool panicked (a bug): {what}"));
+            // SAFETY: `err_out` as promised by the caller.
+            unsafe { result::fail(err_out, e) }
         }
     }
 }
@@ -76,6 +82,7 @@ pub(crate) fn null(what: &str) -> Error {
 /// # Safety
 /// `ptr` is valid for writes.
 pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
+    // SAFETY: as promised by the caller.
     unsafe { ptr.write(value) }
 }
 
@@ -87,6 +94,7 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, what: &str) -> Result<&'a str>
     if ptr.is_null() {
         return Err(null(what));
     }
+    // SAFETY: not NULL, and NUL-terminated as promised by the caller.
     unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{what} is not valid UTF-8: {e}")))

@@ -103,7 +103,9 @@ pub extern "C" fn wdpool_options_default() -> wdpool_options {
     wdpool_options { size: WDPOOL_DEFAULT_SIZE, timeout_ms: WDPOOL_DEFAULT_TIMEOUT_MS }
 }
 
-fn options_of(options: *const wdpool_options) -> Result<Options> {
+/// # Safety
+/// `options` is NULL or readable.
+unsafe fn options_of(options: *const wdpool_options) -> Result<Options> {
     // SAFETY: NULL or a readable options struct.
     let Some(o) = (unsafe { options.as_ref() }) else { return Ok(Options::default()) };
     if !(1..=MAX_SIZE).contains(&o.size) {
@@ -165,7 +167,9 @@ fn run_transaction(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_produc
     .map(drop)
 }
 
-fn checkout(pool: &ProducerPool, owner: wdpool_owner, timeout_ms: i64, producer_out: *mut *mut wdpool_producer) -> Result<()> {
+/// # Safety
+/// `producer_out` is NULL or writable.
+unsafe fn checkout(pool: &ProducerPool, owner: wdpool_owner, timeout_ms: i64, producer_out: *mut *mut wdpool_producer) -> Result<()> {
     if producer_out.is_null() {
         return Err(null("producer_out"));
     }
@@ -175,14 +179,18 @@ fn checkout(pool: &ProducerPool, owner: wdpool_owner, timeout_ms: i64, producer_
     Ok(())
 }
 
-fn write_report(report_out: *mut wdpool_close_report, report: CloseReport) {
+/// # Safety
+/// `report_out` is NULL or writable.
+unsafe fn write_report(report_out: *mut wdpool_close_report, report: CloseReport) {
     if !report_out.is_null() {
         // SAFETY: checked for NULL; the caller passes a writable struct.
         unsafe { write_out(report_out, report_to_c(report)) };
     }
 }
 
-fn write_stats(stats_out: *mut wdpool_statistics, stats: Stats) -> Result<()> {
+/// # Safety
+/// `stats_out` is NULL or writable.
+unsafe fn write_stats(stats_out: *mut wdpool_statistics, stats: Stats) -> Result<()> {
     if stats_out.is_null() {
         return Err(null("stats_out"));
     }

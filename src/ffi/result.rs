@@ -110,7 +110,10 @@ pub(crate) fn c_string(s: &str) -> CString {
 
 /// Stores `error` in `*err_out` when the caller asked for details; returns
 /// its code.
-pub(crate) fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_result {
+///
+/// # Safety
+/// `err_out` is NULL or valid for writes.
+pub(crate) unsafe fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_result {
     let code = code_of(error.kind);
     if !err_out.is_null() {
         let boxed = Box::new(wdpool_error { code, message: c_string(&error.message), kafka_code: error.kafka_code });

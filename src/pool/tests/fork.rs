@@ -12,11 +12,13 @@ fn in_forked_child(child: impl FnOnce() -> i32) -> i32 {
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
         let code = panic::catch_unwind(AssertUnwindSafe(child)).unwrap_or(100);
+        // SAFETY: leaves the child at once, as intended.
         unsafe { libc::_exit(code) };
     }
     let deadline = Instant::now() + LONG;
     let mut status = 0;
     loop {
+        // SAFETY: waits for our own child, writing into a local.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
             break;
@@ -26,6 +28,7 @@ fn in_forked_child(child: impl FnOnce() -> i32) -> i32 {
             assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "waitpid failed: {err}");
         }
         if Instant::now() >= deadline {
+            // SAFETY: kills and reaps our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, &mut status, 0);
