@@ -92,7 +92,8 @@ fn with_config(config: *mut wdpool_config, set: impl FnOnce(&mut ProducerConfig)
 /// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (not
 /// UTF-8), WDPOOL_INVALID_CONFIG, WDPOOL_STALE_HANDLE. `err`: NULL, or where
 /// to store a new `wdpool_error` on failure (free it with `wdpool_error_free`).
-/// Call only from inside the configure callback.
+/// Blocks: never (librdkafka checks the property locally). Calls back:
+/// nothing. Thread: the configure callback's, while it runs.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_config_set_kafka(
     config: *mut wdpool_config,
@@ -115,7 +116,9 @@ pub unsafe extern "C" fn wdpool_config_set_kafka(
 /// producer that validates messages and acknowledges them with synthetic
 /// delivery reports without contacting any broker (for tests).
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_STALE_HANDLE.
+/// Blocks: never. Calls back: nothing. Thread: the configure callback's.
+/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (another
+/// kind of handle), WDPOOL_STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_config_set_deliver(
     config: *mut wdpool_config,
@@ -134,8 +137,9 @@ pub unsafe extern "C" fn wdpool_config_set_deliver(
 /// waiting for delivery reports, flush, transaction calls and a graceful
 /// close of this producer. Must be at least 1.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (0),
-/// WDPOOL_STALE_HANDLE.
+/// Blocks: never. Calls back: nothing. Thread: the configure callback's.
+/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (0, or
+/// another kind of handle), WDPOOL_STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_config_set_max_wait_timeout(
     config: *mut wdpool_config,
@@ -156,8 +160,9 @@ pub unsafe extern "C" fn wdpool_config_set_max_wait_timeout(
 /// WaterDrop's `max_payload_size` in bytes (default 1000012): larger payloads
 /// are rejected with WDPOOL_INVALID_MESSAGE before anything is sent.
 ///
-/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (0),
-/// WDPOOL_STALE_HANDLE.
+/// Blocks: never. Calls back: nothing. Thread: the configure callback's.
+/// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (0, or
+/// another kind of handle), WDPOOL_STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_config_set_max_payload_size(
     config: *mut wdpool_config,
@@ -179,8 +184,9 @@ pub unsafe extern "C" fn wdpool_config_set_max_payload_size(
 /// used as librdkafka's `client.id` unless that is set. Default:
 /// "wdpool-<pool id>-<slot index>".
 ///
+/// Blocks: never. Calls back: nothing. Thread: the configure callback's.
 /// Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER, WDPOOL_INVALID_ARGUMENT (not
-/// UTF-8 or empty), WDPOOL_STALE_HANDLE.
+/// UTF-8, empty, or another kind of handle), WDPOOL_STALE_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_config_set_id(
     config: *mut wdpool_config,

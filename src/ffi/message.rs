@@ -61,7 +61,7 @@ pub const WDPOOL_PARTITION_ANY: i32 = -1;
 /// Resets `*message` to an empty message: every pointer NULL, lengths 0,
 /// `partition` WDPOOL_PARTITION_ANY, `timestamp_ms` 0. NULL does nothing.
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_message_init(message: *mut wdpool_message) {
     if message.is_null() {

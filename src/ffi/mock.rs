@@ -53,6 +53,8 @@ fn mock_error(what: &str, e: impl std::fmt::Display) -> Error {
 /// Topics are created on first use (4 partitions) or with
 /// `wdpool_mock_cluster_create_topic`.
 ///
+/// Blocks: while the brokers start (milliseconds). Calls back: nothing.
+/// Thread: any.
 /// `cluster_out` receives it, owned by the caller; written only on
 /// WDPOOL_OK. Returns WDPOOL_OK, WDPOOL_NULL_PARAMETER,
 /// WDPOOL_INVALID_ARGUMENT, WDPOOL_KAFKA.

@@ -437,7 +437,8 @@ pub unsafe extern "C" fn wdpool_setup(
     boundary(err, || pools::setup(options_of(options)?, configure_with(configure, user_data)))
 }
 
-/// `wdpool_pool_with` on the global pool. Also returns NOT_SET_UP before
+/// `wdpool_pool_with` on the global pool (blocks, calls back and may be
+/// called from any thread as that does). Also returns NOT_SET_UP before
 /// `wdpool_setup` and CLOSED after `wdpool_close`.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_with(
@@ -449,7 +450,8 @@ pub unsafe extern "C" fn wdpool_with(
     boundary(err, || run_with(&*pools::global()?, timeout_ms, callback, user_data))
 }
 
-/// `wdpool_pool_transaction` on the global pool; also NOT_SET_UP.
+/// `wdpool_pool_transaction` on the global pool (blocks, calls back and may
+/// be called from any thread as that does); also NOT_SET_UP.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_transaction(
     timeout_ms: i64,
@@ -460,7 +462,8 @@ pub unsafe extern "C" fn wdpool_transaction(
     boundary(err, || run_transaction(&*pools::global()?, timeout_ms, callback, user_data))
 }
 
-/// `wdpool_pool_checkout` on the global pool; also NOT_SET_UP.
+/// `wdpool_pool_checkout` on the global pool (blocks, calls back and may be
+/// called from any thread as that does); also NOT_SET_UP.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_checkout(
     owner: wdpool_owner,
@@ -473,7 +476,8 @@ pub unsafe extern "C" fn wdpool_checkout(
 
 /// `wdpool_pool_close` on the global pool. Harmless when there is none
 /// (reports zeros); when it is closed or closing, waits for that close and
-/// reports its outcome. Returns OK.
+/// reports its outcome. Blocks, calls back and may be called from any
+/// thread as `wdpool_pool_close`. Returns OK.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_close(
     force: bool,
@@ -488,13 +492,15 @@ pub unsafe extern "C" fn wdpool_close(
 
 /// `wdpool_pool_reload` on the global pool. Without a global pool it is a
 /// harmless no-op returning OK, as WaterDrop's `reload` is (so a process may
-/// reload unconditionally after `fork()`). Returns OK, CLOSED.
+/// reload unconditionally after `fork()`). Blocks, calls back and may be
+/// called from any thread as `wdpool_pool_reload`. Returns OK, CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_reload(err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || pools::reload_global().map(drop))
 }
 
 /// `wdpool_pool_stats` on the global pool; also NOT_SET_UP and CLOSED.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_stats(stats_out: *mut wdpool_statistics, err: *mut *mut wdpool_error) -> wdpool_result {
     boundary(err, || write_stats(stats_out, pools::global()?.stats()))

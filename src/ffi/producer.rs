@@ -480,7 +480,8 @@ pub unsafe extern "C" fn wdpool_producer_end(
     })
 }
 
-/// `wdpool_producer_end(producer, WDPOOL_TXN_COMMIT, timeout_ms, NULL, err)`.
+/// `wdpool_producer_end(producer, WDPOOL_TXN_COMMIT, timeout_ms, NULL, err)`:
+/// blocks, calls back, may be called from any thread and returns as that.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_commit(
     producer: *mut wdpool_producer,
@@ -494,6 +495,8 @@ pub unsafe extern "C" fn wdpool_producer_commit(
 /// `wdpool_producer_end(producer, WDPOOL_TXN_ABORT, timeout_ms, NULL, err)`:
 /// an inner level makes the whole transaction roll back when the outermost
 /// level ends; the outermost rolls back now. Never an error by itself.
+/// Blocks, calls back, may be called from any thread and returns as
+/// `wdpool_producer_end`.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_producer_abort(
     producer: *mut wdpool_producer,

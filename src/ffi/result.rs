@@ -59,8 +59,9 @@ pub enum wdpool_result {
     WDPOOL_PANIC = 99,
 }
 
-/// Details of a failed call. Owned by the caller: free it with
-/// `wdpool_error_free`. Immutable, so it may be read from any thread.
+/// Details of a failed call: a plain pointer (not a handle), owned by the
+/// caller: free it with `wdpool_error_free`. Immutable, so it may be read
+/// from any thread.
 #[allow(non_camel_case_types)]
 pub struct wdpool_error {
     code: wdpool_result,
@@ -125,7 +126,7 @@ pub(crate) unsafe fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpo
 
 /// The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool_result {
     // SAFETY: NULL or a pointer from a wdpool call that was not freed.
@@ -138,7 +139,7 @@ pub unsafe extern "C" fn wdpool_error_code(error: *const wdpool_error) -> wdpool
 /// The error's message, UTF-8, NUL-terminated. Borrowed: valid until
 /// `wdpool_error_free(error)`. Returns "" for NULL.
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *const c_char {
     // SAFETY: as in `wdpool_error_code`.
@@ -151,7 +152,7 @@ pub unsafe extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *co
 /// librdkafka's error code (`rd_kafka_resp_err_t`) behind the error, or 0
 /// when the error did not come from librdkafka (and for NULL).
 ///
-/// Thread safety: any thread.
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
     // SAFETY: as in `wdpool_error_code`.
@@ -159,7 +160,11 @@ pub unsafe extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> 
 }
 
 /// Frees an error. `wdpool_error_free(NULL)` does nothing. The error and the
-/// string `wdpool_error_message` returned must not be used afterwards.
+/// string `wdpool_error_message` returned must not be used afterwards. An
+/// error is a plain pointer owned by the caller (not a handle): free it
+/// exactly once.
+///
+/// Blocks: never. Calls back: nothing. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wdpool_error_free(error: *mut wdpool_error) {
     if !error.is_null() {
