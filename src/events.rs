@@ -224,9 +224,25 @@ pub fn has_subscribers() -> bool {
     monitor().count.load(Ordering::Acquire) > 0
 }
 
-/// Dispatches now, on the calling thread.
+thread_local! {
+    static LIBRARY_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one of wdpool's own (a background close or
+/// creation): events it emits are queued for [`drain`], never dispatched on
+/// it.
+pub fn on_library_thread() {
+    let _ = LIBRARY_THREAD.try_with(|t| t.set(true));
+}
+
+/// Dispatches now, on the calling thread (queued instead when that is one
+/// of wdpool's own threads).
 pub fn emit(event: &Event) {
     if !has_subscribers() {
+        return;
+    }
+    if LIBRARY_THREAD.try_with(|t| t.get()).unwrap_or(false) {
+        enqueue(event.clone());
         return;
     }
     let subs = Arc::clone(&lock(&monitor().subscribers));

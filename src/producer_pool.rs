@@ -55,6 +55,12 @@ impl Manager for ProducerManager {
         producer.close(force)
     }
 
+    /// Events of the pool's own threads are queued for the drain: user code
+    /// never runs on them.
+    fn on_background_thread(&self) {
+        events::on_library_thread();
+    }
+
     fn on_event(&self, event: PoolEvent) {
         if !events::has_subscribers() {
             return;
@@ -265,6 +271,7 @@ impl Drop for ProducerPool {
         let pool = self.pool.clone();
         let shutdown = events::has_subscribers().then(|| self.pool.manager().event(EventKind::Shutdown));
         let _ = std::thread::Builder::new().name("wdpool-close".into()).spawn(move || {
+            events::on_library_thread();
             let report = pool.close(false);
             if let Some(mut e) = shutdown {
                 e.undelivered = report.undelivered;

@@ -50,6 +50,9 @@ pub trait Manager: Send + Sync + 'static {
     /// Observes what happens inside the pool. Runs on the thread that caused
     /// the event, never with the pool lock held.
     fn on_event(&self, _event: PoolEvent) {}
+
+    /// Runs first on each thread the pool starts (to finish a creation).
+    fn on_background_thread(&self) {}
 }
 
 /// What [`Manager::create_within`] made of its budget.
@@ -615,7 +618,10 @@ impl<M: Manager> Inner<M> {
         let inner = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name(format!("wdpool-create-{index}"))
-            .spawn(move || inner.finished(index, finish));
+            .spawn(move || {
+                inner.manager.on_background_thread();
+                inner.finished(index, finish)
+            });
         if let Err(e) = spawned {
             // No thread to finish it on: the slot is free again. The
             // unfinished creation is dropped (and so destroyed).
