@@ -66,7 +66,7 @@ $(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml
+$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs third_party/rdkafka/src/*.rs third_party/rdkafka/src/*/*.rs) Cargo.toml
 	$(CARGO) build
 
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

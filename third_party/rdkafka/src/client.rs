@@ -256,8 +256,10 @@ impl<C: ClientContext> Client<C> {
         };
         native_config.set("log.queue", "true")?;
 
+        // rd_kafka_new takes ownership of the configuration only when it
+        // succeeds; on failure the configuration is still ours to destroy.
+        let native_config = ManuallyDrop::new(native_config);
         let client_ptr = unsafe {
-            let native_config = ManuallyDrop::new(native_config);
             rdsys::rd_kafka_new(
                 rd_kafka_type,
                 native_config.ptr(),
@@ -268,6 +270,7 @@ impl<C: ClientContext> Client<C> {
         trace!("Create new librdkafka client {:p}", client_ptr);
 
         if client_ptr.is_null() {
+            drop(ManuallyDrop::into_inner(native_config));
             return Err(KafkaError::ClientCreation(err_buf.to_string()));
         }
 
