@@ -79,9 +79,9 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	done
 
 # The same C programs, built without sanitizers against the release build,
-# under valgrind: memory errors and definite leaks fail (one rdkafka leak is
-# suppressed, see tests/c/valgrind.supp). test_fork checks memory errors only:
-# its child abandons the parent's producers on purpose (leaked by design).
+# under valgrind: memory errors and definite leaks fail (tests/c/valgrind.supp
+# suppresses nothing today). test_fork checks memory errors only: its child
+# abandons the parent's producers on purpose (leaked by design).
 VALGRIND := valgrind --error-exitcode=42 --quiet --suppressions=$(CURDIR)/tests/c/valgrind.supp
 test-valgrind: release
 	@mkdir -p $(BUILD)/valgrind

@@ -274,9 +274,11 @@ impl<C: ClientContext> Client<C> {
             return Err(KafkaError::ClientCreation(err_buf.to_string()));
         }
 
-        let ret = unsafe {
-            rdsys::rd_kafka_set_log_queue(client_ptr, rdsys::rd_kafka_queue_get_main(client_ptr))
-        };
+        // A NULL queue forwards the logs to the main queue. Passing
+        // rd_kafka_queue_get_main(client_ptr) did the same, but leaked the
+        // queue handle it returned (never given to rd_kafka_queue_destroy);
+        // librdkafka keeps its own reference to the queue logs go to.
+        let ret = unsafe { rdsys::rd_kafka_set_log_queue(client_ptr, ptr::null_mut()) };
         if ret.is_error() {
             return Err(KafkaError::Global(ret.into()));
         }
