@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crossbeam::queue::SegQueue;
+use crossbeam_queue::SegQueue;
 
 use crate::error::{Error, ErrorKind, Result};
 
