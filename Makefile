@@ -66,7 +66,7 @@ $(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml
+$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs third_party/rdkafka/src/*.rs third_party/rdkafka/src/*/*.rs) Cargo.toml
 	$(CARGO) build
 
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -79,9 +79,9 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	done
 
 # The same C programs, built without sanitizers against the release build,
-# under valgrind: memory errors and definite leaks fail (one rdkafka leak is
-# suppressed, see tests/c/valgrind.supp). test_fork checks memory errors only:
-# its child abandons the parent's producers on purpose (leaked by design).
+# under valgrind: memory errors and definite leaks fail (tests/c/valgrind.supp
+# suppresses nothing today). test_fork checks memory errors only: its child
+# abandons the parent's producers on purpose (leaked by design).
 VALGRIND := valgrind --error-exitcode=42 --quiet --suppressions=$(CURDIR)/tests/c/valgrind.supp
 test-valgrind: release
 	@mkdir -p $(BUILD)/valgrind

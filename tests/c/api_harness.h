@@ -1,9 +1,10 @@
 /*
  * What the C API test programs (test_errors, test_config, test_produce,
- * test_transactions, test_lifecycle, test_events, test_mock) share: one
- * in-process mock cluster per program with its two topics, a recorder of
- * every event of the program, pools configured against that cluster, and
- * the config-probe callback that fails a pool's configuration on purpose.
+ * test_transactions, test_lifecycle, test_events, test_mock,
+ * test_create_leak) share: one in-process mock cluster per program with its
+ * two topics, a recorder of every event of the program, pools configured
+ * against that cluster, and the config-probe callback that fails a pool's
+ * configuration on purpose.
  *
  *   int main(void) {
  *     if (!api_setup()) return check_summary("test_x");
