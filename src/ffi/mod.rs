@@ -17,6 +17,7 @@ mod pool;
 mod producer;
 mod registry;
 mod result;
+mod version;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,6 +30,7 @@ pub use mock::*;
 pub use pool::*;
 pub use producer::*;
 pub use result::*;
+pub use version::*;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -101,18 +103,4 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, what: &str) -> Result<&'a str>
 /// A timeout argument: negative means the pool's default.
 pub(crate) fn timeout_arg(timeout_ms: i64) -> Option<std::time::Duration> {
     u64::try_from(timeout_ms).ok().map(std::time::Duration::from_millis)
-}
-
-static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-    Ok(v) => v,
-    Err(_) => panic!("version contains NUL"),
-};
-
-/// wdpool's version ("0.1.0"), the same as `WDPOOL_VERSION`. Static: never
-/// free it.
-///
-/// Thread safety: any thread.
-#[no_mangle]
-pub extern "C" fn wdpool_version() -> *const c_char {
-    VERSION.as_ptr()
 }
