@@ -15,6 +15,17 @@ DEBUG_LIB  := target/debug
 RELEASE_LIB := target/release
 C_TESTS    := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
+# The shared library's SONAME is libwdpool.so.<ABI version> (build.rs), the
+# ABI version being WDPOOL_ABI_VERSION in src/ffi/version.rs. A program
+# linked with -lwdpool asks for that name, so every build of the library
+# here gets a symlink of that name next to it (soname_link).
+ABI_VERSION := $(shell sed -n 's/^pub const WDPOOL_ABI_VERSION: u32 = \([0-9][0-9]*\);$$/\1/p' src/ffi/version.rs)
+ifeq ($(ABI_VERSION),)
+$(error src/ffi/version.rs has no line "pub const WDPOOL_ABI_VERSION: u32 = <digits>;")
+endif
+SONAME     := libwdpool.so.$(ABI_VERSION)
+soname_link = ln -sfn libwdpool.so $(1)/$(SONAME)
+
 .PHONY: all deps build release header demo test test-rust test-c test-valgrind test-header-cpp test-examples test-real kafka-start kafka-stop clean
 
 all: build
@@ -24,9 +35,11 @@ deps:
 
 build: deps
 	$(CARGO) build
+	$(call soname_link,$(DEBUG_LIB))
 
 release: deps
 	$(CARGO) build --release
+	$(call soname_link,$(RELEASE_LIB))
 
 # Regenerates include/wdpool.h from the sources (cbindgen).
 header:
@@ -58,16 +71,21 @@ test-rust:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --test header --test 'mock_*'
 
-$(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+$(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+$(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml
+$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs) Cargo.toml build.rs
 	$(CARGO) build
+	$(call soname_link,$(DEBUG_LIB))
+
+# Also when the library was built by cargo alone.
+$(DEBUG_LIB)/$(SONAME): $(DEBUG_LIB)/libwdpool.so
+	$(call soname_link,$(DEBUG_LIB))
 
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0
