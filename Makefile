@@ -15,7 +15,32 @@ DEBUG_LIB  := target/debug
 RELEASE_LIB := target/release
 C_TESTS    := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: all deps build release header demo test test-rust test-c test-valgrind test-header-cpp test-examples test-real kafka-start kafka-stop clean
+# The shared library's SONAME is libwdpool.so.<ABI version> (build.rs), the
+# ABI version being WDPOOL_ABI_VERSION in src/ffi/version.rs. A program
+# linked with -lwdpool asks for that name, so every build of the library
+# here gets a symlink of that name next to it (soname_link).
+ABI_VERSION := $(shell sed -n 's/^pub const WDPOOL_ABI_VERSION: u32 = \([0-9][0-9]*\);$$/\1/p' src/ffi/version.rs)
+ifeq ($(ABI_VERSION),)
+$(error src/ffi/version.rs has no line "pub const WDPOOL_ABI_VERSION: u32 = <digits>;")
+endif
+SONAME     := libwdpool.so.$(ABI_VERSION)
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+soname_link = ln -sfn libwdpool.so $(1)/$(SONAME)
+
+# What libwdpool.a needs linked after it (printed by rustc; cargo replays
+# it when nothing is rebuilt). A shell command: use it as $$($(NATIVE_STATIC_LIBS)).
+NATIVE_STATIC_LIBS := $(CARGO) rustc --release --lib --crate-type staticlib -q -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1
+
+# make install: PREFIX, DESTDIR (staged installs) and the directories below.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# Run after installing the shared library without DESTDIR (a failure, as
+# when not root, is ignored); LDCONFIG=true skips it.
+LDCONFIG   ?= ldconfig
+
+.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install kafka-start kafka-stop clean
 
 all: build
 
@@ -24,9 +49,11 @@ deps:
 
 build: deps
 	$(CARGO) build
+	$(call soname_link,$(DEBUG_LIB))
 
 release: deps
 	$(CARGO) build --release
+	$(call soname_link,$(RELEASE_LIB))
 
 # Regenerates include/wdpool.h from the sources (cbindgen).
 header:
@@ -38,9 +65,36 @@ header:
 demo: release
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) -O2 -pthread -I include examples/quickstart.c \
-	  $(RELEASE_LIB)/libwdpool.a $$($(CARGO) rustc --release --lib --crate-type staticlib -q -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1) \
+	  $(RELEASE_LIB)/libwdpool.a $$($(NATIVE_STATIC_LIBS)) \
 	  -o $(BUILD)/quickstart
 	$(BUILD)/quickstart
+
+# Installs the release build under $(DESTDIR)$(PREFIX): lib/libwdpool.so.$(VERSION)
+# with the symlinks lib/$(SONAME) (what programs ask for) and lib/libwdpool.so
+# (what -lwdpool finds), lib/libwdpool.a, include/wdpool.h, and
+# lib/pkgconfig/wdpool.pc from wdpool.pc.in (Libs.private: what the static
+# library needs). Checked by make test-install.
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+install: release
+	@test -n "$(VERSION)" || { echo "make install: no version in Cargo.toml" >&2; exit 1; }
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(PC_LIBDIR)|' -e 's|@includedir@|$(PC_INCLUDEDIR)|' \
+	  -e 's|@version@|$(VERSION)|' -e "s|@libs_private@|$$($(NATIVE_STATIC_LIBS))|" wdpool.pc.in > $(RELEASE_LIB)/wdpool.pc
+	@grep -q '^Libs.private: -' $(RELEASE_LIB)/wdpool.pc || { echo "make install: rustc printed no native-static-libs" >&2; exit 1; }
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(RELEASE_LIB)/libwdpool.so $(DESTDIR)$(LIBDIR)/libwdpool.so.$(VERSION)
+	ln -sfn libwdpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libwdpool.so
+	install -m 0644 $(RELEASE_LIB)/libwdpool.a $(DESTDIR)$(LIBDIR)/libwdpool.a
+	install -m 0644 include/wdpool.h $(DESTDIR)$(INCLUDEDIR)/wdpool.h
+	install -m 0644 $(RELEASE_LIB)/wdpool.pc $(DESTDIR)$(PKGCONFIGDIR)/wdpool.pc
+	$(if $(DESTDIR),,$(LDCONFIG) 2>/dev/null || true)
+
+# Removes what make install installed (same PREFIX, DESTDIR and version);
+# leaves the directories.
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libwdpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libwdpool.so \
+	  $(DESTDIR)$(LIBDIR)/libwdpool.a $(DESTDIR)$(INCLUDEDIR)/wdpool.h $(DESTDIR)$(PKGCONFIGDIR)/wdpool.pc
 
 # Everything: Rust unit and mock-cluster tests, the header check, C programs
 # under AddressSanitizer + UndefinedBehaviorSanitizer, the header as C++, and
@@ -52,22 +106,28 @@ test: deps
 	$(MAKE) test-header-cpp
 	$(MAKE) test-examples
 	$(MAKE) test-real
+	$(MAKE) test-install
 	@echo "make test: all suites passed"
 
 test-rust:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --test header --test 'mock_*'
 
-$(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+$(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so
+$(BUILD)/example_%: examples/%.c include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
 
-$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs third_party/rdkafka/src/*.rs third_party/rdkafka/src/*/*.rs) Cargo.toml
+$(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs third_party/rdkafka/src/*.rs third_party/rdkafka/src/*/*.rs) Cargo.toml build.rs
 	$(CARGO) build
+	$(call soname_link,$(DEBUG_LIB))
+
+# Also when the library was built by cargo alone.
+$(DEBUG_LIB)/$(SONAME): $(DEBUG_LIB)/libwdpool.so
+	$(call soname_link,$(DEBUG_LIB))
 
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0
@@ -108,6 +168,13 @@ test-header-cpp:
 	awk '/^## Quick start \(C\)/{q=1} q&&/^```c/{c=1;next} c&&/^```/{exit} c' README.md > $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS_STRICT) -I include -c $(BUILD)/readme_quickstart.c -o $(BUILD)/readme_quickstart.o
 	@echo "header: compiles as C11 and C++17, included twice; the README's quick start compiles"
+
+# make install into a temporary prefix (removed afterwards), then
+# tests/install/abi_check.c built with nothing but pkg-config, linked to the
+# installed shared library (SONAME, NEEDED checked with readelf) and to the
+# static one, and run; a DESTDIR install and make uninstall.
+test-install:
+	MAKE="$(MAKE)" TEST_CC="$(CC)" TEST_CFLAGS="$(CFLAGS_STRICT)" tests/install/run.sh
 
 # tests/real_*.rs against real Apache Kafka brokers (scripts/kafka.sh), on
 # free loopback ports: one broker ("single") and a three-broker cluster

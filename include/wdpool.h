@@ -50,6 +50,9 @@
 #include <stdint.h>
 
 #define WDPOOL_VERSION "0.1.0"
+#define WDPOOL_VERSION_MAJOR 0
+#define WDPOOL_VERSION_MINOR 1
+#define WDPOOL_VERSION_PATCH 0
 
 /**
  * A callback's "it worked". Anything else is a failure: a Ruby exception
@@ -100,6 +103,15 @@
  * The largest pool size: each producer runs several librdkafka threads.
  */
 #define WDPOOL_MAX_SIZE 4096
+
+/**
+ * The version of the C ABI this header describes, the N of the shared
+ * library's SONAME `libwdpool.so.N`. Releases keep it while they only add
+ * to the ABI (functions, constants, result codes); a change that breaks a
+ * program built against it would need a new number, hence a new SONAME.
+ * Compare it with `wdpool_abi_version()`.
+ */
+#define WDPOOL_ABI_VERSION 1
 
 /**
  * The result of every fallible wdpool call. 0 is success.
@@ -738,14 +750,6 @@ typedef struct wdpool_producer_info {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/**
- * wdpool's version ("0.1.0"), the same as `WDPOOL_VERSION`. Static: never
- * free it.
- *
- * Thread safety: any thread.
- */
-const char *wdpool_version(void);
 
 /**
  * Sets a librdkafka property (for example "bootstrap.servers",
@@ -1568,6 +1572,25 @@ void wdpool_error_free(struct wdpool_error *error);
  * Blocks: never. Calls back: nothing. Thread: any.
  */
 const char *wdpool_result_name(int code);
+
+/**
+ * wdpool's version ("0.1.0"), the same as `WDPOOL_VERSION`. Static: never
+ * free it.
+ *
+ * Never blocks and calls nothing back. Thread safety: any thread.
+ */
+const char *wdpool_version(void);
+
+/**
+ * The ABI version of the loaded library: 1 for this header. A binding
+ * compares it with the `WDPOOL_ABI_VERSION` it was written for and refuses
+ * a library that returns anything else: a program linked with `-lwdpool`
+ * asks for the SONAME and never gets another ABI version, but `dlopen` of
+ * a file name or path (as Ruby's ffi does) loads whatever file is there.
+ *
+ * Never blocks and calls nothing back. Thread safety: any thread.
+ */
+uint32_t wdpool_abi_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,7 +10,13 @@ fn generate() -> String {
     cbindgen::Builder::new()
         .with_crate(root)
         .with_config(config)
-        .with_after_include(format!("\n#define WDPOOL_VERSION \"{}\"", env!("CARGO_PKG_VERSION")))
+        .with_after_include(format!(
+            "\n#define WDPOOL_VERSION \"{}\"\n#define WDPOOL_VERSION_MAJOR {}\n#define WDPOOL_VERSION_MINOR {}\n#define WDPOOL_VERSION_PATCH {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            env!("CARGO_PKG_VERSION_MINOR"),
+            env!("CARGO_PKG_VERSION_PATCH"),
+        ))
         .generate()
         .expect("cbindgen generates the header")
         .write(&mut out);
@@ -35,6 +41,26 @@ fn committed_header_is_fresh() {
 #[test]
 fn header_declares_the_version_of_the_crate() {
     let fresh = generate();
-    let line = format!("#define WDPOOL_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
-    assert!(fresh.contains(&line), "missing {line}");
+    let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
+    let minor: u32 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
+    let patch: u32 = env!("CARGO_PKG_VERSION_PATCH").parse().unwrap();
+    assert!(env!("CARGO_PKG_VERSION").starts_with(&format!("{major}.{minor}.{patch}")));
+    for line in [
+        format!("#define WDPOOL_VERSION \"{}\"", env!("CARGO_PKG_VERSION")),
+        format!("#define WDPOOL_VERSION_MAJOR {major}"),
+        format!("#define WDPOOL_VERSION_MINOR {minor}"),
+        format!("#define WDPOOL_VERSION_PATCH {patch}"),
+    ] {
+        assert!(fresh.lines().any(|l| l == line), "missing {line}");
+    }
+}
+
+#[test]
+fn header_declares_the_abi_version_of_the_library() {
+    let fresh = generate();
+    let line = format!("#define WDPOOL_ABI_VERSION {}", wdpool::ffi::WDPOOL_ABI_VERSION);
+    assert!(fresh.lines().any(|l| l == line), "missing {line}");
+    assert_eq!(wdpool::ffi::wdpool_abi_version(), wdpool::ffi::WDPOOL_ABI_VERSION);
+    let version = unsafe { std::ffi::CStr::from_ptr(wdpool::ffi::wdpool_version()) };
+    assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
 }

@@ -11,6 +11,7 @@
 //!     cc -std=c11 -Wall -Wextra -Wpedantic -Werror -g -fsanitize=address,undefined \
 //!        -fno-omit-frame-pointer -pthread -I include tests/c/real_load.c -L target/debug \
 //!        -lwdpool -Wl,-rpath,$PWD/target/debug -o target/c/real_load
+//!     ln -sfn libwdpool.so target/debug/libwdpool.so.1    # the SONAME it asks for
 //!     WDPOOL_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP WDPOOL_REAL_LOAD=target/c/real_load \
 //!        cargo test --test real_c_load -- --nocapture
 //!
@@ -45,7 +46,8 @@ fn real_load_binary() -> PathBuf {
             "WDPOOL_REAL_LOAD is not set: it must name the compiled C load test (target/c/real_load). \
              `make test-real` builds it and sets it; by hand: cc -std=c11 -Wall -Wextra -Wpedantic -Werror -g \
              -fsanitize=address,undefined -fno-omit-frame-pointer -pthread -I include tests/c/real_load.c \
-             -L target/debug -lwdpool -Wl,-rpath,$PWD/target/debug -o target/c/real_load"
+             -L target/debug -lwdpool -Wl,-rpath,$PWD/target/debug -o target/c/real_load \
+             && ln -sfn libwdpool.so target/debug/libwdpool.so.1"
         )
     });
     let path = repo().join(raw);

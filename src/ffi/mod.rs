@@ -17,6 +17,7 @@ mod pool;
 mod producer;
 mod registry;
 mod result;
+mod version;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,6 +31,7 @@ pub use mock::*;
 pub use pool::*;
 pub use producer::*;
 pub use result::*;
+pub use version::*;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Owner;
@@ -135,18 +137,4 @@ pub(crate) fn owner_arg(owner: wdpool_owner) -> Owner {
         WDPOOL_OWNER_NONE => Owner::Unique,
         key => Owner::Key(key),
     }
-}
-
-static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-    Ok(v) => v,
-    Err(_) => panic!("version contains NUL"),
-};
-
-/// wdpool's version ("0.1.0"), the same as `WDPOOL_VERSION`. Static: never
-/// free it.
-///
-/// Thread safety: any thread.
-#[no_mangle]
-pub extern "C" fn wdpool_version() -> *const c_char {
-    VERSION.as_ptr()
 }

@@ -15,6 +15,15 @@ _Static_assert(WDPOOL_TIMEOUT_DEFAULT < 0, "the default timeout is a negative se
 _Static_assert(WDPOOL_PARTITION_ANY == -1, "any partition is -1");
 _Static_assert(WDPOOL_DEFAULT_SIZE == 5 && WDPOOL_DEFAULT_TIMEOUT_MS == 5000, "WaterDrop's defaults");
 _Static_assert(sizeof(WDPOOL_VERSION) > 1, "the version is a non-empty string literal");
+
+/* The version macros work in the preprocessor, where a binding checks them. */
+#if !defined(WDPOOL_VERSION_MAJOR) || !defined(WDPOOL_VERSION_MINOR) || !defined(WDPOOL_VERSION_PATCH) || \
+    WDPOOL_VERSION_MAJOR < 0 || WDPOOL_VERSION_MINOR < 0 || WDPOOL_VERSION_PATCH < 0
+#error "WDPOOL_VERSION_MAJOR/MINOR/PATCH are not integers"
+#endif
+#if !defined(WDPOOL_ABI_VERSION) || WDPOOL_ABI_VERSION != 1
+#error "the ABI frozen as version 1 is still version 1"
+#endif
 _Static_assert(sizeof(wdpool_bytes) == sizeof(const uint8_t *) + sizeof(size_t), "a byte view is two words");
 _Static_assert(offsetof(wdpool_header, key) == 0, "a header starts with its key");
 

@@ -16,6 +16,8 @@ static_assert(sizeof(WDPOOL_VERSION) > 1, "the version is a non-empty string lit
 static_assert(std::is_standard_layout<wdpool_message>::value, "messages are plain C structs");
 static_assert(std::is_trivially_copyable<wdpool_statistics>::value, "stats are plain C structs");
 static_assert(std::is_same<decltype(&wdpool_version), const char *(*)()>::value, "wdpool_version()");
+static_assert(std::is_same<decltype(&wdpool_abi_version), uint32_t (*)()>::value, "wdpool_abi_version()");
+static_assert(WDPOOL_ABI_VERSION == 1, "the ABI frozen as version 1 is still version 1");
 
 int header_twice_cpp();
 

@@ -1,7 +1,7 @@
 /*
- * test_errors: wdpool_version, wdpool_result_name, the wdpool_error
- * accessors, every _free(NULL), wdpool_message_init, and NULL pointers
- * wherever the API does not allow them.
+ * test_errors: wdpool_version, wdpool_abi_version, wdpool_result_name, the
+ * wdpool_error accessors, every _free(NULL), wdpool_message_init, and NULL
+ * pointers wherever the API does not allow them.
  *
  * Under ASan, UBSan and LeakSanitizer, against librdkafka's in-process mock
  * cluster (api_harness.h). Which program calls each exported function:
@@ -22,6 +22,7 @@
 
 static void test_version_and_errors(void) {
   CHECK_STR(wdpool_version(), WDPOOL_VERSION);
+  CHECK(wdpool_abi_version() == WDPOOL_ABI_VERSION);
 
   CHECK_STR(wdpool_result_name(WDPOOL_OK), "WDPOOL_OK");
   CHECK_STR(wdpool_result_name(WDPOOL_NULL_PARAMETER), "WDPOOL_NULL_PARAMETER");
