@@ -47,6 +47,7 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(wdpool_abi_version(), WDPOOL_ABI_VERSION);
+        // SAFETY: a static NUL-terminated string.
         let v = unsafe { CStr::from_ptr(wdpool_version()) };
         assert_eq!(v.to_str(), Ok(env!("CARGO_PKG_VERSION")));
     }
