@@ -68,10 +68,6 @@ impl ProducerConfig {
         self.kafka.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    pub fn kafka_properties(&self) -> &[(String, String)] {
-        &self.kafka
-    }
-
     pub fn is_transactional(&self) -> bool {
         self.kafka("transactional.id").is_some_and(|v| !v.is_empty())
     }
@@ -113,7 +109,7 @@ mod tests {
         let e = c.set_kafka("no.such.property", "1").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidConfig);
         assert!(e.message.contains("`no.such.property`"), "{}", e.message);
-        assert!(c.kafka_properties().is_empty());
+        assert_eq!(c, ProducerConfig::default(), "nothing was set");
     }
 
     #[test]
@@ -129,7 +125,8 @@ mod tests {
         let mut c = ProducerConfig::default();
         c.set_kafka("acks", "1").unwrap();
         c.set_kafka("acks", "all").unwrap();
-        assert_eq!(c.kafka_properties(), &[("acks".to_owned(), "all".to_owned())]);
+        assert_eq!(c.kafka("acks"), Some("all"));
+        assert_eq!(c.client_config("p").config_map().iter().filter(|(k, _)| *k == "acks").count(), 1);
     }
 
     #[test]

@@ -25,7 +25,7 @@ int header_twice_cpp() {
   // Captureless lambdas convert to the callback types.
   wdpool_producer_cb callback = [](void *user_data, wdpool_producer *producer) -> int {
     auto message = static_cast<const wdpool_message *>(user_data);
-    return wdpool_producer_produce_sync(producer, message, nullptr, nullptr) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
+    return wdpool_producer_produce_sync(producer, message, WDPOOL_TIMEOUT_DEFAULT, nullptr, nullptr) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
   };
   wdpool_configure_cb configure = [](void *, wdpool_config *config, std::size_t) -> int {
     return wdpool_config_set_deliver(config, false, nullptr) == WDPOOL_OK ? WDPOOL_CB_OK : 0;
