@@ -211,7 +211,7 @@ impl ProducerPool {
     /// open is aborted, and that is an error.
     pub fn with<T>(&self, timeout: Option<Duration>, body: impl FnOnce(&ProducerLease) -> Result<T>) -> Result<T> {
         let lease = self.checkout(timeout)?;
-        let guard = TxnLeftOpenGuard::new(&lease, lease.owner().acting());
+        let guard = TxnLeftOpenGuard::new(&lease);
         let result = body(&lease);
         guard.finish(result)
     }
@@ -285,51 +285,45 @@ pub(crate) fn closed_error() -> Error {
     Error::new(ErrorKind::Closed, "the pool is closed")
 }
 
-/// Notices a transaction that `who` opened during a lease and left open at
-/// its end, and rolls it back.
+/// Notices a transaction opened during a lease (by its owner, or by another
+/// thread sharing a thread's lease) and left open at its end, and rolls it
+/// back: a producer never goes back to the pool with a transaction open.
 pub(crate) struct TxnLeftOpenGuard<'a> {
     producer: &'a Producer,
-    who: OwnerId,
-    depth_before: u32,
+    open_before: bool,
 }
 
 impl<'a> TxnLeftOpenGuard<'a> {
-    pub(crate) fn new(producer: &'a Producer, who: OwnerId) -> Self {
-        TxnLeftOpenGuard { producer, who, depth_before: producer.depth_of(who) }
+    pub(crate) fn new(producer: &'a Producer) -> Self {
+        TxnLeftOpenGuard { producer, open_before: producer.in_transaction() }
     }
 
-    /// For a lease that was checked out earlier, when `depth_before` was read.
-    pub(crate) fn resume(producer: &'a Producer, who: OwnerId, depth_before: u32) -> Self {
-        TxnLeftOpenGuard { producer, who, depth_before }
+    /// For a lease that was checked out earlier, when `open_before` was read.
+    pub(crate) fn resume(producer: &'a Producer, open_before: bool) -> Self {
+        TxnLeftOpenGuard { producer, open_before }
     }
 
-    fn left_open(&self) -> bool {
-        self.depth_before == 0 && self.producer.depth_of(self.who) > 0
+    /// Rolls back what was left open; whether there was something.
+    fn roll_back_left_open(&self) -> bool {
+        !self.open_before && self.producer.abort_open_transaction(None, deadline_after(self.producer.max_wait()))
     }
 
     pub(crate) fn finish<T>(self, result: Result<T>) -> Result<T> {
-        let left_open = self.left_open();
-        let (producer, who) = (self.producer, self.who);
+        let left_open = self.roll_back_left_open();
         std::mem::forget(self);
-        if !left_open {
-            return result;
-        }
-        producer.abort_open_transaction(Some(who), deadline_after(producer.max_wait()));
         match result {
-            Err(e) => Err(e),
-            Ok(_) => Err(Error::new(
+            Ok(_) if left_open => Err(Error::new(
                 ErrorKind::TransactionAborted,
                 "a transaction was still open when the producer was returned; it was rolled back",
             )),
+            result => result,
         }
     }
 }
 
 impl Drop for TxnLeftOpenGuard<'_> {
     fn drop(&mut self) {
-        if self.left_open() {
-            self.producer.abort_open_transaction(Some(self.who), deadline_after(self.producer.max_wait()));
-        }
+        self.roll_back_left_open();
     }
 }
 

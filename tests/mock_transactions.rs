@@ -664,3 +664,45 @@ fn explicit_begin_commit_abort_and_a_panicking_body() {
     let records = consume_all(&bootstrap, &topic, 2, DEADLINE);
     assert_eq!(sorted_payloads(&records), strings(&["after-panic", "explicit-commit"]));
 }
+
+/// A transaction belongs to its owner: another thread sharing a thread's
+/// lease does not join it (it waits for it to end), and a transaction that
+/// thread left open is rolled back when the lease ends.
+#[test]
+fn another_thread_sharing_a_lease_never_joins_its_transaction() {
+    let (_cluster, topic, bootstrap) = cluster_with_topic("owners");
+    let log = EventLog::subscribe();
+    let pool = tx_pool(&bootstrap, 1, &[]);
+
+    let e = pool
+        .with(None, |p| {
+            p.begin_transaction()?;
+            p.produce_async(&[msg(&topic, "owner")])?;
+            let (depth_there, ended_there) = std::thread::scope(|s| {
+                s.spawn(|| {
+                    // Not the owner: a nested level would be depth 2.
+                    let depth = p.depth_of(p.owner().acting());
+                    let ended = p.commit_transaction().map_err(|e| e.kind);
+                    (depth, ended)
+                })
+                .join()
+                .unwrap()
+            });
+            assert_eq!(depth_there, 0, "another thread sees no transaction of its own");
+            assert_eq!(ended_there, Err(ErrorKind::InvalidArgument), "it cannot end the owner's transaction");
+            p.commit_transaction()?;
+
+            // Another thread's transaction, left open on the shared lease...
+            std::thread::scope(|s| s.spawn(|| p.begin_transaction()).join().unwrap())?;
+            assert!(p.in_transaction());
+            assert_eq!(p.depth_of(p.owner().acting()), 0, "...is not the owner's");
+            Ok(())
+        })
+        .unwrap_err();
+    // ...and is rolled back when the lease ends.
+    assert_eq!(e.kind, ErrorKind::TransactionAborted, "{e:?}");
+    assert!(!pool.with(None, |p| Ok(p.in_transaction())).unwrap());
+    assert_eq!(log.count(pool.id(), EventKind::TransactionCommitted), 1);
+    let records = consume_all(&bootstrap, &topic, 1, DEADLINE);
+    assert_eq!(sorted_payloads(&records), strings(&["owner"]));
+}

@@ -110,7 +110,7 @@ pub(crate) enum Held {
     /// Lent to a callback for its duration.
     Borrowed { producer: Arc<Producer>, owner: OwnerId },
     /// Checked out by `wdpool_*checkout`; goes back at checkin.
-    Leased { lease: ProducerLease, who: OwnerId, depth_before: u32 },
+    Leased { lease: ProducerLease, open_before: bool },
 }
 
 static PRODUCERS: Registry<Held> = Registry::new(Kind::Producer);
@@ -149,9 +149,8 @@ pub(crate) fn callback_outcome(rc: c_int) -> Result<Completion> {
 
 /// Registers a lease for the checkout API; returns the handle.
 pub(crate) fn lease_handle(lease: ProducerLease) -> Result<*mut wdpool_producer> {
-    let who = lease.owner().acting();
-    let depth_before = lease.depth_of(who);
-    Ok(PRODUCERS.insert(Held::Leased { lease, who, depth_before })? as *mut wdpool_producer)
+    let open_before = lease.in_transaction();
+    Ok(PRODUCERS.insert(Held::Leased { lease, open_before })? as *mut wdpool_producer)
 }
 
 /// Produces and waits, writing per-message reports when asked.
@@ -540,8 +539,9 @@ pub unsafe extern "C" fn wdpool_producer_get_info(
 
 /// Returns a producer checked out with `wdpool_pool_checkout` or
 /// `wdpool_checkout` to its pool; the handle is stale afterwards (also when
-/// this fails with TRANSACTION_ABORTED). A transaction the lease's owner
-/// opened on it and left open is rolled back. A broken producer is
+/// this fails with TRANSACTION_ABORTED). A transaction opened on it during
+/// the lease (by its owner, or by another thread sharing a thread's handle)
+/// and left open is rolled back. A broken producer is
 /// replaced; one returned after its pool was closed is closed.
 ///
 /// Blocks:     to roll back a transaction left open, and to close the
@@ -568,7 +568,7 @@ pub unsafe extern "C" fn wdpool_producer_checkin(producer: *mut wdpool_producer,
             )),
         })?;
         match held {
-            Held::Leased { lease, who, depth_before } => TxnLeftOpenGuard::resume(&lease, who, depth_before).finish(Ok(())),
+            Held::Leased { lease, open_before } => TxnLeftOpenGuard::resume(&lease, open_before).finish(Ok(())),
             Held::Borrowed { .. } => unreachable!("refused above"),
         }
     })
