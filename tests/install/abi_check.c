@@ -50,7 +50,7 @@ static int produce_one(void *user_data, wdpool_producer *producer) {
   m.topic = "abi_check";
   m.payload = (wdpool_bytes){(const uint8_t *)"hello", 5};
   wdpool_error *err = NULL;
-  wdpool_result rc = wdpool_producer_produce_sync(producer, &m, out, &err);
+  wdpool_result rc = wdpool_producer_produce_sync(producer, &m, WDPOOL_TIMEOUT_DEFAULT, out, &err);
   report("wdpool_producer_produce_sync", rc, err);
   return rc == WDPOOL_OK ? WDPOOL_CB_OK : 0;
 }
