@@ -746,8 +746,18 @@ where
         self.producer.client()
     }
 
+    // The polling thread serves the delivery reports, so librdkafka's own
+    // flush can simply wait for the message count to reach zero (it does
+    // so on a condition variable in the event API's mode). BaseProducer's
+    // flush polls in slices of up to 100 ms that return only at their
+    // deadline: with the polling thread taking the events, every flush
+    // with a message in flight would last at least 100 ms.
     fn flush<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
-        self.producer.flush(timeout)
+        let ret = unsafe { rdsys::rd_kafka_flush(self.producer.native_ptr(), timeout.into().as_millis()) };
+        match ret {
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+            e => Err(KafkaError::Flush(e.into())),
+        }
     }
 
     fn purge(&self, flags: PurgeConfig) {
@@ -776,8 +786,22 @@ where
             .send_offsets_to_transaction(offsets, cgm, timeout)
     }
 
+    // rd_kafka_commit_transaction flushes by itself; the polling thread
+    // serves the delivery reports meanwhile. BaseProducer's version flushes
+    // first with its own poll loop (see `flush` above), which made every
+    // commit with a message in flight last at least 100 ms.
     fn commit_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
-        self.producer.commit_transaction(timeout)
+        let ret = unsafe {
+            RDKafkaError::from_ptr(rdsys::rd_kafka_commit_transaction(
+                self.producer.native_ptr(),
+                timeout.into().as_millis(),
+            ))
+        };
+        if ret.is_error() {
+            Err(KafkaError::Transaction(ret))
+        } else {
+            Ok(())
+        }
     }
 
     fn abort_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
