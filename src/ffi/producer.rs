@@ -7,7 +7,7 @@ use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
 use super::delivery::{report_to_c, topics_of, wdpool_delivery, wdpool_report, Delivery, DELIVERIES};
-use super::message::{borrow_many, wdpool_message};
+use super::message::{borrow, borrow_many, wdpool_message};
 use super::registry::{Kind, Registered, Registry};
 use super::{boundary, deadline_arg, null, timeout_or, wdpool_error, wdpool_result, write_out, WDPOOL_CB_ABORT, WDPOOL_CB_OK};
 use crate::error::{Error, ErrorKind, Result};
@@ -205,15 +205,22 @@ unsafe fn produce_async(
     delivery_out: *mut *mut wdpool_delivery,
 ) -> Result<()> {
     let (producer, who) = producer_of(handle)?;
+    if delivery_out.is_null() && count == 1 && !messages.is_null() {
+        // Fire and forget one message: no batch, no vector.
+        // SAFETY: one readable message, as promised by the caller.
+        let msg = unsafe { borrow(&*messages) }?;
+        return producer.produce_async_untracked(who, std::slice::from_ref(&msg));
+    }
     // SAFETY: as promised by the caller.
     let msgs = unsafe { borrow_many(messages, count) }?;
-    let batch = producer.produce_async_as(who, &msgs)?;
-    if !delivery_out.is_null() {
-        let delivery = Delivery::new(batch, topics_of(&msgs), producer.max_wait());
-        let token = DELIVERIES.insert(Arc::new(delivery))?;
-        // SAFETY: checked for NULL; the caller passes a writable pointer.
-        unsafe { write_out(delivery_out, token as *mut wdpool_delivery) };
+    if delivery_out.is_null() {
+        return producer.produce_async_untracked(who, &msgs);
     }
+    let batch = producer.produce_async_as(who, &msgs)?;
+    let delivery = Delivery::new(batch, topics_of(&msgs), producer.max_wait());
+    let token = DELIVERIES.insert(Arc::new(delivery))?;
+    // SAFETY: checked for NULL; the caller passes a writable pointer.
+    unsafe { write_out(delivery_out, token as *mut wdpool_delivery) };
     Ok(())
 }
 

@@ -3,13 +3,13 @@
 //! never call user code, and only record or queue what happened.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
-use super::delivery::Batch;
+use super::delivery::Ticket;
 use super::producer::report_of;
 use crate::events::{self, Event, EventKind, Origin};
 
@@ -109,14 +109,13 @@ impl ClientContext for Context {
 }
 
 impl ProducerContext for Context {
-    type DeliveryOpaque = Box<(Arc<Batch>, usize)>;
+    type DeliveryOpaque = Ticket;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (batch, index) = *opaque;
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Ticket) {
         if result.is_err() {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        batch.complete(index, report_of(result));
+        ticket.complete(|| report_of(result));
     }
 }

@@ -2,7 +2,10 @@
 //! librdkafka's delivery callback fills a report and wakes the waiter; it never
 //! blocks and never calls user code.
 
-use std::sync::{Condvar, Mutex};
+use std::ffi::c_void;
+use std::sync::{Arc, Condvar, Mutex};
+
+use rdkafka::util::IntoOpaque;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -29,19 +32,59 @@ pub struct Batch {
     done: Condvar,
 }
 
+/// The reports: inline for the common batch of one (no allocation beyond
+/// the batch itself).
+#[derive(Debug)]
+enum Reports {
+    One(Option<Report>),
+    Many(Vec<Option<Report>>),
+}
+
+impl Reports {
+    fn len(&self) -> usize {
+        match self {
+            Reports::One(_) => 1,
+            Reports::Many(v) => v.len(),
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&Option<Report>> {
+        match self {
+            Reports::One(r) => (index == 0).then_some(r),
+            Reports::Many(v) => v.get(index),
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Option<Report>> {
+        match self {
+            Reports::One(r) => (index == 0).then_some(r),
+            Reports::Many(v) => v.get_mut(index),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<Report>> {
+        let (one, many) = match self {
+            Reports::One(r) => (Some(r), &[][..]),
+            Reports::Many(v) => (None, &v[..]),
+        };
+        one.into_iter().chain(many.iter())
+    }
+}
+
 #[derive(Debug)]
 struct State {
-    reports: Vec<Option<Report>>,
+    reports: Reports,
     pending: usize,
+    /// Threads in `wait`: completing wakes them only when there are some
+    /// (std's condvar makes a system call on every notify otherwise).
+    waiters: usize,
 }
 
 impl Batch {
     /// A batch of `count` messages.
     pub fn new(count: usize) -> Self {
-        Batch {
-            state: Mutex::new(State { reports: vec![None; count], pending: count }),
-            done: Condvar::new(),
-        }
+        let reports = if count == 1 { Reports::One(None) } else { Reports::Many(vec![None; count]) };
+        Batch { state: Mutex::new(State { reports, pending: count, waiters: 0 }), done: Condvar::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -65,7 +108,7 @@ impl Batch {
         }
         *slot = Some(report);
         state.pending -= 1;
-        if state.pending == 0 {
+        if state.pending == 0 && state.waiters > 0 {
             drop(state);
             self.done.notify_all();
         }
@@ -100,7 +143,9 @@ impl Batch {
                     ),
                 ));
             }
+            state.waiters += 1;
             state = self.done.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state.waiters -= 1;
         }
         Ok(())
     }
@@ -122,5 +167,101 @@ impl Batch {
             message: format!("{} of {} messages failed; first: {}", more + 1, state.reports.len(), first.message),
             ..first
         })
+    }
+}
+
+/// What travels with a message through librdkafka to its delivery report,
+/// without an allocation in the common cases: nothing (fire and forget: the
+/// producer only counts), a batch of one (the `Arc` itself), or message
+/// `index` of a larger batch (boxed). Packed into the opaque pointer, with
+/// the low bit telling the last two apart (`Arc<Batch>` is 8-aligned).
+pub enum Ticket {
+    None,
+    Single(Arc<Batch>),
+    Indexed(Box<(Arc<Batch>, usize)>),
+}
+
+impl Ticket {
+    pub fn for_message(batch: &Arc<Batch>, index: usize, count: usize) -> Ticket {
+        if count == 1 {
+            Ticket::Single(Arc::clone(batch))
+        } else {
+            Ticket::Indexed(Box::new((Arc::clone(batch), index)))
+        }
+    }
+
+    /// Records `report` in the ticket's batch, if it has one.
+    pub fn complete(self, report: impl FnOnce() -> Report) {
+        match self {
+            Ticket::None => {}
+            Ticket::Single(batch) => batch.complete(0, report()),
+            Ticket::Indexed(entry) => entry.0.complete(entry.1, report()),
+        }
+    }
+}
+
+const INDEXED: usize = 1;
+
+impl IntoOpaque for Ticket {
+    fn into_ptr(self) -> *mut c_void {
+        match self {
+            Ticket::None => std::ptr::null_mut(),
+            Ticket::Single(batch) => Arc::into_raw(batch) as *mut c_void,
+            Ticket::Indexed(entry) => (Box::into_raw(entry) as usize | INDEXED) as *mut c_void,
+        }
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        let bits = ptr as usize;
+        if ptr.is_null() {
+            Ticket::None
+        } else if bits & INDEXED == 0 {
+            // SAFETY: made by `into_ptr` from an `Arc<Batch>`, taken back once.
+            Ticket::Single(unsafe { Arc::from_raw(ptr as *const Batch) })
+        } else {
+            // SAFETY: made by `into_ptr` from a box (aligned, so the tag bit
+            // was free), taken back once.
+            Ticket::Indexed(unsafe { Box::from_raw((bits & !INDEXED) as *mut (Arc<Batch>, usize)) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Report {
+        Report { partition: 1, offset: 7, timestamp_ms: 5, error: None }
+    }
+
+    #[test]
+    fn tickets_travel_through_the_opaque_pointer() {
+        let one = Arc::new(Batch::new(1));
+        let many = Arc::new(Batch::new(3));
+        for ticket in [Ticket::for_message(&one, 0, 1), Ticket::for_message(&many, 2, 3), Ticket::None] {
+            let ptr = ticket.into_ptr();
+            // SAFETY: made by into_ptr just above, taken back once.
+            unsafe { Ticket::from_ptr(ptr) }.complete(ok);
+        }
+        assert_eq!(one.pending(), 0);
+        assert_eq!(one.report(0), Some(ok()));
+        assert_eq!(many.pending(), 2);
+        assert_eq!(many.report(2), Some(ok()));
+        assert_eq!(Arc::strong_count(&one), 1, "the ticket's reference was released");
+        assert_eq!(Arc::strong_count(&many), 1);
+    }
+
+    #[test]
+    fn a_waiter_is_woken_by_the_last_report() {
+        let batch = Arc::new(Batch::new(2));
+        let b = Arc::clone(&batch);
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(30)));
+        while batch.lock().waiters == 0 {
+            std::thread::yield_now();
+        }
+        batch.complete(0, ok());
+        batch.complete(1, ok());
+        waiter.join().unwrap().expect("woken");
+        assert!(batch.failure().is_none());
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer
 
 use super::config::ProducerConfig;
 use super::context::Context;
-use super::delivery::{Batch, Report};
+use super::delivery::{Batch, Report, Ticket};
 use super::message::Message;
 use super::transaction::{deadline_after, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -172,29 +172,39 @@ impl Producer {
     /// long, ...) the others are still sent and the first refusal is
     /// returned beside the batch (and recorded in it); inside a transaction
     /// that transaction can then only roll back.
-    fn send_all(&self, messages: &[Message<'_>]) -> (Arc<Batch>, Option<Error>) {
-        let batch = Arc::new(Batch::new(messages.len()));
+    ///
+    /// Untracked (`tracked` false: fire and forget), there is no batch: the
+    /// reports only update the producer's counters, and nothing is
+    /// allocated per message beyond librdkafka's own copy.
+    fn send_all(&self, messages: &[Message<'_>], tracked: bool) -> (Option<Arc<Batch>>, Option<Error>) {
+        let batch = tracked.then(|| Arc::new(Batch::new(messages.len())));
         let mut refused = None;
         match &self.backend {
             Backend::Test { next_offset } => {
                 let now = now_ms();
                 for (i, m) in messages.iter().enumerate() {
-                    batch.complete(i, Report {
-                        partition: m.partition.max(0),
-                        offset: next_offset.fetch_add(1, Ordering::Relaxed),
-                        timestamp_ms: m.timestamp_ms.unwrap_or(now),
-                        error: None,
-                    });
+                    let offset = next_offset.fetch_add(1, Ordering::Relaxed);
+                    if let Some(batch) = &batch {
+                        batch.complete(i, Report {
+                            partition: m.partition.max(0),
+                            offset,
+                            timestamp_ms: m.timestamp_ms.unwrap_or(now),
+                            error: None,
+                        });
+                    }
                 }
             }
             Backend::Kafka(p) => {
                 for (i, m) in messages.iter().enumerate() {
-                    match self.send(p, m, &batch, i) {
-                        Ok(()) => {}
-                        Err(e) => {
-                            refused.get_or_insert_with(|| e.clone());
-                            batch.complete(i, Report::failed(e));
+                    let ticket = match &batch {
+                        Some(batch) => Ticket::for_message(batch, i, messages.len()),
+                        None => Ticket::None,
+                    };
+                    if let Err(e) = self.send(p, m, ticket) {
+                        if let Some(batch) = &batch {
+                            batch.complete(i, Report::failed(e.clone()));
                         }
+                        refused.get_or_insert(e);
                     }
                 }
             }
@@ -205,9 +215,8 @@ impl Producer {
         (batch, refused)
     }
 
-    fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, batch: &Arc<Batch>, i: usize) -> Result<()> {
-        let mut record: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(m.topic, Box::new((Arc::clone(batch), i)));
+    fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, ticket: Ticket) -> Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(m.topic, ticket);
         if let Some(payload) = m.payload {
             record = record.payload(payload);
         }
@@ -332,7 +341,8 @@ impl Producer {
         self.check(messages)?;
         let deadline = deadline_after(timeout);
         self.in_implicit_transaction(who, deadline, || {
-            let (batch, _) = self.send_all(messages);
+            let (batch, _) = self.send_all(messages, true);
+            let batch = batch.expect("tracked");
             let waited = batch.wait_until(deadline, timeout);
             inspect(&batch);
             waited?;
@@ -345,8 +355,18 @@ impl Producer {
     /// producer outside `who`'s transaction commits (and so delivers) before
     /// this returns, within `max_wait_timeout`.
     pub fn produce_async_as(&self, who: OwnerId, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
+        self.produce_async_inner(who, messages, true).map(|batch| batch.expect("tracked"))
+    }
+
+    /// [`Producer::produce_async_as`] without a batch to wait on (fire and
+    /// forget): the cheapest way to produce.
+    pub fn produce_async_untracked(&self, who: OwnerId, messages: &[Message<'_>]) -> Result<()> {
+        self.produce_async_inner(who, messages, false).map(drop)
+    }
+
+    fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], tracked: bool) -> Result<Option<Arc<Batch>>> {
         self.check(messages)?;
-        self.in_implicit_transaction(who, deadline_after(self.max_wait()), || match self.send_all(messages) {
+        self.in_implicit_transaction(who, deadline_after(self.max_wait()), || match self.send_all(messages, tracked) {
             (_, Some(refused)) => Err(refused),
             (batch, None) => Ok(batch),
         })
