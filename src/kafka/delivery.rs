@@ -256,7 +256,9 @@ mod tests {
         let batch = Arc::new(Batch::new(2));
         let b = Arc::clone(&batch);
         let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(30)));
+        let deadline = Instant::now() + Duration::from_secs(10);
         while batch.lock().waiters == 0 {
+            assert!(Instant::now() < deadline, "the waiter never waited");
             std::thread::yield_now();
         }
         batch.complete(0, ok());
