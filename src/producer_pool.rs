@@ -305,7 +305,9 @@ impl<'a> TxnLeftOpenGuard<'a> {
 
     /// Rolls back what was left open; whether there was something.
     fn roll_back_left_open(&self) -> bool {
-        !self.open_before && self.producer.abort_open_transaction(None, deadline_after(self.producer.max_wait()))
+        !self.open_before
+            && self.producer.in_transaction()
+            && self.producer.abort_open_transaction(None, deadline_after(self.producer.max_wait()))
     }
 
     pub(crate) fn finish<T>(self, result: Result<T>) -> Result<T> {

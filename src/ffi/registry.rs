@@ -13,6 +13,7 @@
 //! one cell would be needed to wrap). Kinds that belong to one process
 //! (producers, configs) also go stale in a forked child.
 
+use std::cell::Cell as StdCell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -68,6 +69,31 @@ impl Kind {
     fn per_process(self) -> bool {
         matches!(self, Kind::Producer | Kind::Config)
     }
+}
+
+/// Each thread keeps the last cell it freed of each kind, so that the
+/// common pattern (a callback's handle made and dropped on one thread) does
+/// not go through the shared free list. A thread that ends gives its cells
+/// back.
+struct Stash([StdCell<Option<Stashed>>; KINDS]);
+
+/// A free cell, and the free list of the registry it belongs to.
+type Stashed = (u32, &'static SegQueue<u32>);
+
+const KINDS: usize = 6;
+
+impl Drop for Stash {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            if let Some((index, free)) = slot.take() {
+                free.push(index);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static STASH: Stash = const { Stash([const { StdCell::new(None) }; KINDS]) };
 }
 
 struct Cell<T> {
@@ -146,12 +172,43 @@ impl<T> Registry<T> {
         Ok(((index - 1) as u32, token >> GENERATION_SHIFT))
     }
 
+    /// A free cell: this thread's stashed one, the shared free list's, or
+    /// a new one.
+    fn take_free(&'static self) -> u32 {
+        let stashed = STASH.try_with(|s| s.0[self.kind as usize].take()).ok().flatten();
+        match stashed {
+            Some((index, free)) if std::ptr::eq(free, &self.free) => return index,
+            // Another registry of the same kind (tests): give it back.
+            Some((index, free)) => free.push(index),
+            None => {}
+        }
+        self.free.pop().unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn give_back(&'static self, index: u32) {
+        let kept = STASH
+            .try_with(|s| {
+                let slot = &s.0[self.kind as usize];
+                match slot.take() {
+                    None => {
+                        slot.set(Some((index, &self.free)));
+                        true
+                    }
+                    other => {
+                        slot.set(other);
+                        false
+                    }
+                }
+            })
+            .unwrap_or(false);
+        if !kept {
+            self.free.push(index);
+        }
+    }
+
     /// Stores `value`; returns its token (never 0).
-    pub(crate) fn insert(&self, value: T) -> Result<usize> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => self.next.fetch_add(1, Ordering::Relaxed),
-        };
+    pub(crate) fn insert(&'static self, value: T) -> Result<usize> {
+        let index = self.take_free();
         let cell = self.cell_or_alloc(index)?;
         let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
         state.1 = Some(value);
@@ -193,7 +250,7 @@ impl<T> Registry<T> {
 
     /// Takes the value out when `take` allows it; the token is stale from
     /// then on.
-    pub(crate) fn remove_if(&self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
+    pub(crate) fn remove_if(&'static self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
         let (index, _) = self.decode(token)?;
         let (cell, generation) = self.live_cell(token)?;
         let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -204,24 +261,24 @@ impl<T> Registry<T> {
         let value = state.1.take().expect("checked above");
         state.0 = state.0.wrapping_add(1);
         drop(state);
-        self.free.push(index);
+        self.give_back(index);
         Ok(value)
     }
 
-    pub(crate) fn remove(&self, token: usize) -> Result<T> {
+    pub(crate) fn remove(&'static self, token: usize) -> Result<T> {
         self.remove_if(token, |_| Ok(()))
     }
 }
 
 /// Removes a registered value when dropped: a callback's handle goes stale
 /// however the callback ends.
-pub(crate) struct Registered<'r, T: 'static> {
-    registry: &'r Registry<T>,
+pub(crate) struct Registered<T: 'static> {
+    registry: &'static Registry<T>,
     pub(crate) token: usize,
 }
 
-impl<'r, T> Registered<'r, T> {
-    pub(crate) fn new(registry: &'r Registry<T>, value: T) -> Result<Self> {
+impl<T> Registered<T> {
+    pub(crate) fn new(registry: &'static Registry<T>, value: T) -> Result<Self> {
         Ok(Registered { registry, token: registry.insert(value)? })
     }
 
@@ -234,7 +291,7 @@ impl<'r, T> Registered<'r, T> {
     }
 }
 
-impl<T> Drop for Registered<'_, T> {
+impl<T> Drop for Registered<T> {
     fn drop(&mut self) {
         let _ = self.registry.remove(self.token);
     }

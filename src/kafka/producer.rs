@@ -38,6 +38,8 @@ pub struct Producer {
     pub(crate) backend: Backend,
     pub(crate) context: Arc<Context>,
     pub(crate) txn: Txn,
+    /// `config.is_transactional()`, read on every produce.
+    transactional: bool,
     closed: AtomicBool,
     partition_counts: Mutex<HashMap<String, (i32, Instant)>>,
 }
@@ -68,6 +70,7 @@ impl Producer {
             backend,
             context,
             txn: Txn::default(),
+            transactional: config.is_transactional(),
             closed: AtomicBool::new(false),
             partition_counts: Mutex::new(HashMap::new()),
         };
@@ -113,7 +116,7 @@ impl Producer {
     }
 
     pub fn is_transactional(&self) -> bool {
-        self.config.is_transactional()
+        self.transactional
     }
 
     pub fn max_wait(&self) -> Duration {
@@ -366,6 +369,13 @@ impl Producer {
 
     fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], tracked: bool) -> Result<Option<Arc<Batch>>> {
         self.check(messages)?;
+        if !self.is_transactional() {
+            // The common path: no transaction, no clock read.
+            return match self.send_all(messages, tracked) {
+                (_, Some(refused)) => Err(refused),
+                (batch, None) => Ok(batch),
+            };
+        }
         self.in_implicit_transaction(who, deadline_after(self.max_wait()), || match self.send_all(messages, tracked) {
             (_, Some(refused)) => Err(refused),
             (batch, None) => Ok(batch),

@@ -143,12 +143,15 @@ impl Producer {
     /// A transaction is open (or being begun or ended) on this producer, by
     /// any owner. Never waits for librdkafka.
     pub fn in_transaction(&self) -> bool {
-        !matches!(self.txn.lock().phase, Phase::Idle)
+        self.is_transactional() && !matches!(self.txn.lock().phase, Phase::Idle)
     }
 
     /// How many levels `who` has open: 0 when none (or when the open
     /// transaction is another owner's).
     pub fn depth_of(&self, who: OwnerId) -> u32 {
+        if !self.is_transactional() {
+            return 0;
+        }
         match self.txn.lock().phase {
             Phase::Open { owner, depth, .. } if owner == who => depth,
             _ => 0,
