@@ -14,6 +14,8 @@
  *                               its summary, instead of hanging.
  *   WAIT_UNTIL(cond, ms)        polls `cond` with poll_pause() until it holds
  *                               or `ms` passed (then CHECK it).
+ *   pool_stats_now(pool)        wdpool_pool_stats for such polls, counting
+ *                               no check.
  *   txn_tally / txn_tally_of    the transaction events (started, committed,
  *   CHECK_TXN_DELTA             aborted) a pool had in an event_log, and the
  *                               change since an earlier tally.
@@ -28,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -44,6 +47,15 @@ static const char *abi_program = "test";
     int64_t wait_until_deadline_ = now_ms() + (int64_t)(timeout_ms);        \
     while (!(cond) && now_ms() < wait_until_deadline_) poll_pause();        \
   } while (0)
+
+/* A pool's statistics without counting a check (for polling: the number of
+ * checks a program makes stays the same from run to run); all 0xff when
+ * the call failed. */
+static inline wdpool_statistics pool_stats_now(const wdpool_pool *pool) {
+  wdpool_statistics s;
+  if (wdpool_pool_stats(pool, &s, NULL) != WDPOOL_OK) memset(&s, 0xff, sizeof s);
+  return s;
+}
 
 /* ------------------------------------------------------------------------
  * A thread waited for with a deadline. */

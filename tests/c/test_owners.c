@@ -148,7 +148,7 @@ static void test_keys(void) {
   checkout_job waiter = {.pool = pool, .owner = KEY_B, .timeout_ms = 20000, .check_in = true, .released = &released};
   bounded_thread t;
   if (bounded_start(&t, checkout_on_thread, &waiter)) {
-    WAIT_UNTIL(stats_of(pool).waiting >= 1, GENEROUS_MS);
+    WAIT_UNTIL(pool_stats_now(pool).waiting >= 1, GENEROUS_MS);
     CHECK_EQ(stats_of(pool).waiting, 1);
     CHECK(!bounded_done(&t));
     atomic_store(&released, true);
