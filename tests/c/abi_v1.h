@@ -16,6 +16,8 @@
  *                               or `ms` passed (then CHECK it).
  *   pool_stats_now(pool)        wdpool_pool_stats for such polls, counting
  *                               no check.
+ *   WAITED_AT_LEAST(took, ms)   a call that had to wait `ms` did, give or
+ *                               take the clocks' rounding.
  *   txn_tally / txn_tally_of    the transaction events (started, committed,
  *   CHECK_TXN_DELTA             aborted) a pool had in an event_log, and the
  *                               change since an earlier tally.
@@ -47,6 +49,11 @@ static const char *abi_program = "test";
     int64_t wait_until_deadline_ = now_ms() + (int64_t)(timeout_ms);        \
     while (!(cond) && now_ms() < wait_until_deadline_) poll_pause();        \
   } while (0)
+
+/* A call asked to wait `asked` ms (and expected to wait all of it) took
+ * `took` ms: at least what it was asked, give or take the clocks' rounding
+ * (librdkafka's timers and this program's millisecond clock). */
+#define WAITED_AT_LEAST(took, asked) ((int64_t)(took) + 10 >= (int64_t)(asked))
 
 /* A pool's statistics without counting a check (for polling: the number of
  * checks a program makes stays the same from run to run); all 0xff when
