@@ -101,6 +101,7 @@ static void test_keys(void) {
     CHECK_RC(wdpool_producer_checkin(a, CHECK_ERR), WDPOOL_OK);
   }
   CHECK_EQ(stats_of(pool).in_use, 0);
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
 
   /* A pool of 1: the second key waits for the first. */
@@ -164,6 +165,7 @@ static void test_keys(void) {
   CHECK_EQ(s.in_use, 0);
   CHECK_EQ(s.waiting, 0);
   CHECK_EQ(s.created, 1);
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
 }
 
@@ -184,6 +186,7 @@ static void test_none_and_thread(void) {
     CHECK_RC(wdpool_producer_checkin(a, CHECK_ERR), WDPOOL_OK);
     CHECK_RC(wdpool_producer_checkin(b, CHECK_ERR), WDPOOL_OK);
   }
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
 
   pool = make_pool(1, 1000, &setup);
@@ -228,6 +231,7 @@ static void test_none_and_thread(void) {
   wdpool_statistics s = stats_of(pool);
   CHECK_EQ(s.in_use, 0);
   CHECK_EQ(s.checkout_timeouts, 5);
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
 }
 

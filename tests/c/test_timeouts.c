@@ -47,6 +47,8 @@
 /* Each response of a slow broker is this late. */
 #define SLOW_RTT_MS 1500
 #define COMMIT_KEY ((wdpool_owner)0xc0ffee)
+/* The unreachable producer's max_wait_timeout. */
+#define UNREACHABLE_MAX_WAIT_MS (GENEROUS_MS + 5000)
 
 static wdpool_mock_cluster *slow;  /* this program's own cluster */
 static const char *slow_servers;
@@ -76,9 +78,11 @@ static int configure_unreachable(void *user_data, wdpool_config *config, size_t 
   wdpool_result rc = wdpool_config_set_kafka(config, "bootstrap.servers", "127.0.0.1:1", NULL);
   if (rc == WDPOOL_OK) rc = wdpool_config_set_kafka(config, "transactional.id", id, NULL);
   if (rc == WDPOOL_OK) rc = wdpool_config_set_kafka(config, "log_level", "0", NULL);
-  /* Far beyond the bound asserted below: a checkout that waited for the
-   * creation (bounded by max_wait_timeout) would miss it. */
-  if (rc == WDPOOL_OK) rc = wdpool_config_set_max_wait_timeout(config, 60000, NULL);
+  /* Beyond the bound asserted below (GENEROUS_MS): a checkout that waited
+   * for the creation (bounded by max_wait_timeout) would miss it. Short
+   * enough for the creation to give up before the program ends
+   * (finish_unreachable). */
+  if (rc == WDPOOL_OK) rc = wdpool_config_set_max_wait_timeout(config, UNREACHABLE_MAX_WAIT_MS, NULL);
   return rc == WDPOOL_OK ? WDPOOL_CB_OK : 0;
 }
 
@@ -102,11 +106,14 @@ static void checkout_while_creating(void *arg) {
   if (c->rc == WDPOOL_OK) wdpool_producer_checkin(c->p, NULL);
 }
 
-static void test_checkout_covers_creation(void) {
+/* Starts the creation that cannot finish; finish_unreachable waits for it
+ * to give up at the end of the program, so that no librdkafka thread is
+ * left running when the program exits. */
+static wdpool_pool *test_checkout_covers_creation(void) {
   wdpool_options options = {.size = 1, .timeout_ms = 300};
   wdpool_pool *pool = NULL;
   CHECK_RC(wdpool_pool_new(&options, configure_unreachable, NULL, &pool, CHECK_ERR), WDPOOL_OK);
-  if (pool == NULL) return;
+  if (pool == NULL) return NULL;
   uint64_t id = wdpool_pool_id(pool);
 
   /* The pool's own timeout (300 ms), then an explicit one. */
@@ -145,11 +152,22 @@ static void test_checkout_covers_creation(void) {
   CHECK_CONTAINS(second.message, "background");
   CHECK_EQ(stats_of(pool).checkout_timeouts, 2);
   CHECK_EQ(event_log_count(&events, id, WDPOOL_EVENT_CHECKOUT_TIMEOUT), 2);
+  return pool;
+}
 
-  /* Freeing it does not wait for the creation either. */
+/* The background creation gives up within its max_wait_timeout; then the
+ * pool closes at once. */
+static void finish_unreachable(wdpool_pool *pool) {
+  if (pool == NULL) return;
+  WAIT_UNTIL(pool_stats_now(pool).creating == 0, UNREACHABLE_MAX_WAIT_MS + 60000);
+  wdpool_statistics s = stats_of(pool);
+  CHECK_EQ(s.creating, 0);
+  CHECK_EQ(s.created, 0);
+  CHECK_EQ(s.in_use, 0);
   int64_t start = now_ms();
-  wdpool_pool_free(pool);
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   CHECK(now_ms() - start < GENEROUS_MS);
+  wdpool_pool_free(pool);
 }
 
 /* ------------------------------------------------------------------------
@@ -380,6 +398,7 @@ static void test_size_bounds(void) {
     wdpool_statistics s = stats_of(pool);
     CHECK_EQ(s.size, WDPOOL_MAX_SIZE);
     CHECK_EQ(s.created, 0);
+    CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
     wdpool_pool_free(pool);
   }
 }
@@ -395,9 +414,10 @@ int main(void) {
   CHECK_RC(wdpool_mock_cluster_create_topic(slow, TOPIC, 4, CHECK_ERR), WDPOOL_OK);
 
   test_size_bounds();
-  test_checkout_covers_creation();
+  wdpool_pool *unreachable = test_checkout_covers_creation();
   run_part(part_brokers_down, NULL);
   run_part(part_slow_commit, NULL);
+  finish_unreachable(unreachable);
 
   wdpool_mock_cluster_free(slow);
   return api_teardown(abi_program);
