@@ -726,8 +726,9 @@ typedef struct wdpool_producer_info {
    */
   bool in_transaction;
   /**
-   * How many transaction levels the caller (this handle's owner) has
-   * open: 0 outside its transaction.
+   * How many transaction levels the caller has open: 0 outside its
+   * transaction. The caller is the handle's owner; for a thread's handle,
+   * the calling thread (another thread sharing it sees 0).
    */
   uint32_t depth;
   /**
@@ -1407,9 +1408,11 @@ enum wdpool_result wdpool_producer_flush(struct wdpool_producer *producer,
  * with the callback's result: WDPOOL_CB_OK commits (when every level
  * did), WDPOOL_CB_ABORT rolls the whole transaction back without an error,
  * anything else rolls it back (WDPOOL_CALLBACK_FAILED). A callback that
- * leaves a level of its own open, or ends the level it runs in, makes
- * this call fail and the transaction roll back. The callback gets this
- * same handle.
+ * leaves a level of its own open makes this call fail with
+ * TRANSACTION_ABORTED; one that tries to end the level it runs in (commit
+ * or abort inside it) has that call refused with INVALID_ARGUMENT and
+ * makes this call fail with INVALID_ARGUMENT; either way the transaction
+ * rolls back. The callback gets this same handle.
  *
  * Blocks:     while another owner's transaction is open on the producer,
  *             then for commit or abort; each bounded by the producer's
@@ -1458,6 +1461,19 @@ enum wdpool_result wdpool_producer_begin(struct wdpool_producer *producer,
  * rolls back otherwise. A binding calls this from its `ensure` / `defer`
  * with what happened and raises what it returns.
  *
+ * What the outermost level returns, by its own outcome: FAIL: OK
+ * (ROLLED_BACK; the caller has its own error to report). EXIT:
+ * TRANSACTION_EXITED_EARLY. ABORT: OK (ROLLED_BACK). COMMIT: OK
+ * (COMMITTED) when no inner level ended otherwise; TRANSACTION_EXITED_EARLY
+ * when an inner level exited early; else TRANSACTION_ABORTED when an inner
+ * level failed (or a message was refused, or a callback tried to end its
+ * own level); else OK (ROLLED_BACK) when an inner level asked to abort.
+ * An inner level returns OK (LEVEL_CLOSED) whatever its outcome.
+ *
+ * Whose level: the handle's owner's (the calling thread's for a thread's
+ * handle; the lease's unique owner, from any thread, for a checkout with
+ * WDPOOL_OWNER_NONE; the key's, from any thread, for a key).
+ *
  * Blocks:     for commit or abort, up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT:
  *             the producer's `max_wait_timeout`; retriable errors are
  *             retried within it). A commit that cannot finish in time makes
@@ -1469,7 +1485,9 @@ enum wdpool_result wdpool_producer_begin(struct wdpool_producer *producer,
  * Returns:    OK (committed, rolled back on request or for the caller's
  *             own failure, or a nested level closed: see `ended_out`),
  *             NULL_PARAMETER, INVALID_ARGUMENT (unknown outcome, no
- *             transaction of the caller is open), TRANSACTION_ABORTED (an
+ *             transaction of the caller is open, or the level belongs to a
+ *             transaction callback still running: refused, and the
+ *             transaction can only roll back), TRANSACTION_ABORTED (an
  *             abortable Kafka error, or an inner level failed: rolled
  *             back), TRANSACTION_EXITED_EARLY (WDPOOL_TXN_EXIT at some
  *             level: rolled back), KAFKA, FATAL, STALE_HANDLE.
@@ -1514,8 +1532,9 @@ enum wdpool_result wdpool_producer_get_info(struct wdpool_producer *producer,
 /**
  * Returns a producer checked out with `wdpool_pool_checkout` or
  * `wdpool_checkout` to its pool; the handle is stale afterwards (also when
- * this fails with TRANSACTION_ABORTED). A transaction the lease's owner
- * opened on it and left open is rolled back. A broken producer is
+ * this fails with TRANSACTION_ABORTED). A transaction opened on it during
+ * the lease (by its owner, or by another thread sharing a thread's handle)
+ * and left open is rolled back. A broken producer is
  * replaced; one returned after its pool was closed is closed.
  *
  * Blocks:     to roll back a transaction left open, and to close the

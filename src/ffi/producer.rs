@@ -66,8 +66,9 @@ pub struct wdpool_producer_info {
     pub transactional: bool,
     /// A transaction is open (or being begun or ended) on it, by any owner.
     pub in_transaction: bool,
-    /// How many transaction levels the caller (this handle's owner) has
-    /// open: 0 outside its transaction.
+    /// How many transaction levels the caller has open: 0 outside its
+    /// transaction. The caller is the handle's owner; for a thread's handle,
+    /// the calling thread (another thread sharing it sees 0).
     pub depth: u32,
     /// The open transaction can only roll back now (an inner level aborted,
     /// failed or exited early, or a message was refused).
@@ -371,9 +372,11 @@ pub unsafe extern "C" fn wdpool_producer_flush(
 /// with the callback's result: WDPOOL_CB_OK commits (when every level
 /// did), WDPOOL_CB_ABORT rolls the whole transaction back without an error,
 /// anything else rolls it back (WDPOOL_CALLBACK_FAILED). A callback that
-/// leaves a level of its own open, or ends the level it runs in, makes
-/// this call fail and the transaction roll back. The callback gets this
-/// same handle.
+/// leaves a level of its own open makes this call fail with
+/// TRANSACTION_ABORTED; one that tries to end the level it runs in (commit
+/// or abort inside it) has that call refused with INVALID_ARGUMENT and
+/// makes this call fail with INVALID_ARGUMENT; either way the transaction
+/// rolls back. The callback gets this same handle.
 ///
 /// Blocks:     while another owner's transaction is open on the producer,
 ///             then for commit or abort; each bounded by the producer's
@@ -438,6 +441,19 @@ pub unsafe extern "C" fn wdpool_producer_begin(
 /// rolls back otherwise. A binding calls this from its `ensure` / `defer`
 /// with what happened and raises what it returns.
 ///
+/// What the outermost level returns, by its own outcome: FAIL: OK
+/// (ROLLED_BACK; the caller has its own error to report). EXIT:
+/// TRANSACTION_EXITED_EARLY. ABORT: OK (ROLLED_BACK). COMMIT: OK
+/// (COMMITTED) when no inner level ended otherwise; TRANSACTION_EXITED_EARLY
+/// when an inner level exited early; else TRANSACTION_ABORTED when an inner
+/// level failed (or a message was refused, or a callback tried to end its
+/// own level); else OK (ROLLED_BACK) when an inner level asked to abort.
+/// An inner level returns OK (LEVEL_CLOSED) whatever its outcome.
+///
+/// Whose level: the handle's owner's (the calling thread's for a thread's
+/// handle; the lease's unique owner, from any thread, for a checkout with
+/// WDPOOL_OWNER_NONE; the key's, from any thread, for a key).
+///
 /// Blocks:     for commit or abort, up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT:
 ///             the producer's `max_wait_timeout`; retriable errors are
 ///             retried within it). A commit that cannot finish in time makes
@@ -449,7 +465,9 @@ pub unsafe extern "C" fn wdpool_producer_begin(
 /// Returns:    OK (committed, rolled back on request or for the caller's
 ///             own failure, or a nested level closed: see `ended_out`),
 ///             NULL_PARAMETER, INVALID_ARGUMENT (unknown outcome, no
-///             transaction of the caller is open), TRANSACTION_ABORTED (an
+///             transaction of the caller is open, or the level belongs to a
+///             transaction callback still running: refused, and the
+///             transaction can only roll back), TRANSACTION_ABORTED (an
 ///             abortable Kafka error, or an inner level failed: rolled
 ///             back), TRANSACTION_EXITED_EARLY (WDPOOL_TXN_EXIT at some
 ///             level: rolled back), KAFKA, FATAL, STALE_HANDLE.

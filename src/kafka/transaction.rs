@@ -79,7 +79,17 @@ enum Phase {
     /// librdkafka is beginning, committing or aborting (for the owner that
     /// asked; everybody else waits).
     Busy,
-    Open { owner: OwnerId, depth: u32, doom: Option<Doom> },
+    Open {
+        owner: OwnerId,
+        depth: u32,
+        doom: Option<Doom>,
+        /// Levels up to this one belong to transaction callbacks still
+        /// running (`transaction_as`): only their callback's return ends
+        /// them.
+        pinned: u32,
+        /// Attempts to end a pinned level, so far.
+        refused: u32,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -286,7 +296,7 @@ impl Producer {
         let state = self.txn.lock();
         match begun {
             Ok(()) => {
-                self.txn.set(state, Phase::Open { owner: who, depth: 1, doom: None });
+                self.txn.set(state, Phase::Open { owner: who, depth: 1, doom: None, pinned: 0, refused: 0 });
                 self.emit(EventKind::TransactionStarted, String::new());
                 Ok(())
             }
@@ -302,7 +312,21 @@ impl Producer {
     pub fn end_as(&self, who: OwnerId, outcome: Outcome, deadline: Option<Instant>) -> Result<Ended> {
         let mut state = self.txn.lock();
         let doom = match &mut state.phase {
-            Phase::Open { owner, depth, doom } if *owner == who => {
+            Phase::Open { owner, depth, pinned, doom, refused } if *depth <= *pinned => {
+                // Refused, and the transaction can only roll back now: the
+                // callback's caller must not report a commit it did not make.
+                if *owner == who {
+                    *refused += 1;
+                    *doom = Some(Doom::Failed(
+                        "a transaction callback tried to end the level it runs in".to_owned(),
+                    ));
+                }
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "this transaction level belongs to a transaction callback that is still running: return from the callback to end it",
+                ));
+            }
+            Phase::Open { owner, depth, doom, .. } if *owner == who => {
                 if *depth > 1 {
                     *depth -= 1;
                     let new = match outcome {
@@ -450,15 +474,23 @@ impl Producer {
         body: impl FnOnce() -> Result<Completion>,
     ) -> Result<Completion> {
         self.begin_as(who, deadline)?;
-        let depth = self.depth_of(who);
-        let guard = EndOnUnwind { producer: self, who, deadline };
+        let (depth, outer_pin, refused_before) = self.pin(who);
+        let guard = EndOnUnwind { producer: self, who, deadline, unpin: Some(outer_pin) };
         let result = body();
         std::mem::forget(guard);
-        let now = self.depth_of(who);
-        if now < depth {
+        let (now, refused_after) = self.unpin(who, outer_pin);
+        if refused_after > refused_before && now == depth {
+            let _ = self.end_as(who, Outcome::Fail, deadline);
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "the transaction's body ended the transaction it runs in (commit or abort inside a transaction callback)",
+                "the transaction's callback tried to end the level it runs in (commit or abort inside it), so the transaction was rolled back",
+            ));
+        }
+        if now < depth {
+            // Cannot happen while the level is pinned; kept as a guard.
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the transaction's body ended the transaction it runs in",
             ));
         }
         if now > depth {
@@ -484,10 +516,36 @@ impl Producer {
         }
     }
 
+    /// Pins `who`'s innermost level to a running callback; returns its depth
+    /// and the pin it replaces.
+    /// Also returns how many attempts to end a pinned level were refused so
+    /// far.
+    fn pin(&self, who: OwnerId) -> (u32, u32, u32) {
+        match &mut self.txn.lock().phase {
+            Phase::Open { owner, depth, pinned, refused, .. } if *owner == who => {
+                let outer = std::mem::replace(pinned, *depth);
+                (*depth, outer, *refused)
+            }
+            _ => (0, 0, 0),
+        }
+    }
+
+    /// Gives the pin back to the enclosing callback; returns `who`'s depth
+    /// and the refused attempts so far.
+    fn unpin(&self, who: OwnerId, outer: u32) -> (u32, u32) {
+        match &mut self.txn.lock().phase {
+            Phase::Open { owner, depth, pinned, refused, .. } if *owner == who => {
+                *pinned = outer;
+                (*depth, *refused)
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// Folds levels above `depth` into `depth`, marking the transaction
     /// failed.
     fn close_levels_above(&self, who: OwnerId, keep: u32) {
-        if let Phase::Open { owner, depth, doom } = &mut self.txn.lock().phase {
+        if let Phase::Open { owner, depth, doom, .. } = &mut self.txn.lock().phase {
             if *owner == who && *depth > keep {
                 *depth = keep;
                 *doom = Some(Doom::Failed("a nested transaction was left open".to_owned()));
@@ -508,7 +566,7 @@ impl Producer {
             return body();
         }
         self.begin_as(who, deadline)?;
-        let guard = EndOnUnwind { producer: self, who, deadline };
+        let guard = EndOnUnwind { producer: self, who, deadline, unpin: None };
         let result = body();
         std::mem::forget(guard);
         let outcome = if result.is_ok() { Outcome::Commit } else { Outcome::Fail };
@@ -520,15 +578,20 @@ impl Producer {
     }
 }
 
-/// Ends the level as a failure if its body unwinds.
+/// Ends the level as a failure if its body unwinds (giving its pin back
+/// first, for a callback's level).
 struct EndOnUnwind<'a> {
     producer: &'a Producer,
     who: OwnerId,
     deadline: Option<Instant>,
+    unpin: Option<u32>,
 }
 
 impl Drop for EndOnUnwind<'_> {
     fn drop(&mut self) {
+        if let Some(outer) = self.unpin {
+            self.producer.unpin(self.who, outer);
+        }
         let _ = self.producer.end_as(self.who, Outcome::Fail, self.deadline);
     }
 }

@@ -342,17 +342,9 @@ static void test_callbacks(void) {
   CHECK(!o2.after.in_transaction);
   CHECK_EQ(o2.after.depth, 0);
   txn_tally now = txn_tally_of(&events, pool_id);
-#ifdef WDPOOL_KNOWN_BUG_OWN_LEVEL_ENDED
   /* Rolled back, not committed. */
   CHECK_EQ(now.committed - before.committed, 0);
   CHECK_EQ(now.aborted - before.aborted, 1);
-#else
-  if (now.committed != before.committed || now.aborted - before.aborted != 1)
-    KNOWN_BUG("WDPOOL_KNOWN_BUG_OWN_LEVEL_ENDED: a callback that committed the (outermost) level it runs in: its commit "
-              "returned %s and the transaction was committed (%zu committed, %zu aborted); the call returned %s (%s)",
-              wdpool_result_name((int)commits_self.extra_rc), now.committed - before.committed,
-              now.aborted - before.aborted, wdpool_result_name((int)o2.rc), o2.message);
-#endif
 
   /* ... nested inside wdpool_pool_transaction: the inner call fails and
    * the transaction rolls back, so the outer call cannot commit. */
@@ -363,20 +355,10 @@ static void test_callbacks(void) {
   rc = wdpool_pool_transaction(pool, WDPOOL_TIMEOUT_DEFAULT, run_level, &around2, &err);
   CHECK(around2.inner_rc != WDPOOL_OK);
   now = txn_tally_of(&events, pool_id);
-#ifdef WDPOOL_KNOWN_BUG_OWN_LEVEL_ENDED
   CHECK(rc != WDPOOL_OK);
   CHECK(around2.after_inner.rollback_only);
   CHECK_EQ(now.committed - before.committed, 0);
   CHECK_EQ(now.aborted - before.aborted, 1);
-#else
-  if (rc == WDPOOL_OK || now.committed != before.committed)
-    KNOWN_BUG("WDPOOL_KNOWN_BUG_OWN_LEVEL_ENDED: a nested callback that committed the level it runs in: its commit "
-              "returned %s, the nested call %s, but the transaction was not doomed (rollback_only %d) and the outer "
-              "call returned %s and committed (%zu committed, %zu aborted)",
-              wdpool_result_name((int)commits_self2.extra_rc), wdpool_result_name((int)around2.inner_rc),
-              (int)around2.after_inner.rollback_only, wdpool_result_name((int)rc), now.committed - before.committed,
-              now.aborted - before.aborted);
-#endif
   wdpool_error_free(err);
   CHECK_EQ(now.started - before.started, 1);
 
