@@ -42,6 +42,18 @@ struct FakeConn {
     undelivered: AtomicU64,
 }
 
+impl FakeConn {
+    fn new(index: usize, serial: u64) -> Self {
+        FakeConn {
+            index,
+            serial,
+            broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            undelivered: AtomicU64::new(0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CloseRecord {
     index: usize,
@@ -142,13 +154,7 @@ impl Manager for Fake {
         }
         let serial = self.next_serial.fetch_add(1, SeqCst) + 1;
         lock(&self.creations).push((index, serial));
-        Ok(FakeConn {
-            index,
-            serial,
-            broken: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            undelivered: AtomicU64::new(0),
-        })
+        Ok(FakeConn::new(index, serial))
     }
 
     fn create_within(&self, index: usize, _budget: Duration) -> Result<Created<FakeConn, String>, String> {
@@ -157,13 +163,7 @@ impl Manager for Fake {
         let serial = self.next_serial.fetch_add(1, SeqCst) + 1;
         let finish = Box::new(move || {
             gate.pass()?;
-            Ok(FakeConn {
-                index,
-                serial,
-                broken: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                undelivered: AtomicU64::new(0),
-            })
+            Ok(FakeConn::new(index, serial))
         });
         Ok(Created::Unfinished { finish, pending: format!("slot {index} waits at the gate") })
     }
