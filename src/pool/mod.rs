@@ -345,7 +345,10 @@ impl<M: Manager> Pool<M> {
         }
 
         let timeout = timeout.unwrap_or(inner.options.timeout);
+        // The call's budget runs from when it first needs time (to create
+        // or to wait); only the waits count in the pool's total wait time.
         let mut started: Option<Instant> = None;
+        let mut blocked = Duration::ZERO;
         // One call starts at most one creation: with an unreachable broker,
         // a caller must not leave a background creation behind per slot.
         let mut may_create = true;
@@ -365,21 +368,21 @@ impl<M: Manager> Pool<M> {
                     continue;
                 }
                 let epoch = state.take_slot(index, me);
-                inner.account_wait(started);
+                inner.account_wait(blocked);
                 if let OwnerId::Thread(_) = me {
                     reentrancy::hold(inner.id, index);
                 }
                 return Ok(Lease { pool: Arc::clone(inner), index, epoch, owner: me, conn: Some(conn) });
             }
             if let Some(index) = if may_create { state.empty.pop() } else { None } {
-                let waited = started.map_or(Duration::ZERO, |s| s.elapsed());
+                let waited = started.get_or_insert_with(Instant::now).elapsed();
                 may_create = false;
                 let epoch = state.take_slot(index, me);
                 let generation = state.generation;
                 drop(state);
                 match inner.create(index, timeout.saturating_sub(waited)) {
                     Ok(conn) => {
-                        inner.account_wait(started);
+                        inner.account_wait(blocked);
                         let mut state = inner.lock();
                         let slot = &mut state.slots[index];
                         slot.conn = Some(Arc::clone(&conn));
@@ -401,7 +404,7 @@ impl<M: Manager> Pool<M> {
             let now = Instant::now();
             let waited = now - *started.get_or_insert(now);
             if waited >= timeout {
-                inner.account_wait(started);
+                inner.account_wait(blocked);
                 inner.checkout_timeouts.fetch_add(1, Ordering::Relaxed);
                 let size = inner.options.size;
                 let available = state.idle.len() + state.empty.len();
@@ -412,7 +415,9 @@ impl<M: Manager> Pool<M> {
                 return Err(CheckoutError::Timeout { waited, available, size, creating, pending });
             }
             state.waiting += 1;
+            let before = Instant::now();
             state = inner.freed.wait_timeout(state, timeout - waited).unwrap_or_else(|e| e.into_inner()).0;
+            blocked += before.elapsed();
             state.waiting -= 1;
         }
     }
@@ -559,9 +564,9 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    fn account_wait(&self, started: Option<Instant>) {
-        if let Some(started) = started {
-            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    fn account_wait(&self, blocked: Duration) {
+        if !blocked.is_zero() {
+            let ns = u64::try_from(blocked.as_nanos()).unwrap_or(u64::MAX);
             self.total_wait_ns.fetch_add(ns, Ordering::Relaxed);
         }
     }

@@ -83,6 +83,8 @@ struct Fake {
     /// When set, `create_within` hands creation back unfinished; the
     /// background finish waits for this gate to open (or fail).
     unfinished: Mutex<Option<Arc<Gate>>>,
+    /// `create_within` first waits at the gate for its whole budget.
+    spend_budget: AtomicBool,
 }
 
 /// A gate the background part of an unfinished creation waits at.
@@ -98,8 +100,11 @@ impl Gate {
         self.cv.notify_all();
     }
     fn pass(&self) -> Result<(), String> {
+        self.pass_within(LONG)
+    }
+    fn pass_within(&self, within: Duration) -> Result<(), String> {
         let mut state = lock(&self.state);
-        let deadline = Instant::now() + LONG;
+        let deadline = Instant::now() + within;
         while state.is_none() {
             let now = Instant::now();
             if now >= deadline {
@@ -157,8 +162,12 @@ impl Manager for Fake {
         Ok(FakeConn::new(index, serial))
     }
 
-    fn create_within(&self, index: usize, _budget: Duration) -> Result<Created<FakeConn, String>, String> {
+    fn create_within(&self, index: usize, budget: Duration) -> Result<Created<FakeConn, String>, String> {
         let Some(gate) = lock(&self.unfinished).clone() else { return self.create(index).map(Created::Ready) };
+        if self.spend_budget.load(SeqCst) {
+            // Like init_transactions against a broker that does not answer.
+            let _ = gate.pass_within(budget);
+        }
         lock(&self.attempts).push(index);
         let serial = self.next_serial.fetch_add(1, SeqCst) + 1;
         let finish = Box::new(move || {

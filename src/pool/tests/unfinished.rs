@@ -71,3 +71,23 @@ fn a_creation_finishing_after_close_is_closed() {
     assert!(pool.manager().closes()[0].force);
     assert_eq!(pool.stats().created, 0);
 }
+
+/// The time an unfinished creation spent counts against the checkout's
+/// timeout: the caller does not wait a second timeout after it.
+#[test]
+fn the_creation_spends_the_checkouts_timeout() {
+    let pool = new_pool(1);
+    let gate = Arc::new(Gate::default());
+    pool.manager().unfinished_behind(Arc::clone(&gate));
+    pool.manager().spend_budget.store(true, SeqCst);
+    let timeout = Duration::from_millis(1000);
+    let started = Instant::now();
+    let err = expect_err(pool.checkout(Some(timeout)));
+    let took = started.elapsed();
+    assert!(matches!(err, CheckoutError::Timeout { creating: 1, .. }), "{err:?}");
+    assert!(took >= timeout, "returned before its timeout: {took:?}");
+    // Twice the timeout would mean a second wait after the creation.
+    assert!(took < timeout * 19 / 10, "waited {took:?} for a {timeout:?} timeout");
+    assert_eq!(pool.stats().total_wait, Duration::ZERO, "creating is not waiting for a free producer");
+    gate.open(Ok(()));
+}
