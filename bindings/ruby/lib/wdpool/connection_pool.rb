@@ -21,9 +21,12 @@ module WdPool
     # try of a checkout then hides its own "checkout_timeout" event.
     GUARD_PROBES = [false]
 
-    # Per-fiber scratch: [owner id, out-buffer (producer, error)].
+    # Per-fiber scratch: [owner id, out-buffer (producer, error), error slot].
     def self.fiber_context
-      Thread.current[CTX_KEY] ||= [Fiber.current.object_id, FFI::MemoryPointer.new(:pointer, 2)]
+      Thread.current[CTX_KEY] ||= begin
+        buf = FFI::MemoryPointer.new(:pointer, 2)
+        [Fiber.current.object_id, buf, buf + FFI::Pointer.size]
+      end
     end
 
     # Runs the user's configure block inside the native configure callback.
@@ -128,17 +131,17 @@ module WdPool
         rc = if GUARD_PROBES[0]
                probe(ctx[0], buf)
              else
-               Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, buf, buf + 8)
+               Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, buf, ctx[2])
              end
         rc = slow_checkout(ctx, timeout, rc) unless rc.zero?
-        producer = Producer.new(buf.get_pointer(0), self)
+        token = buf.get_uint64(0)
         ok = false
         begin
-          result = Thread.handle_interrupt(ALLOW) { yield producer }
+          result = Thread.handle_interrupt(ALLOW) { yield Producer.new(token, self) }
           ok = true
           result
         ensure
-          rc = Native.wdpool_producer_checkin(producer.handle, ok ? buf + 8 : nil)
+          rc = Native.wdpool_producer_checkin_token(token, ok ? ctx[2] : nil)
           Events.raise_deferred if Events.deferred.positive?
           raise Errors.build(rc, buf.get_pointer(8)) if ok && !rc.zero?
         end
@@ -218,7 +221,7 @@ module WdPool
 
     def native_checkout(owner, timeout_ms, buf, blocking)
       if blocking
-        Native.wdpool_pool_checkout(@handle, owner, timeout_ms, buf, buf + 8)
+        Native.wdpool_pool_checkout(@handle, owner, timeout_ms, buf, buf + FFI::Pointer.size)
       else
         Native.wdpool_pool_checkout_try(@handle, owner, timeout_ms, buf, buf + 8)
       end
@@ -321,17 +324,17 @@ module WdPool
         rc = if GUARD_PROBES[0]
                probe(ctx[0], buf)
              else
-               Native.wdpool_checkout_try(ctx[0], 0, buf, buf + 8)
+               Native.wdpool_checkout_try(ctx[0], 0, buf, ctx[2])
              end
         rc = slow_checkout(ctx, timeout, rc) unless rc.zero?
-        producer = Producer.new(buf.get_pointer(0), self)
+        token = buf.get_uint64(0)
         ok = false
         begin
-          result = Thread.handle_interrupt(ALLOW) { yield producer }
+          result = Thread.handle_interrupt(ALLOW) { yield Producer.new(token, self) }
           ok = true
           result
         ensure
-          rc = Native.wdpool_producer_checkin(producer.handle, ok ? buf + 8 : nil)
+          rc = Native.wdpool_producer_checkin_token(token, ok ? ctx[2] : nil)
           Events.raise_deferred if Events.deferred.positive?
           raise Errors.build(rc, buf.get_pointer(8)) if ok && !rc.zero?
         end

@@ -171,6 +171,9 @@ module WdPool
     # Checkin can roll back a transaction left open or close the producer:
     # the quick path holds the GVL (see Producer#checkin).
     attach_function :wdpool_producer_checkin, %i[pointer pointer], :int
+    # The same, the handle passed as the integer it is (no Pointer object on
+    # the hot path of `with`).
+    attach_function :wdpool_producer_checkin_token, :wdpool_producer_checkin, %i[uintptr_t pointer], :int
     attach_function :wdpool_producer_checkin_blocking, :wdpool_producer_checkin, %i[pointer pointer], :int, blocking: true
     attach_function :wdpool_pool_close, %i[pointer bool pointer pointer], :int, blocking: true
     attach_function :wdpool_pool_reload, %i[pointer pointer], :int, blocking: true

@@ -189,8 +189,9 @@ module WdPool
   class Producer
     attr_reader :pool
 
-    def initialize(handle, pool)
-      @handle = handle
+    # `token`: the native handle as an Integer (the pointer's value).
+    def initialize(token, pool)
+      @token = token
       @pool = pool
     end
 
@@ -201,7 +202,7 @@ module WdPool
       Messages.fill(mem, keep, message)
       report = Native::Report.new
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_producer_produce_sync(@handle, mem, Native::TIMEOUT_DEFAULT, report, err)
+      rc = Native.wdpool_producer_produce_sync(handle, mem, Native::TIMEOUT_DEFAULT, report, err)
       topic = (message[:topic] || message['topic']).to_s
       unless rc.zero?
         e = Errors.build(rc, err.get_pointer(0))
@@ -219,9 +220,9 @@ module WdPool
       out = FFI::MemoryPointer.new(:pointer, 2)
       err = out + FFI::Pointer.size
       rc = if may_wait_for_transaction?
-             Native.wdpool_producer_produce_async_blocking(@handle, mem, out, err)
+             Native.wdpool_producer_produce_async_blocking(handle, mem, out, err)
            else
-             Native.wdpool_producer_produce_async(@handle, mem, out, err)
+             Native.wdpool_producer_produce_async(handle, mem, out, err)
            end
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -236,7 +237,7 @@ module WdPool
       mem = many(messages, keep)
       reports = FFI::MemoryPointer.new(Native::Report.size, messages.size, true)
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_producer_produce_many_sync(@handle, mem, messages.size, Native::TIMEOUT_DEFAULT, reports, err)
+      rc = Native.wdpool_producer_produce_many_sync(handle, mem, messages.size, Native::TIMEOUT_DEFAULT, reports, err)
       list = messages.each_with_index.map do |m, i|
         Messages.report(Native::Report.new(reports + i * Native::Report.size), (m[:topic] || m['topic']).to_s)
       end
@@ -255,9 +256,9 @@ module WdPool
       out = FFI::MemoryPointer.new(:pointer, 2)
       err = out + FFI::Pointer.size
       rc = if may_wait_for_transaction?
-             Native.wdpool_producer_produce_many_async_blocking(@handle, mem, messages.size, out, err)
+             Native.wdpool_producer_produce_many_async_blocking(handle, mem, messages.size, out, err)
            else
-             Native.wdpool_producer_produce_many_async(@handle, mem, messages.size, out, err)
+             Native.wdpool_producer_produce_many_async(handle, mem, messages.size, out, err)
            end
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -267,7 +268,7 @@ module WdPool
     # Waits until everything this producer queued is delivered (ms; nil: max_wait_timeout).
     def flush(timeout: nil)
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_producer_flush(@handle, timeout ? timeout.to_i : Native::TIMEOUT_DEFAULT, err)
+      rc = Native.wdpool_producer_flush(handle, timeout ? timeout.to_i : Native::TIMEOUT_DEFAULT, err)
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       true
@@ -281,7 +282,7 @@ module WdPool
     def transaction
       Thread.handle_interrupt(ConnectionPool::DEFER) do
         err = FFI::MemoryPointer.new(:pointer)
-        rc = Native.wdpool_producer_begin(@handle, Native::TIMEOUT_DEFAULT, err)
+        rc = Native.wdpool_producer_begin(handle, Native::TIMEOUT_DEFAULT, err)
         raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
         outcome = Native::TXN_EXIT
@@ -297,7 +298,7 @@ module WdPool
           raise
         ensure
           ended = FFI::MemoryPointer.new(:int)
-          rc = Native.wdpool_producer_end(@handle, outcome, Native::TIMEOUT_DEFAULT, ended, err)
+          rc = Native.wdpool_producer_end(handle, outcome, Native::TIMEOUT_DEFAULT, ended, err)
           # FAIL: the block's own exception propagates unchanged.
           raise Errors.build(rc, err.get_pointer(0)) if !rc.zero? && outcome != Native::TXN_FAIL
           Native.wdpool_error_free(err.get_pointer(0)) if !rc.zero? && outcome == Native::TXN_FAIL
@@ -322,7 +323,7 @@ module WdPool
     def info
       i = Native::ProducerInfo.new
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_producer_get_info(@handle, i, err)
+      rc = Native.wdpool_producer_get_info(handle, i, err)
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       { index: i[:index], pool_id: i[:pool_id], transactional: i[:transactional],
@@ -336,7 +337,7 @@ module WdPool
 
     # Internal: the native handle.
     def handle
-      @handle
+      @handle ||= FFI::Pointer.new(@token)
     end
 
     private
@@ -346,7 +347,7 @@ module WdPool
     def may_wait_for_transaction?
       if @transactional.nil?
         i = Native::ProducerInfo.new
-        return false unless Native.wdpool_producer_get_info(@handle, i, nil).zero?
+        return false unless Native.wdpool_producer_get_info(handle, i, nil).zero?
 
         @transactional = i[:transactional]
         return i[:depth].zero? if @transactional
@@ -354,7 +355,7 @@ module WdPool
       return false unless @transactional
 
       i = Native::ProducerInfo.new
-      Native.wdpool_producer_get_info(@handle, i, nil)
+      Native.wdpool_producer_get_info(handle, i, nil)
       i[:depth].zero?
     end
 
