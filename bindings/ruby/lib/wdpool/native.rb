@@ -22,12 +22,12 @@ module WdPool
       rescue SystemCallError
         nil
       end
-      tried << ['pkg-config wdpool', pc_dir ? File.join(pc_dir, 'libwdpool.so') : nil]
+      tried << ['pkg-config wdpool', pc_dir ? File.join(pc_dir, 'libwdpool.so') : nil, 'no wdpool.pc (or no pkg-config)']
       env = ENV['WDPOOL_LIB']
       if env && !env.empty?
         tried << ['WDPOOL_LIB', File.directory?(env) ? File.join(env, 'libwdpool.so') : env]
       else
-        tried << ['WDPOOL_LIB', nil]
+        tried << ['WDPOOL_LIB', nil, 'not set']
       end
       root = File.expand_path('../../../../..', __FILE__)
       %w[release debug].each do |kind|
@@ -38,9 +38,9 @@ module WdPool
 
     def self.locate
       report = []
-      candidates.each do |how, path|
+      candidates.each do |how, path, why|
         if path.nil?
-          report << "#{how}: not set / not found"
+          report << "#{how}: #{why}"
         elsif File.exist?(path)
           return [how, path]
         else
