@@ -72,6 +72,23 @@ class EventsForkTest < Minitest::Test
     pool&.close
   end
 
+  def make_garbage_pool
+    pool = TestKafka.pool(size: 1, deliver: false)
+    pool.with { |p| p.produce_sync(topic: 'gc', payload: 'x') }
+    pool.id
+  end
+
+  def test_a_pool_left_to_the_garbage_collector_is_freed_and_closed_in_the_background
+    shutdowns = Queue.new
+    subscribe('connection_pool.shutdown') { |e| shutdowns << [e[:pool_id], Thread.current.name] }
+    id = make_garbage_pool
+    event = TestKafka.wait_until(10, 'the shutdown of the collected pool') do
+      GC.start
+      Array.new(shutdowns.size) { shutdowns.pop }.find { |pid, _| pid == id }
+    end
+    assert_equal 'wdpool-events', event[1]
+  end
+
   def test_fork_child_uses_the_pool_and_the_parent_keeps_working
     skip 'fork not available' unless Process.respond_to?(:fork)
     pool = TestKafka.pool(size: 2, timeout: 5_000)
