@@ -81,7 +81,8 @@ class EventsForkTest < Minitest::Test
   def test_a_pool_left_to_the_garbage_collector_is_freed_and_closed_in_the_background
     shutdowns = Queue.new
     subscribe('connection_pool.shutdown') { |e| shutdowns << [e[:pool_id], Thread.current.name] }
-    id = make_garbage_pool
+    # made on a thread that is gone: no stale reference on a stack the GC scans
+    id = Thread.new { make_garbage_pool }.value
     event = TestKafka.wait_until(10, 'the shutdown of the collected pool') do
       GC.start
       Array.new(shutdowns.size) { shutdowns.pop }.find { |pid, _| pid == id }
