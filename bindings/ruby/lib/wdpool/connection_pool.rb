@@ -274,6 +274,17 @@ module WdPool
           pause = [pause * 2, 0.01].min
         end
       end
+      if budget.positive? && Thread.list.size > 1
+        # The holder is most likely a Ruby thread waiting for the GVL: let it
+        # run and give its producer back before paying for a blocking wait.
+        Thread.handle_interrupt(ALLOW) { Thread.pass }
+        rc = probe(ctx[0], buf)
+        return rc if rc.zero?
+        raise Errors.build(rc, buf.get_pointer(8)) unless rc == 5
+
+        Native.wdpool_error_free(buf.get_pointer(8))
+        count_probe
+      end
       rc = native_checkout(ctx[0], budget, buf, true)
       Events.raise_deferred if Events.deferred.positive?
       raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
