@@ -72,6 +72,41 @@ class EventsForkTest < Minitest::Test
     pool&.close
   end
 
+  def test_librdkafka_errors_are_drained_on_the_gems_thread
+    skip 'needs the mock cluster' if TestKafka::REAL
+    errors = Queue.new
+    subscribe('error.occurred') { |e| errors << [e[:error], e[:error_code], Thread.current.name] }
+    cluster = WdPool::MockCluster.new(brokers: 1)
+    pool = WdPool::ConnectionPool.new(size: 1, timeout: 5_000) do |config|
+      config.kafka = { 'bootstrap.servers': cluster.bootstrap_servers, 'message.timeout.ms': 2_000 }
+    end
+    pool.with { |p| p.produce_sync(topic: 'up', payload: 'x') }
+    cluster.broker_up(1, false)
+    error, code, thread = TestKafka.wait_until(20, 'an error event') do
+      pool.with { |p| p.produce_async(topic: 'down', payload: 'x') }
+      errors.empty? ? nil : errors.pop
+    end
+    assert_kind_of WdPool::Errors::ProduceError, error
+    refute_equal 0, code
+    assert_equal 'wdpool-events', thread
+  ensure
+    pool&.close(force: true)
+    cluster&.close
+  end
+
+  def test_transaction_events_and_a_transactional_async_produce_outside_a_transaction
+    events = []
+    %w[transaction.started transaction.committed].each { |n| subscribe(n) { |e| events << [n, e[:slot], e[:producer_id]] } }
+    pool = TestKafka.pool(size: 1, transactional: 'events')
+    handle = pool.with { |p| p.produce_async(topic: TestKafka.topic('txev'), payload: 'own transaction') }
+    assert_nil handle.wait.error
+    assert_equal %w[transaction.started transaction.committed], events.map(&:first)
+    assert_equal [0, 0], events.map { |e| e[1] }
+    refute_nil events.first[2]
+  ensure
+    pool&.close
+  end
+
   def make_garbage_pool
     pool = TestKafka.pool(size: 1, deliver: false)
     pool.with { |p| p.produce_sync(topic: 'gc', payload: 'x') }
