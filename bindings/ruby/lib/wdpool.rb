@@ -24,6 +24,24 @@ module WdPool
       Native::LIBRARY_PATH
     end
 
+    # Internal: the current fiber runs under a fiber scheduler (ruby-async).
+    def scheduled?
+      !Fiber.scheduler.nil? && !Fiber.current.blocking?
+    end
+
+    # Internal: waits for the block to be true without blocking the thread
+    # (the scheduler runs other fibers), at most `timeout_ms` (nil: no bound).
+    def scheduler_wait(timeout_ms)
+      deadline = timeout_ms && Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond) + timeout_ms
+      pause = 0.0002
+      until yield
+        break if deadline && Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond) >= deadline
+
+        sleep(pause)
+        pause = [pause * 2, 0.005].min
+      end
+    end
+
     def with(timeout: nil, &block)
       ConnectionPool.with(timeout: timeout, &block)
     end

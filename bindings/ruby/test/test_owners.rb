@@ -117,3 +117,34 @@ class OwnersTest < Minitest::Test
     TestKafka.assert_whole(self, @pool)
   end
 end
+
+class AsyncProduceTest < Minitest::Test
+  # Under ruby-async, produce_sync and DeliveryHandle#wait let the thread's
+  # other fibers run while they wait for the broker.
+  def test_produce_sync_under_async_lets_other_fibers_run
+    skip 'needs the mock cluster (slow broker)' if TestKafka::REAL
+    cluster = WdPool::MockCluster.new(brokers: 1)
+    pool = WdPool::ConnectionPool.new(size: 2, timeout: 5_000) do |config|
+      config.kafka = { 'bootstrap.servers': cluster.bootstrap_servers, 'linger.ms': 0 }
+    end
+    pool.with { |p| p.produce_sync(topic: 'slow', payload: 'warm') }
+    cluster.rtt(1, 300)
+    ticks = 0
+    report = nil
+    Async do |task|
+      producer = task.async { pool.with { |p| report = p.produce_sync(topic: 'slow', payload: 'x') } }
+      task.async do
+        while producer.alive?
+          task.yield
+          ticks += 1
+        end
+      end
+      producer.wait
+    end
+    assert_nil report.error
+    assert_operator ticks, :>, 10
+  ensure
+    pool&.close
+    cluster&.close
+  end
+end

@@ -146,6 +146,7 @@ module WdPool
     # several messages). Raises ProduceError when a message failed,
     # DeliveryTimeoutError when reports are still missing.
     def wait(max_wait_timeout: nil, raise_response_error: true)
+      WdPool.scheduler_wait(max_wait_timeout) { pending.zero? } if WdPool.scheduled?
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_delivery_wait(@ptr, max_wait_timeout ? max_wait_timeout.to_i : Native::TIMEOUT_DEFAULT, err)
       if rc != 0 && (raise_response_error || rc != 8)
@@ -195,8 +196,11 @@ module WdPool
       @pool = pool
     end
 
-    # Produces one message and waits for its delivery report.
+    # Produces one message and waits for its delivery report. Under a fiber
+    # scheduler (ruby-async) the wait lets the thread's other fibers run.
     def produce_sync(**message)
+      return produce_async(**message).wait if WdPool.scheduled?
+
       keep = []
       mem = FFI::MemoryPointer.new(Messages::MESSAGE_SIZE, 1, false)
       Messages.fill(mem, keep, message)
@@ -232,6 +236,10 @@ module WdPool
     # Produces many messages and waits for all reports; returns them.
     def produce_many_sync(messages)
       return [] if messages.empty?
+      if WdPool.scheduled?
+        reports = produce_many_async(messages).wait
+        return reports.is_a?(Array) ? reports : [reports]
+      end
 
       keep = []
       mem = many(messages, keep)
