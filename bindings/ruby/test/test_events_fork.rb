@@ -56,6 +56,16 @@ class EventsForkTest < Minitest::Test
     assert_equal 1, events.size
     assert_operator events.first[:waited], :>=, 100
     assert_equal 1, pool.stats[:checkout_timeouts]
+    # with(timeout: 0): the try is the whole call, and its event is reported
+    held = Queue.new
+    release = Queue.new
+    t = Thread.new { pool.with { held << 1; release.pop } }
+    held.pop
+    assert_raises(WdPool::Errors::PoolTimeoutError) { pool.with(timeout: 0) { nil } }
+    release << 1
+    t.join
+    assert_equal 2, events.size
+    assert_equal 2, pool.stats[:checkout_timeouts]
   ensure
     pool&.close
   end

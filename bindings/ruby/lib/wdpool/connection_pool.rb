@@ -128,7 +128,7 @@ module WdPool
       Thread.handle_interrupt(DEFER) do
         ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
         buf = ctx[1]
-        rc = if GUARD_PROBES[0]
+        rc = if GUARD_PROBES[0] && timeout != 0
                probe(ctx[0], buf)
              else
                Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, buf, ctx[2])
@@ -332,7 +332,7 @@ module WdPool
       Thread.handle_interrupt(DEFER) do
         ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
         buf = ctx[1]
-        rc = if GUARD_PROBES[0]
+        rc = if GUARD_PROBES[0] && timeout != 0
                probe(ctx[0], buf)
              else
                Native.wdpool_checkout_try(ctx[0], 0, buf, ctx[2])
