@@ -51,6 +51,18 @@ class ProducerTest < Minitest::Test
     assert_match(/topic/, e.message)
   end
 
+  def test_a_refused_message_raises_a_produce_error_with_librdkafkas_code
+    skip 'needs the mock cluster' if TestKafka::REAL
+    topic = TestKafka.topic('one-partition')
+    TestKafka::MOCK.create_topic(topic, partitions: 1)
+    e = assert_raises(WdPool::Errors::ProduceError) do
+      @pool.with { |p| p.produce_sync(topic: topic, payload: 'x', partition: 7) }
+    end
+    assert_equal(-190, e.kafka_code) # RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
+    assert_equal :kafka, e.code
+    TestKafka.assert_whole(self, @pool)
+  end
+
   def test_deliver_false_acknowledges_without_a_broker
     pool = WdPool::ConnectionPool.new(size: 1, timeout: 1_000) do |config|
       config.kafka = { 'bootstrap.servers': '127.0.0.1:1' }
