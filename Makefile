@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby kafka-start kafka-stop clean
 
 all: build
 
@@ -107,6 +107,7 @@ test: deps
 	$(MAKE) test-examples
 	$(MAKE) test-real
 	$(MAKE) test-install
+	$(MAKE) test-ruby
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -197,6 +198,15 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 	    $(CARGO) test --test 'real_*'; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart
+
+# The Ruby binding's minitest suite (bindings/ruby), against the library
+# just built (PKG_CONFIG_LIBDIR hides an installed wdpool.pc, so WDPOOL_LIB
+# wins) and the in-process mock cluster; again against the real broker in
+# WDPOOL_KAFKA_BOOTSTRAP when that is set.
+test-ruby: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
+	cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so WDPOOL_KAFKA_BOOTSTRAP= rake test
+	@if [ -n "$$WDPOOL_KAFKA_BOOTSTRAP" ]; then \
+	  cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so rake test; fi
 
 kafka-start:
 	scripts/kafka.sh start --name single

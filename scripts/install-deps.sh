@@ -16,7 +16,7 @@ PACKAGES=(
   # real Kafka broker for integration tests (scripts/kafka.sh)
   maven openjdk-17-jre-headless
   # Ruby binding
-  ruby ruby-dev ruby-ffi ruby-minitest
+  ruby ruby-dev ruby-ffi ruby-minitest ruby-connection-pool ruby-async rake
   # sanitizers / leak checks
   clang libclang-rt-14-dev valgrind
 )
