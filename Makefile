@@ -197,7 +197,9 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 	    WDPOOL_REAL_LOAD=$(CURDIR)/$(BUILD)/real_load WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
 	    $(CARGO) test --test 'real_*'; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
-	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart
+	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart; \
+	  (cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so \
+	    WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read rake test)
 
 # The Ruby binding's minitest suite (bindings/ruby), against the library
 # just built (PKG_CONFIG_LIBDIR hides an installed wdpool.pc, so WDPOOL_LIB
