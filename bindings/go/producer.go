@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -304,6 +305,18 @@ func waitLoop(ctx context.Context, wait func(timeout int64) error) error {
 	}
 }
 
+// ctxErrAfterWait is ctx.Err(), or DeadlineExceeded when the deadline is
+// reached but ctx's timer has not fired yet (C's clock may run out first).
+func ctxErrAfterWait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < time.Millisecond {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 func isCode(err error, code Result) bool {
 	e, ok := err.(*Error)
 	return ok && e.Code == code
@@ -384,8 +397,8 @@ func (d *Delivery) Wait(ctx context.Context) error {
 		return takeError(C.wdpool_delivery_wait(h, cTimeout(timeout), &cerr), cerr)
 	})
 	if err != nil && (isCode(err, ResultDeliveryTimeout) || isCode(err, ResultStaleHandle)) {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
+		if cerr := ctxErrAfterWait(ctx); cerr != nil && isCode(err, ResultDeliveryTimeout) {
+			return fmt.Errorf("%w (%w)", err, cerr)
 		}
 		return err
 	}
