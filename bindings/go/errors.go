@@ -119,7 +119,9 @@ func (k *KafkaError) Error() string {
 // takeError turns a result code and its C error into a Go error and frees
 // the C error. It returns nil for WDPOOL_OK.
 func takeError[R ~uint32](rc R, cerr *C.wdpool_error) error {
-	defer C.wdpool_error_free(cerr)
+	if cerr != nil {
+		defer C.wdpool_error_free(cerr) // one cgo call less on success
+	}
 	if rc == C.WDPOOL_OK {
 		return nil
 	}
