@@ -41,7 +41,7 @@ func (o *Options) c() (C.size_t, C.uint64_t) {
 			size = 0 // refused by wdpool with INVALID_ARGUMENT
 		}
 		if o.Timeout > 0 {
-			timeout = C.uint64_t(o.Timeout.Milliseconds())
+			timeout = C.uint64_t((o.Timeout + time.Millisecond - 1) / time.Millisecond) // rounded up
 		}
 		if o.NoWait {
 			timeout = 0

@@ -312,3 +312,42 @@ func TestEventsAndReload(t *testing.T) {
 		t.Fatalf("reload must come before reloaded: %s", got)
 	}
 }
+
+func TestOwnersAcrossGoroutinesAndSlotIndexes(t *testing.T) {
+	var indexes []int
+	p, err := New(&Options{Size: 2, Timeout: 5 * time.Second}, func(c *Config, i int) error {
+		indexes = append(indexes, i)
+		return c.SetDeliver(false)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if fmt.Sprint(indexes) != "[0 1]" {
+		t.Fatalf("configure indexes %v", indexes)
+	}
+	ctx := context.Background()
+	err = p.With(ctx, func(outer *Producer) error {
+		a, _ := outer.Info()
+		// A fresh context, even on this goroutine, is another owner: the other slot.
+		var other ProducerInfo
+		if err := p.With(ctx, func(pr *Producer) error { other, _ = pr.Info(); return nil }); err != nil {
+			return err
+		}
+		// The producer's context handed to another goroutine: the same slot.
+		shared := make(chan ProducerInfo)
+		go func() {
+			var info ProducerInfo
+			p.With(outer.Context(), func(pr *Producer) error { info, _ = pr.Info(); return nil })
+			shared <- info
+		}()
+		s := <-shared
+		if other.Index == a.Index || s.Index != a.Index {
+			return fmt.Errorf("outer %d, fresh context %d, shared context %d", a.Index, other.Index, s.Index)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
