@@ -120,13 +120,21 @@ func BenchmarkProduceAsyncWaitMockCluster(b *testing.B) {
 					b.Fatal(err)
 				}
 				ds = append(ds, d)
-			}
-			for _, d := range ds {
-				if err := d.Wait(ctx); err != nil {
-					b.Fatal(err)
+				if len(ds) == 1000 { // wdpool keeps at most 131071 live delivery handles
+					waitAll(b, ctx, ds)
+					ds = ds[:0]
 				}
 			}
+			waitAll(b, ctx, ds)
 			return nil
 		})
 	})
+}
+
+func waitAll(b *testing.B, ctx context.Context, ds []*Delivery) {
+	for _, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
