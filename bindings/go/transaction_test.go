@@ -117,6 +117,18 @@ func TestTransactionOutcomes(t *testing.T) {
 	if !errors.Is(err, ErrTransactionAborted) || last(events()) != "transaction.aborted" {
 		t.Fatalf("inner failure: %v", err)
 	}
+	// An inner level left by a panic that the outer function recovers:
+	// the whole transaction rolls back and reports ErrEarlyExit.
+	err = p.Transaction(ctx, func(pr *Producer) error {
+		func() {
+			defer func() { recover() }()
+			p.Transaction(pr.Context(), func(*Producer) error { panic("inner") })
+		}()
+		return nil
+	})
+	if !errors.Is(err, ErrEarlyExit) || last(events()) != "transaction.aborted" {
+		t.Fatalf("inner early exit: %v", err)
+	}
 	if s, _ := p.Stats(); s.InUse != 0 {
 		t.Fatalf("stats %+v", s)
 	}
