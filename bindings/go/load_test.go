@@ -107,7 +107,23 @@ func TestLoad(t *testing.T) {
 		t.Logf("%d messages delivered to the mock cluster (read back only against a real broker: WDPOOL_KAFKA_BOOTSTRAP, WDPOOL_KAFKA_READ)", len(delivered))
 		return
 	}
-	out, err := exec.Command(reader, "--bootstrap", bootstrap, "--topic", topic, "--expect", fmt.Sprint(len(delivered)), "--timeout-ms", "60000").Output()
+	seen := readBack(t, reader, bootstrap, topic, "read_uncommitted", len(delivered))
+	for k := range delivered {
+		if seen[k] != 1 {
+			t.Errorf("%s read back %d times", k, seen[k])
+		}
+	}
+	if len(seen) != len(delivered) {
+		t.Errorf("read back %d keys, %d delivered", len(seen), len(delivered))
+	}
+	t.Logf("%d messages delivered to %s, each read back once", len(delivered), bootstrap)
+}
+
+// readBack reads topic with the kafka_read tool: how many times each key was read.
+func readBack(t *testing.T, reader, bootstrap, topic, isolation string, expect int) map[string]int {
+	t.Helper()
+	out, err := exec.Command(reader, "--bootstrap", bootstrap, "--topic", topic, "--isolation", isolation,
+		"--expect", fmt.Sprint(expect), "--timeout-ms", "60000").Output()
 	if err != nil {
 		t.Fatalf("kafka_read: %v", err)
 	}
@@ -121,10 +137,61 @@ func TestLoad(t *testing.T) {
 		k, _ := hex.DecodeString(f[2])
 		seen[string(k)]++
 	}
-	for k := range delivered {
-		if seen[k] != 1 {
-			t.Errorf("%s read back %d times", k, seen[k])
+	return seen
+}
+
+// Against a real broker: what a committed Transaction produced is read
+// back with read_committed; what an aborted, failed or panicking one
+// produced is not.
+func TestRealBrokerTransactions(t *testing.T) {
+	bootstrap, reader := os.Getenv("WDPOOL_KAFKA_BOOTSTRAP"), os.Getenv("WDPOOL_KAFKA_READ")
+	if bootstrap == "" || reader == "" {
+		t.Skip("needs WDPOOL_KAFKA_BOOTSTRAP and WDPOOL_KAFKA_READ")
+	}
+	topic := fmt.Sprintf("go-txn-%d", time.Now().UnixNano())
+	p, err := New(&Options{Size: 2, Timeout: 60 * time.Second}, func(c *Config, i int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": bootstrap, "transactional.id": fmt.Sprintf("%s-%d", topic, i)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := ctxTimeout(t, 120*time.Second)
+	send := func(prefix string) func(*Producer) error {
+		return func(pr *Producer) error {
+			for i := 0; i < 5; i++ {
+				if err := pr.Send(&Message{Topic: topic, Key: []byte(fmt.Sprintf("%s-%d", prefix, i)), Payload: []byte("x")}); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
+	}
+	if err := p.Transaction(ctx, send("committed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Transaction(ctx, func(pr *Producer) error { send("aborted")(pr); return ErrAbortTransaction }); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("failed")
+	if err := p.Transaction(ctx, func(pr *Producer) error { send("failed")(pr); return failed }); err != failed {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { recover() }()
+		p.Transaction(ctx, func(pr *Producer) error { send("panicked")(pr); panic("x") })
+	}()
+	if err := p.Transaction(ctx, send("after")); err != nil {
+		t.Fatal(err)
+	}
+	seen := readBack(t, reader, bootstrap, topic, "read_committed", 10)
+	for k, n := range seen {
+		if n != 1 || !(strings.HasPrefix(k, "committed-") || strings.HasPrefix(k, "after-")) {
+			t.Errorf("read %q %d times", k, n)
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("read %d committed keys, want 10: %v", len(seen), seen)
 	}
 }
 
