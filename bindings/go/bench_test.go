@@ -2,6 +2,7 @@ package wdpool
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -136,5 +137,29 @@ func waitAll(b *testing.B, ctx context.Context, ds []*Delivery) {
 		if err := d.Wait(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Against a real broker (WDPOOL_KAFKA_BOOTSTRAP): 100-byte messages,
+// acks=all, linger.ms 5, 4 goroutines through a pool of 2 producers (the
+// workload of ../shared/KAFKA.md's peer figures).
+func BenchmarkSendBroker(b *testing.B) {
+	bootstrap := os.Getenv("WDPOOL_KAFKA_BOOTSTRAP")
+	if bootstrap == "" {
+		b.Skip("needs WDPOOL_KAFKA_BOOTSTRAP")
+	}
+	b.SetParallelism(2)
+	benchmarkSend(b, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": "5"})
+	})
+}
+
+// The C ABI alone: checkout and checkin with one owner, no Go around it.
+func BenchmarkRawCheckoutCheckin(b *testing.B) {
+	p := newOffline(b, 4, time.Second)
+	rawCheckoutCheckin(p, 1)
+	b.ResetTimer()
+	if err := rawCheckoutCheckin(p, b.N); err != nil {
+		b.Fatal(err)
 	}
 }

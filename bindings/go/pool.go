@@ -323,12 +323,30 @@ func newOwner() uint64 {
 	}
 }
 
-func ownerOf(ctx context.Context) (uint64, context.Context) {
+// ownerOf returns ctx's owner, or a new one; owned reports whether ctx
+// already carries it.
+func ownerOf(ctx context.Context) (owner uint64, owned bool) {
 	if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
-		return o, ctx
+		return o, true
 	}
-	o := newOwner()
-	return o, context.WithValue(ctx, ownerKey{}, o)
+	return newOwner(), false
+}
+
+// rawCheckoutCheckin checks out and in n times with one owner and nothing
+// else: what the C ABI alone costs (for the benchmarks).
+func rawCheckoutCheckin(p *Pool, n int) error {
+	owner := C.wdpool_owner(newOwner())
+	for i := 0; i < n; i++ {
+		var h *C.wdpool_producer
+		if rc := C.wdpool_pool_checkout(p.h, owner, -1, &h, nil); rc != C.WDPOOL_OK {
+			return &Error{Code: Result(rc)}
+		}
+		if rc := C.wdpool_producer_checkin(h, nil); rc != C.WDPOOL_OK {
+			return &Error{Code: Result(rc)}
+		}
+	}
+	runtime.KeepAlive(p)
+	return nil
 }
 
 // timeoutOf turns ctx's deadline into a timeout_ms argument: -1 (the
@@ -354,13 +372,13 @@ func run(ctx context.Context, checkout checkoutFunc, txn bool, fn func(*Producer
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	owner, octx := ownerOf(ctx)
+	owner, owned := ownerOf(ctx)
 	var h *C.wdpool_producer
 	var cerr *C.wdpool_error
 	if err := takeError(checkout(owner, timeoutOf(ctx), &h, &cerr), cerr); err != nil {
 		return err
 	}
-	prod := &Producer{h: h, ctx: octx}
+	prod := &Producer{h: h, parent: ctx, owner: owner, owned: owned}
 	began := false
 	completed := false
 	var fnErr error

@@ -67,14 +67,27 @@ func reportFromC(r *C.wdpool_report, topic string) DeliveryReport {
 // that function returns (afterwards its calls fail with ErrStaleHandle).
 // It may be used from several goroutines while valid.
 type Producer struct {
-	h   *C.wdpool_producer
-	ctx context.Context
+	h      *C.wdpool_producer
+	parent context.Context // the context With got
+	owner  uint64
+	owned  bool // parent already carries owner
+	once   sync.Once
+	ctx    context.Context
 }
 
 // Context returns the context of the With that checked this producer out,
 // carrying its owner: a With or Transaction given this context (or one
 // derived from it) gets this same producer and joins its transaction.
-func (p *Producer) Context() context.Context { return p.ctx }
+func (p *Producer) Context() context.Context {
+	p.once.Do(func() {
+		if p.owned {
+			p.ctx = p.parent
+		} else {
+			p.ctx = context.WithValue(p.parent, ownerKey{}, p.owner)
+		}
+	})
+	return p.ctx
+}
 
 // Info says what the producer is.
 type ProducerInfo struct {
