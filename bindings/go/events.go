@@ -76,8 +76,10 @@ type subscription struct {
 // during that call; events born on librdkafka's threads (errors,
 // statistics) run on a goroutine of this package that drains wdpool's
 // queue while anyone is subscribed. fn may run on several goroutines at
-// once; a panic in it is recovered and printed. fn must not close, reload
-// or free the pool whose created or setup event it handles. The returned
+// once; it runs on a goroutine of its own while the goroutine that caused
+// the event waits for it, so a panic in it is recovered and printed and
+// runtime.Goexit ends only that goroutine. fn must not close, reload or
+// free the pool whose created or setup event it handles. The returned
 // function unsubscribes; it returns once fn will not be called again
 // (unless it is called from inside fn).
 func Subscribe(fn func(Event)) (unsubscribe func(), err error) {

@@ -2,6 +2,7 @@ package wdpool
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,4 +127,36 @@ func TestSetupTwiceClosesThePrevious(t *testing.T) {
 		t.Fatal("the first global pool was not shut down")
 	}
 	Close()
+}
+
+// A subscriber that panics or calls runtime.Goexit ends only its own
+// goroutine: the call that caused the event returns normally.
+func TestSubscriberPanicAndGoexitAreContained(t *testing.T) {
+	var calls atomic.Int64
+	unsub, err := Subscribe(func(e Event) {
+		if e.Kind != EventCreated {
+			return
+		}
+		if calls.Add(1)%2 == 0 {
+			panic("subscriber panic (expected in this test)")
+		}
+		runtime.Goexit()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	for i := 0; i < 4; i++ {
+		p, err := New(&Options{Size: 1}, offline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.With(context.Background(), func(*Producer) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+	}
+	if calls.Load() < 4 {
+		t.Fatalf("%d calls", calls.Load())
+	}
 }

@@ -20,7 +20,7 @@ import (
 func wdpoolGoConfigure(ud C.uintptr_t, cfg *C.wdpool_config, index C.size_t) (ret C.int) {
 	st := cgo.Handle(ud).Value().(*configureState)
 	defer func() {
-		if r := recover(); r != nil {
+		if r := recover(); r != nil { // a bug of this package: never unwind into C
 			st.panicked, st.panicValue = true, r
 			ret = 0
 		}
@@ -28,25 +28,27 @@ func wdpoolGoConfigure(ud C.uintptr_t, cfg *C.wdpool_config, index C.size_t) (re
 	if st.failed() {
 		return 0
 	}
-	c := &Config{h: cfg}
-	if err := st.fn(c, int(index)); err != nil {
-		st.err = err
-		return 0
-	}
-	c.h = nil
-	return C.WDPOOL_CB_OK
+	return st.run(cfg, int(index))
 }
 
 //export wdpoolGoEvent
 func wdpoolGoEvent(ud C.uintptr_t, e *C.wdpool_event) {
 	sub := cgo.Handle(ud).Value().(*subscription)
 	ev := eventFromC(e)
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "wdpool: event subscriber panicked on %s: %v\n", ev.Name, r)
-		}
+	// The subscriber runs on a goroutine of its own while this callback
+	// waits: neither a panic nor runtime.Goexit in it can unwind over
+	// wdpool's frames. A panic is printed; a Goexit ends only that goroutine.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				fmt.Fprintf(os.Stderr, "wdpool: event subscriber panicked on %s: %v\n", ev.Name, r)
+			}
+		}()
+		sub.fn(ev)
 	}()
-	sub.fn(ev)
+	<-done
 }
 
 //export wdpoolGoFinalize

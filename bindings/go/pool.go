@@ -53,31 +53,99 @@ func (o *Options) c() (C.size_t, C.uint64_t) {
 // ConfigureFunc configures the producer of one slot. index is the slot's
 // zero-based index, stable across reloads and producer replacements (use
 // it for transactional.id). An error fails New or Setup and is returned by
-// it (errors.Is works). It runs inside a call from C: it must not call
-// runtime.Goexit; a panic is re-panicked by New or Setup.
+// it (errors.Is works). A panic is re-panicked by New or Setup, and
+// runtime.Goexit (t.Fatal) ends the goroutine that called them, once the
+// C call has returned: the function runs on a goroutine of its own while
+// the C callback waits and applies its settings on the callback's thread,
+// so nothing ever unwinds over wdpool's frames.
 type ConfigureFunc func(config *Config, index int) error
 
 // Config is one producer's configuration, valid only while the
-// ConfigureFunc that got it runs.
+// ConfigureFunc that got it runs (afterwards its setters return
+// ErrStaleHandle).
 type Config struct {
-	h *C.wdpool_config
+	ops      chan configOp
+	finished chan struct{}
 }
 
-func (c *Config) handle() *C.wdpool_config {
+type configOp struct {
+	apply func(*C.wdpool_config) error
+	reply chan error
+}
+
+// do runs apply with the C config on the configure callback's thread.
+func (c *Config) do(apply func(*C.wdpool_config) error) error {
 	if c == nil {
-		return nil
+		return &Error{Code: ResultNullParameter, Message: "nil Config"}
 	}
-	return c.h
+	op := configOp{apply: apply, reply: make(chan error, 1)}
+	select {
+	case c.ops <- op:
+		return <-op.reply
+	case <-c.finished:
+		return &Error{Code: ResultStaleHandle, Message: "config used after its configure function returned"}
+	}
+}
+
+type configOutcome struct {
+	err        error
+	panicked   bool
+	panicValue any
+	goexit     bool
+}
+
+// run is the C callback's side: it starts the user's function on a
+// goroutine and serves its setters on this thread until it ends.
+func (st *configureState) run(cfg *C.wdpool_config, index int) C.int {
+	c := &Config{ops: make(chan configOp), finished: make(chan struct{})}
+	done := make(chan configOutcome, 1)
+	go func() {
+		completed := false
+		defer func() {
+			if completed {
+				return
+			}
+			if r := recover(); r != nil {
+				done <- configOutcome{panicked: true, panicValue: r}
+			} else {
+				done <- configOutcome{goexit: true}
+			}
+		}()
+		err := st.fn(c, index)
+		completed = true
+		done <- configOutcome{err: err}
+	}()
+	for {
+		select {
+		case op := <-c.ops:
+			op.reply <- op.apply(cfg)
+		case out := <-done:
+			close(c.finished)
+			switch {
+			case out.panicked:
+				st.panicked, st.panicValue = true, out.panicValue
+			case out.goexit:
+				st.goexit = true
+			case out.err != nil:
+				st.err = out.err
+			default:
+				return C.WDPOOL_CB_OK
+			}
+			return 0
+		}
+	}
 }
 
 // SetKafka sets a librdkafka property, checked at once: an unknown key or
 // bad value returns an error (ErrInvalidConfig) naming the key.
 func (c *Config) SetKafka(key, value string) error {
-	k, v := C.CString(key), C.CString(value)
-	defer C.free(unsafe.Pointer(k))
-	defer C.free(unsafe.Pointer(v))
-	var cerr *C.wdpool_error
-	return takeError(C.wdpool_config_set_kafka(c.handle(), k, v, &cerr), cerr)
+	return c.do(func(h *C.wdpool_config) error {
+		k, v := C.CString(key), C.CString(value)
+		defer C.free(unsafe.Pointer(k))
+		defer C.free(unsafe.Pointer(v))
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_kafka(h, k, v, &cerr), cerr)
+	})
 }
 
 // SetKafkaMap sets several librdkafka properties (in no particular order).
@@ -93,28 +161,36 @@ func (c *Config) SetKafkaMap(props map[string]string) error {
 // SetDeliver is WaterDrop's deliver: false builds a producer that
 // validates and acknowledges messages without contacting a broker.
 func (c *Config) SetDeliver(deliver bool) error {
-	var cerr *C.wdpool_error
-	return takeError(C.wdpool_config_set_deliver(c.handle(), C.bool(deliver), &cerr), cerr)
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_deliver(h, C.bool(deliver), &cerr), cerr)
+	})
 }
 
 // SetMaxWaitTimeout is WaterDrop's max_wait_timeout (default 180 s).
 func (c *Config) SetMaxWaitTimeout(d time.Duration) error {
-	var cerr *C.wdpool_error
-	return takeError(C.wdpool_config_set_max_wait_timeout(c.handle(), C.uint64_t(d.Milliseconds()), &cerr), cerr)
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_max_wait_timeout(h, C.uint64_t(d.Milliseconds()), &cerr), cerr)
+	})
 }
 
 // SetMaxPayloadSize is WaterDrop's max_payload_size (default 1000012).
 func (c *Config) SetMaxPayloadSize(n int) error {
-	var cerr *C.wdpool_error
-	return takeError(C.wdpool_config_set_max_payload_size(c.handle(), C.size_t(n), &cerr), cerr)
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_max_payload_size(h, C.size_t(n), &cerr), cerr)
+	})
 }
 
 // SetID sets the producer's id (used in events and as client.id).
 func (c *Config) SetID(id string) error {
-	s := C.CString(id)
-	defer C.free(unsafe.Pointer(s))
-	var cerr *C.wdpool_error
-	return takeError(C.wdpool_config_set_id(c.handle(), s, &cerr), cerr)
+	return c.do(func(h *C.wdpool_config) error {
+		s := C.CString(id)
+		defer C.free(unsafe.Pointer(s))
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_id(h, s, &cerr), cerr)
+	})
 }
 
 type configureState struct {
@@ -122,9 +198,10 @@ type configureState struct {
 	err        error
 	panicked   bool
 	panicValue any
+	goexit     bool
 }
 
-func (s *configureState) failed() bool { return s.err != nil || s.panicked }
+func (s *configureState) failed() bool { return s.err != nil || s.panicked || s.goexit }
 
 // withConfigure runs call with a handle to configure (0 when nil), then
 // deletes the handle, re-panics a panic of configure, and returns
@@ -139,6 +216,9 @@ func withConfigure(configure ConfigureFunc, call func(h C.uintptr_t) error) erro
 	deleteHandle(h)
 	if st.panicked {
 		panic(st.panicValue)
+	}
+	if st.goexit {
+		runtime.Goexit()
 	}
 	if st.err != nil {
 		return st.err
