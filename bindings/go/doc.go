@@ -44,5 +44,6 @@
 // unchanged. A panic or runtime.Goexit in that function is let through
 // once the producer is back in the pool and its transaction rolled back:
 // user code never runs inside a call from C, so nothing unwinds over
-// wdpool's Rust frames.
+// wdpool's Rust frames. Configure functions and event subscribers, which C
+// calls back, run on goroutines of their own while the C callback waits.
 package wdpool
