@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby kafka-start kafka-stop clean
 
 all: build
 
@@ -102,6 +102,7 @@ uninstall:
 test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-go
 	$(MAKE) test-valgrind
 	$(MAKE) test-header-cpp
 	$(MAKE) test-examples
@@ -113,6 +114,22 @@ test: deps
 test-rust:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --test header --test 'mock_*'
+
+# The Go binding (bindings/go) against the debug build: go vet, then go test
+# with the race detector, then with GOEXPERIMENT=cgocheck2. cgo finds the
+# header and library through pkg-config: a wdpool.pc for the build tree is
+# written under .cache/go (git-ignored), as are Go's caches.
+GO_CACHE := $(CURDIR)/.cache/go
+GO_ENV := PKG_CONFIG_PATH=$(GO_CACHE)/pkgconfig GOCACHE=$(GO_CACHE)/build GOMODCACHE=$(GO_CACHE)/mod GOFLAGS=-count=1
+test-go: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
+	@mkdir -p $(GO_CACHE)/pkgconfig
+	@printf 'Name: wdpool\nDescription: wdpool (build tree)\nVersion: $(VERSION)\nCflags: -I%s/include\nLibs: -L%s/$(DEBUG_LIB) -Wl,-rpath,%s/$(DEBUG_LIB) -lwdpool\n' \
+	  '$(CURDIR)' '$(CURDIR)' '$(CURDIR)' > $(GO_CACHE)/pkgconfig/wdpool.pc
+	cd bindings/go && $(GO_ENV) go vet ./...
+	cd bindings/go && CGO_CFLAGS=-I$(CURDIR)/include CGO_LDFLAGS="-L$(CURDIR)/$(DEBUG_LIB) -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB)" \
+	  $(GO_ENV) go build -tags wdpool_nopkgconfig ./...
+	cd bindings/go && $(GO_ENV) go test -race -timeout 120s ./...
+	cd bindings/go && $(GO_ENV) GOEXPERIMENT=cgocheck2 go test -timeout 120s ./...
 
 $(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)

@@ -1,0 +1,3 @@
+module github.com/wdpool/wdpool-go
+
+go 1.26

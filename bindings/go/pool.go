@@ -1,0 +1,577 @@
+package wdpool
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include "wdpool.h"
+
+// Declared in cgo.go's preamble, defined there.
+wdpool_result wdpool_go_pool_new(size_t, uint64_t, uintptr_t, wdpool_pool **, wdpool_error **);
+wdpool_result wdpool_go_setup(size_t, uint64_t, uintptr_t, wdpool_error **);
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Options shape a pool. Zero values take WaterDrop's defaults: Size 5,
+// Timeout 5 s. Timeout is how long a checkout waits for a free producer,
+// creating it included; a context deadline passed to With shortens it.
+type Options struct {
+	Size    int
+	Timeout time.Duration
+	// NoWait makes a checkout fail at once when no producer is free
+	// (a Timeout of 0 otherwise means the default).
+	NoWait bool
+}
+
+func (o *Options) c() (C.size_t, C.uint64_t) {
+	size, timeout := C.size_t(C.WDPOOL_DEFAULT_SIZE), C.uint64_t(C.WDPOOL_DEFAULT_TIMEOUT_MS)
+	if o != nil {
+		if o.Size > 0 {
+			size = C.size_t(o.Size)
+		} else if o.Size < 0 {
+			size = 0 // refused by wdpool with INVALID_ARGUMENT
+		}
+		if o.Timeout > 0 {
+			timeout = C.uint64_t((o.Timeout + time.Millisecond - 1) / time.Millisecond) // rounded up
+		}
+		if o.NoWait {
+			timeout = 0
+		}
+	}
+	return size, timeout
+}
+
+// ConfigureFunc configures the producer of one slot. index is the slot's
+// zero-based index, stable across reloads and producer replacements (use
+// it for transactional.id). An error fails New or Setup and is returned by
+// it (errors.Is works). A panic is re-panicked by New or Setup, and
+// runtime.Goexit (t.Fatal) ends the goroutine that called them, once the
+// C call has returned: the function runs on a goroutine of its own while
+// the C callback waits and applies its settings on the callback's thread,
+// so nothing ever unwinds over wdpool's frames.
+type ConfigureFunc func(config *Config, index int) error
+
+// Config is one producer's configuration, valid only while the
+// ConfigureFunc that got it runs (afterwards its setters return
+// ErrStaleHandle).
+type Config struct {
+	ops      chan configOp
+	finished chan struct{}
+}
+
+type configOp struct {
+	apply func(*C.wdpool_config) error
+	reply chan error
+}
+
+// do runs apply with the C config on the configure callback's thread.
+func (c *Config) do(apply func(*C.wdpool_config) error) error {
+	if c == nil {
+		return &Error{Code: ResultNullParameter, Message: "nil Config"}
+	}
+	op := configOp{apply: apply, reply: make(chan error, 1)}
+	select {
+	case c.ops <- op:
+		return <-op.reply
+	case <-c.finished:
+		return &Error{Code: ResultStaleHandle, Message: "config used after its configure function returned"}
+	}
+}
+
+type configOutcome struct {
+	err        error
+	panicked   bool
+	panicValue any
+	goexit     bool
+}
+
+// run is the C callback's side: it starts the user's function on a
+// goroutine and serves its setters on this thread until it ends.
+func (st *configureState) run(cfg *C.wdpool_config, index int) C.int {
+	c := &Config{ops: make(chan configOp), finished: make(chan struct{})}
+	done := make(chan configOutcome, 1)
+	go func() {
+		completed := false
+		defer func() {
+			if completed {
+				return
+			}
+			if r := recover(); r != nil {
+				done <- configOutcome{panicked: true, panicValue: r}
+			} else {
+				done <- configOutcome{goexit: true}
+			}
+		}()
+		err := st.fn(c, index)
+		completed = true
+		done <- configOutcome{err: err}
+	}()
+	for {
+		select {
+		case op := <-c.ops:
+			op.reply <- op.apply(cfg)
+		case out := <-done:
+			close(c.finished)
+			switch {
+			case out.panicked:
+				st.panicked, st.panicValue = true, out.panicValue
+			case out.goexit:
+				st.goexit = true
+			case out.err != nil:
+				st.err = out.err
+			default:
+				return C.WDPOOL_CB_OK
+			}
+			return 0
+		}
+	}
+}
+
+// SetKafka sets a librdkafka property, checked at once: an unknown key or
+// bad value returns an error (ErrInvalidConfig) naming the key.
+func (c *Config) SetKafka(key, value string) error {
+	return c.do(func(h *C.wdpool_config) error {
+		k, v := C.CString(key), C.CString(value)
+		defer C.free(unsafe.Pointer(k))
+		defer C.free(unsafe.Pointer(v))
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_kafka(h, k, v, &cerr), cerr)
+	})
+}
+
+// SetKafkaMap sets several librdkafka properties (in no particular order).
+func (c *Config) SetKafkaMap(props map[string]string) error {
+	for k, v := range props {
+		if err := c.SetKafka(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetDeliver is WaterDrop's deliver: false builds a producer that
+// validates and acknowledges messages without contacting a broker.
+func (c *Config) SetDeliver(deliver bool) error {
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_deliver(h, C.bool(deliver), &cerr), cerr)
+	})
+}
+
+// SetMaxWaitTimeout is WaterDrop's max_wait_timeout (default 180 s).
+func (c *Config) SetMaxWaitTimeout(d time.Duration) error {
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_max_wait_timeout(h, C.uint64_t(d.Milliseconds()), &cerr), cerr)
+	})
+}
+
+// SetMaxPayloadSize is WaterDrop's max_payload_size (default 1000012).
+func (c *Config) SetMaxPayloadSize(n int) error {
+	return c.do(func(h *C.wdpool_config) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_max_payload_size(h, C.size_t(n), &cerr), cerr)
+	})
+}
+
+// SetID sets the producer's id (used in events and as client.id).
+func (c *Config) SetID(id string) error {
+	return c.do(func(h *C.wdpool_config) error {
+		s := C.CString(id)
+		defer C.free(unsafe.Pointer(s))
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_config_set_id(h, s, &cerr), cerr)
+	})
+}
+
+type configureState struct {
+	fn         ConfigureFunc
+	err        error
+	panicked   bool
+	panicValue any
+	goexit     bool
+}
+
+func (s *configureState) failed() bool { return s.err != nil || s.panicked || s.goexit }
+
+// withConfigure runs call with a handle to configure (0 when nil), then
+// deletes the handle, re-panics a panic of configure, and returns
+// configure's own error in preference to wdpool's CALLBACK_FAILED.
+func withConfigure(configure ConfigureFunc, call func(h C.uintptr_t) error) error {
+	if configure == nil {
+		return call(0)
+	}
+	st := &configureState{fn: configure}
+	h := newHandle(st)
+	err := call(C.uintptr_t(h))
+	deleteHandle(h)
+	if st.panicked {
+		panic(st.panicValue)
+	}
+	if st.goexit {
+		runtime.Goexit()
+	}
+	if st.err != nil {
+		return st.err
+	}
+	return err
+}
+
+// Pool is a pool of Kafka producers. All its methods may be called from
+// any goroutine. Close it when done; a Pool that becomes unreachable
+// without Close is closed gracefully in the background.
+type Pool struct {
+	h       *C.wdpool_pool
+	cleanup runtime.Cleanup
+	closed  atomic.Bool
+}
+
+// New creates a pool of opts.Size producers (nil opts: the defaults),
+// calling configure once per slot before it returns (nil: default
+// producers, brokers from WDPOOL_BROKERS or 127.0.0.1:9092). Producers are
+// created on first use.
+func New(opts *Options, configure ConfigureFunc) (*Pool, error) {
+	size, timeout := opts.c()
+	var h *C.wdpool_pool
+	err := withConfigure(configure, func(ud C.uintptr_t) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_go_pool_new(size, timeout, ud, &h, &cerr), cerr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{h: h}
+	p.cleanup = runtime.AddCleanup(p, func(h *C.wdpool_pool) { C.wdpool_pool_free(h) }, h)
+	return p, nil
+}
+
+// ID is the pool's process-unique id, as events report it.
+func (p *Pool) ID() uint64 { return uint64(C.wdpool_pool_id(p.h)) }
+
+// With checks out a producer, runs fn with it and returns the producer to
+// the pool whatever fn did (returned, panicked or called runtime.Goexit).
+// fn's error is returned unchanged; a panic is re-panicked once the
+// producer is back.
+//
+// Owners: a With whose ctx came from p.Context() of an enclosing With (or
+// Transaction) on the same owner gets that same producer, so nested calls
+// on a pool of 1 never deadlock. A With with any other context is a fresh
+// owner and waits for a free producer like any other goroutine.
+//
+// ctx's deadline bounds the wait for a producer (else the pool's Timeout);
+// a ctx already done returns ctx.Err() at once.
+func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
+	return run(ctx, p.checkout, false, fn)
+}
+
+// Transaction is With with fn as one transaction: committed when fn
+// returns nil, rolled back when it returns ErrAbortTransaction (Transaction
+// returns nil), another error (returned unchanged) or panics / calls
+// runtime.Goexit (re-panicked after the rollback). A Transaction nested
+// through p.Context() is part of the enclosing one. The commit is bounded
+// by ctx's deadline (else the producer's max_wait_timeout).
+func (p *Pool) Transaction(ctx context.Context, fn func(*Producer) error) error {
+	return run(ctx, p.checkout, true, fn)
+}
+
+func (p *Pool) checkout(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32 {
+	rc := C.wdpool_pool_checkout(p.h, C.wdpool_owner(owner), cTimeout(timeout), out, cerr)
+	runtime.KeepAlive(p)
+	return rc
+}
+
+// CloseReport says what closing a pool did.
+type CloseReport struct {
+	Closed      int    // idle producers closed
+	Undelivered uint64 // messages they did not deliver
+	InUse       int    // producers still checked out (closed when they come back)
+}
+
+// Close closes the pool gracefully: idle producers flush (bounded by their
+// max_wait_timeout) and close in parallel. An error says how many messages
+// were not delivered. Closing twice is harmless.
+func (p *Pool) Close() error {
+	r, err := p.Shutdown(false)
+	if err == nil && r.Undelivered > 0 {
+		return &Error{Code: ResultDeliveryTimeout, Message: undeliveredMessage(r.Undelivered)}
+	}
+	return err
+}
+
+// Shutdown closes the pool, purging undelivered messages when force is
+// true, and reports what it did.
+func (p *Pool) Shutdown(force bool) (CloseReport, error) {
+	var rep C.wdpool_close_report
+	var cerr *C.wdpool_error
+	err := takeError(C.wdpool_pool_close(p.h, C.bool(force), &rep, &cerr), cerr)
+	runtime.KeepAlive(p)
+	drainNow()
+	return closeReport(&rep), err
+}
+
+func closeReport(r *C.wdpool_close_report) CloseReport {
+	return CloseReport{Closed: int(r.closed), Undelivered: uint64(r.undelivered), InUse: int(r.in_use)}
+}
+
+func undeliveredMessage(n uint64) string {
+	return "close: " + itoa(n) + " message(s) not delivered"
+}
+
+func itoa(n uint64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// Reload closes idle producers (gracefully) to be recreated on demand;
+// checked-out ones are replaced when they come back.
+func (p *Pool) Reload() error {
+	var cerr *C.wdpool_error
+	err := takeError(C.wdpool_pool_reload(p.h, &cerr), cerr)
+	runtime.KeepAlive(p)
+	return err
+}
+
+// Stats is a snapshot of a pool.
+type Stats struct {
+	Size             int
+	Created          int
+	Idle             int
+	InUse            int
+	Creating         int
+	Waiting          int
+	CheckoutTimeouts uint64
+	TotalWait        time.Duration
+	Creations        uint64
+	Replaced         uint64
+	Closed           bool
+}
+
+// Available is how many producers a checkout could get now without
+// waiting: idle ones plus slots not created yet.
+func (s Stats) Available() int { return s.Size - s.InUse - s.Creating }
+
+// Stats returns a snapshot of the pool; it never blocks.
+func (p *Pool) Stats() (Stats, error) {
+	var s C.wdpool_statistics
+	var cerr *C.wdpool_error
+	err := takeError(C.wdpool_pool_stats(p.h, &s, &cerr), cerr)
+	runtime.KeepAlive(p)
+	return statsFromC(&s), err
+}
+
+func statsFromC(s *C.wdpool_statistics) Stats {
+	return Stats{
+		Size: int(s.size), Created: int(s.created), Idle: int(s.idle), InUse: int(s.in_use),
+		Creating: int(s.creating), Waiting: int(s.waiting), CheckoutTimeouts: uint64(s.checkout_timeouts),
+		TotalWait: time.Duration(s.total_wait_us) * time.Microsecond, Creations: uint64(s.creations),
+		Replaced: uint64(s.replaced), Closed: bool(s.closed),
+	}
+}
+
+// ---- owners and the checkout / checkin cycle ----
+
+type ownerKey struct{}
+
+var lastOwner atomic.Uint64
+
+// newOwner returns a token unique in the process, never
+// WDPOOL_OWNER_THREAD (0) nor WDPOOL_OWNER_NONE (UINT64_MAX).
+func newOwner() uint64 {
+	for {
+		o := lastOwner.Add(1)
+		if o != 0 && o != math.MaxUint64 {
+			return o
+		}
+	}
+}
+
+// ownerOf returns ctx's owner, or a new one; owned reports whether ctx
+// already carries it.
+func ownerOf(ctx context.Context) (owner uint64, owned bool) {
+	if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
+		return o, true
+	}
+	return newOwner(), false
+}
+
+// rawCheckoutCheckin checks out and in n times with one owner and nothing
+// else: what the C ABI alone costs (for the benchmarks).
+func rawCheckoutCheckin(p *Pool, n int) error {
+	owner := C.wdpool_owner(newOwner())
+	for i := 0; i < n; i++ {
+		var h *C.wdpool_producer
+		if rc := C.wdpool_pool_checkout(p.h, owner, -1, &h, nil); rc != C.WDPOOL_OK {
+			return &Error{Code: Result(rc)}
+		}
+		if rc := C.wdpool_producer_checkin(h, nil); rc != C.WDPOOL_OK {
+			return &Error{Code: Result(rc)}
+		}
+	}
+	runtime.KeepAlive(p)
+	return nil
+}
+
+// timeoutOf turns ctx's deadline into a timeout_ms argument: -1 (the
+// default) without a deadline, else the milliseconds left, rounded up.
+func timeoutOf(ctx context.Context) int64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return C.WDPOOL_TIMEOUT_DEFAULT
+	}
+	left := time.Until(d)
+	if left <= 0 {
+		return 0
+	}
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+type checkoutFunc func(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32
+
+func run(ctx context.Context, checkout checkoutFunc, txn bool, fn func(*Producer) error) (err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	owner, owned := ownerOf(ctx)
+	var h *C.wdpool_producer
+	var cerr *C.wdpool_error
+	if err := takeError(checkout(owner, timeoutOf(ctx), &h, &cerr), cerr); err != nil {
+		return err
+	}
+	prod := &Producer{h: h, parent: ctx, owner: owner, owned: owned}
+	began := false
+	completed := false
+	var fnErr error
+	defer func() {
+		// Runs on return, panic and runtime.Goexit alike; a panic or a
+		// Goexit goes on once this returns, with the producer back.
+		var endErr error
+		if began {
+			outcome := C.int(C.WDPOOL_TXN_COMMIT)
+			timeout := timeoutOf(ctx)
+			switch {
+			case !completed:
+				outcome = C.WDPOOL_TXN_EXIT
+			case errors.Is(fnErr, ErrAbortTransaction):
+				outcome = C.WDPOOL_TXN_ABORT
+			case fnErr != nil:
+				outcome = C.WDPOOL_TXN_FAIL
+			}
+			if outcome != C.WDPOOL_TXN_COMMIT {
+				timeout = C.WDPOOL_TIMEOUT_DEFAULT // a rollback must happen whatever the deadline
+			}
+			var ended C.int
+			var ecerr *C.wdpool_error
+			endErr = takeError(C.wdpool_producer_end(h, outcome, cTimeout(timeout), &ended, &ecerr), ecerr)
+		}
+		var icerr *C.wdpool_error
+		checkinErr := takeError(C.wdpool_producer_checkin(h, &icerr), icerr)
+		if !completed {
+			return
+		}
+		switch {
+		case txn && errors.Is(fnErr, ErrAbortTransaction):
+			err = endErr
+		case fnErr != nil:
+			err = fnErr
+		case endErr != nil:
+			err = endErr
+		default:
+			err = checkinErr
+		}
+	}()
+	if txn {
+		var bcerr *C.wdpool_error
+		if err := takeError(C.wdpool_producer_begin(h, cTimeout(timeoutOf(ctx)), &bcerr), bcerr); err != nil {
+			completed = true
+			fnErr = err
+			return err
+		}
+		began = true
+	}
+	fnErr = fn(prod)
+	completed = true
+	return fnErr
+}
+
+// ---- the global pool ----
+
+// Setup sets up the process-wide pool (WaterDrop's ConnectionPool.setup).
+// A global pool set up before is closed gracefully once the new one is in
+// place.
+func Setup(opts *Options, configure ConfigureFunc) error {
+	size, timeout := opts.c()
+	return withConfigure(configure, func(ud C.uintptr_t) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_go_setup(size, timeout, ud, &cerr), cerr)
+	})
+}
+
+func globalCheckout(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32 {
+	return C.wdpool_checkout(C.wdpool_owner(owner), cTimeout(timeout), out, cerr)
+}
+
+// With is Pool.With on the global pool (ErrNotSetUp before Setup).
+func With(ctx context.Context, fn func(*Producer) error) error {
+	return run(ctx, globalCheckout, false, fn)
+}
+
+// Transaction is Pool.Transaction on the global pool.
+func Transaction(ctx context.Context, fn func(*Producer) error) error {
+	return run(ctx, globalCheckout, true, fn)
+}
+
+// Close closes the global pool gracefully; harmless without one.
+func Close() error {
+	r, err := Shutdown(false)
+	if err == nil && r.Undelivered > 0 {
+		return &Error{Code: ResultDeliveryTimeout, Message: undeliveredMessage(r.Undelivered)}
+	}
+	return err
+}
+
+// Shutdown closes the global pool (force: purge) and reports what it did.
+func Shutdown(force bool) (CloseReport, error) {
+	var rep C.wdpool_close_report
+	var cerr *C.wdpool_error
+	err := takeError(C.wdpool_close(C.bool(force), &rep, &cerr), cerr)
+	drainNow()
+	return closeReport(&rep), err
+}
+
+// Reload reloads the global pool; a no-op without one.
+func Reload() error {
+	var cerr *C.wdpool_error
+	return takeError(C.wdpool_reload(&cerr), cerr)
+}
+
+// GlobalStats is Pool.Stats of the global pool.
+func GlobalStats() (Stats, error) {
+	var s C.wdpool_statistics
+	var cerr *C.wdpool_error
+	err := takeError(C.wdpool_stats(&s, &cerr), cerr)
+	return statsFromC(&s), err
+}
+
+// Active reports whether a global pool is set up and not closed.
+func Active() bool { return bool(C.wdpool_active()) }

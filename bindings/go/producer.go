@@ -1,0 +1,469 @@
+package wdpool
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wdpool.h"
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Header is one message header; several may share a key (WaterDrop's
+// list-valued headers). A nil Value is a null value.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is one message to produce. Nothing in it is kept after the
+// produce call returns.
+type Message struct {
+	Topic        string    // required: letters, digits, '_', '-', '.'
+	Payload      []byte    // nil: a tombstone
+	Key          []byte    // nil: no key; when given, not empty
+	Partition    *int32    // nil: any partition (the partitioner chooses)
+	PartitionKey []byte    // nil: none; chooses the partition without setting the key
+	Timestamp    time.Time // zero: the time of producing
+	Headers      []Header
+}
+
+// Partition returns a pointer to n, for Message.Partition.
+func Partition(n int32) *int32 { return &n }
+
+// DeliveryReport is the outcome of one message.
+type DeliveryReport struct {
+	Topic     string
+	Partition int32 // -1 when unknown
+	Offset    int64 // -1 when not delivered
+	Timestamp time.Time
+	Err       error // nil: delivered; else a *KafkaError
+}
+
+func reportFromC(r *C.wdpool_report, topic string) DeliveryReport {
+	d := DeliveryReport{Topic: topic, Partition: int32(r.partition), Offset: int64(r.offset)}
+	if r.topic != nil && topic == "" {
+		d.Topic = C.GoString(r.topic)
+	}
+	if r.timestamp_ms >= 0 {
+		d.Timestamp = time.UnixMilli(int64(r.timestamp_ms))
+	}
+	if r.error_code != 0 {
+		d.Err = &KafkaError{Code: int32(r.error_code), Message: "delivery failed"}
+	}
+	return d
+}
+
+// Producer is a producer checked out by With or Transaction, valid until
+// that function returns (afterwards its calls fail with ErrStaleHandle).
+// It may be used from several goroutines while valid.
+type Producer struct {
+	h      *C.wdpool_producer
+	parent context.Context // the context With got
+	owner  uint64
+	owned  bool // parent already carries owner
+	once   sync.Once
+	ctx    context.Context
+}
+
+// Context returns the context of the With that checked this producer out,
+// carrying its owner: a With or Transaction given this context (or one
+// derived from it) gets this same producer and joins its transaction.
+func (p *Producer) Context() context.Context {
+	p.once.Do(func() {
+		if p.owned {
+			p.ctx = p.parent
+		} else {
+			p.ctx = context.WithValue(p.parent, ownerKey{}, p.owner)
+		}
+	})
+	return p.ctx
+}
+
+// Info says what the producer is.
+type ProducerInfo struct {
+	Index         int
+	PoolID        uint64
+	Transactional bool
+	InTransaction bool
+	Depth         int
+	RollbackOnly  bool
+}
+
+// Info returns what the producer is (its slot index, transaction state).
+func (p *Producer) Info() (ProducerInfo, error) {
+	var i C.wdpool_producer_info
+	var cerr *C.wdpool_error
+	if err := takeError(C.wdpool_producer_get_info(p.h, &i, &cerr), cerr); err != nil {
+		return ProducerInfo{}, err
+	}
+	return ProducerInfo{Index: int(i.index), PoolID: uint64(i.pool_id), Transactional: bool(i.transactional),
+		InTransaction: bool(i.in_transaction), Depth: int(i.depth), RollbackOnly: bool(i.rollback_only)}, nil
+}
+
+// cMessages holds messages built in one block of C memory.
+type cMessages struct {
+	base unsafe.Pointer
+	msgs *C.wdpool_message
+}
+
+func (m *cMessages) free() { C.free(m.base) }
+
+func invalid(format string) error { return &Error{Code: ResultInvalidMessage, Message: format} }
+
+// buildMessages copies msgs into one C allocation: the wdpool_message
+// array, the header arrays, then every string and byte range. No Go
+// pointer is handed to C.
+func buildMessages(msgs []*Message) (*cMessages, error) {
+	if len(msgs) == 0 {
+		return nil, invalid("no message")
+	}
+	var nHeaders, nBytes int
+	for i, m := range msgs {
+		if m == nil {
+			return nil, invalid("message " + itoa(uint64(i)) + ": nil")
+		}
+		if strings.IndexByte(m.Topic, 0) >= 0 {
+			return nil, invalid("message " + itoa(uint64(i)) + ": topic contains a NUL byte")
+		}
+		nBytes += len(m.Topic) + 1 + len(m.Payload) + len(m.Key) + len(m.PartitionKey)
+		nHeaders += len(m.Headers)
+		for _, h := range m.Headers {
+			if strings.IndexByte(h.Key, 0) >= 0 {
+				return nil, invalid("message " + itoa(uint64(i)) + ": header key contains a NUL byte")
+			}
+			nBytes += len(h.Key) + 1 + len(h.Value)
+		}
+	}
+	msgSize := int(unsafe.Sizeof(C.wdpool_message{})) * len(msgs)
+	hdrSize := int(unsafe.Sizeof(C.wdpool_header{})) * nHeaders
+	total := msgSize + hdrSize + nBytes + 1
+	base := C.malloc(C.size_t(total))
+	if base == nil {
+		panic("wdpool: out of memory")
+	}
+	all := unsafe.Slice((*byte)(base), total)
+	cms := unsafe.Slice((*C.wdpool_message)(base), len(msgs))
+	var chs []C.wdpool_header
+	if nHeaders > 0 {
+		chs = unsafe.Slice((*C.wdpool_header)(unsafe.Add(base, msgSize)), nHeaders)
+	}
+	off := msgSize + hdrSize
+	bytes := func(b []byte) C.wdpool_bytes {
+		if b == nil {
+			return C.wdpool_bytes{}
+		}
+		p := unsafe.Pointer(&all[off])
+		copy(all[off:], b)
+		off += len(b)
+		return C.wdpool_bytes{data: (*C.uint8_t)(p), len: C.size_t(len(b))}
+	}
+	str := func(s string) *C.char {
+		p := unsafe.Pointer(&all[off])
+		copy(all[off:], s)
+		all[off+len(s)] = 0
+		off += len(s) + 1
+		return (*C.char)(p)
+	}
+	hi := 0
+	for i, m := range msgs {
+		cm := &cms[i]
+		C.wdpool_message_init(cm)
+		cm.topic = str(m.Topic)
+		cm.payload = bytes(m.Payload)
+		cm.key = bytes(m.Key)
+		cm.partition_key = bytes(m.PartitionKey)
+		if m.Partition != nil {
+			cm.partition = C.int32_t(*m.Partition)
+		}
+		if !m.Timestamp.IsZero() {
+			cm.timestamp_ms = C.int64_t(m.Timestamp.UnixMilli())
+		}
+		if len(m.Headers) > 0 {
+			cm.headers = &chs[hi]
+			cm.headers_len = C.size_t(len(m.Headers))
+			for _, h := range m.Headers {
+				chs[hi].key = str(h.Key)
+				chs[hi].value = bytes(h.Value)
+				hi++
+			}
+		}
+	}
+	return &cMessages{base: base, msgs: &cms[0]}, nil
+}
+
+// ProduceSync produces m and waits for its delivery report, up to ctx's
+// deadline (else the producer's max_wait_timeout). The report is returned
+// also when delivery failed.
+func (p *Producer) ProduceSync(ctx context.Context, m *Message) (DeliveryReport, error) {
+	if err := ctx.Err(); err != nil {
+		return DeliveryReport{Partition: -1, Offset: -1}, err
+	}
+	cm, err := buildMessages([]*Message{m})
+	if err != nil {
+		return DeliveryReport{Partition: -1, Offset: -1}, err
+	}
+	defer cm.free()
+	r := C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
+	var cerr *C.wdpool_error
+	err = takeError(C.wdpool_producer_produce_sync(p.h, cm.msgs, cTimeout(timeoutOf(ctx)), &r, &cerr), cerr)
+	return reportFromC(&r, m.Topic), err
+}
+
+// ProduceManySync produces msgs (all validated first: if one is invalid
+// none is sent) and waits for every report, up to ctx's deadline.
+func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]DeliveryReport, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cm, err := buildMessages(msgs)
+	if err != nil {
+		return nil, err
+	}
+	defer cm.free()
+	reps := (*C.wdpool_report)(C.calloc(C.size_t(len(msgs)), C.size_t(unsafe.Sizeof(C.wdpool_report{}))))
+	defer C.free(unsafe.Pointer(reps))
+	crs := unsafe.Slice(reps, len(msgs))
+	for i := range crs {
+		crs[i] = C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
+	}
+	var cerr *C.wdpool_error
+	err = takeError(C.wdpool_producer_produce_many_sync(p.h, cm.msgs, C.size_t(len(msgs)), cTimeout(timeoutOf(ctx)), reps, &cerr), cerr)
+	out := make([]DeliveryReport, len(msgs))
+	for i := range crs {
+		out[i] = reportFromC(&crs[i], msgs[i].Topic)
+	}
+	return out, err
+}
+
+// ProduceAsync produces m without waiting for its delivery. Wait on the
+// returned Delivery, or Close it to drop its reports (the message is still
+// delivered).
+func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
+	cm, err := buildMessages([]*Message{m})
+	if err != nil {
+		return nil, err
+	}
+	defer cm.free()
+	var d *C.wdpool_delivery
+	var cerr *C.wdpool_error
+	if err := takeError(C.wdpool_producer_produce_async(p.h, cm.msgs, &d, &cerr), cerr); err != nil {
+		return nil, err
+	}
+	return newDelivery(d, []string{m.Topic}), nil
+}
+
+// Send produces m fire-and-forget: no delivery report is kept.
+func (p *Producer) Send(m *Message) error {
+	cm, err := buildMessages([]*Message{m})
+	if err != nil {
+		return err
+	}
+	defer cm.free()
+	var cerr *C.wdpool_error
+	return takeError(C.wdpool_producer_produce_async(p.h, cm.msgs, nil, &cerr), cerr)
+}
+
+// ProduceManyAsync produces msgs without waiting; one Delivery covers them.
+func (p *Producer) ProduceManyAsync(msgs []*Message) (*Delivery, error) {
+	cm, err := buildMessages(msgs)
+	if err != nil {
+		return nil, err
+	}
+	defer cm.free()
+	var d *C.wdpool_delivery
+	var cerr *C.wdpool_error
+	if err := takeError(C.wdpool_producer_produce_many_async(p.h, cm.msgs, C.size_t(len(msgs)), &d, &cerr), cerr); err != nil {
+		return nil, err
+	}
+	topics := make([]string, len(msgs))
+	for i, m := range msgs {
+		topics[i] = m.Topic
+	}
+	return newDelivery(d, topics), nil
+}
+
+// waitSlice bounds each blocking C wait when ctx can be cancelled without
+// a deadline, so that the cancellation is noticed.
+const waitSlice = 50 * time.Millisecond
+
+// waitLoop calls wait with timeouts derived from ctx until it returns
+// something other than DELIVERY_TIMEOUT or ctx is done.
+func waitLoop(ctx context.Context, wait func(timeout int64) error) error {
+	for {
+		timeout := timeoutOf(ctx)
+		sliced := false
+		if ctx.Done() != nil && (timeout < 0 || timeout > int64(waitSlice/time.Millisecond)) {
+			timeout, sliced = int64(waitSlice/time.Millisecond), true
+		}
+		err := wait(timeout)
+		if !sliced || err == nil || !isCode(err, ResultDeliveryTimeout) {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return err
+		}
+	}
+}
+
+// ctxErrAfterWait is ctx.Err(), or DeadlineExceeded when the deadline is
+// reached but ctx's timer has not fired yet (C's clock may run out first).
+func ctxErrAfterWait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < time.Millisecond {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func isCode(err error, code Result) bool {
+	e, ok := err.(*Error)
+	return ok && e.Code == code
+}
+
+// Flush waits until everything this producer queued is delivered or
+// failed, up to ctx's deadline (else its max_wait_timeout).
+func (p *Producer) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return waitLoop(ctx, func(timeout int64) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_producer_flush(p.h, cTimeout(timeout), &cerr), cerr)
+	})
+}
+
+// Delivery is the pending reports of one async produce call. Wait reads
+// them and frees the C handle; Close frees it without waiting; a Delivery
+// dropped without either is freed by the garbage collector.
+type Delivery struct {
+	mu      sync.Mutex
+	h       *C.wdpool_delivery // nil once freed
+	cleanup runtime.Cleanup
+	topics  []string
+	reports []DeliveryReport
+	err     error
+	done    bool
+}
+
+// deliveriesLive counts C delivery handles not yet freed (for tests).
+var deliveriesLive = struct {
+	sync.Mutex
+	n int
+}{}
+
+func freeDelivery(h *C.wdpool_delivery) {
+	deliveriesLive.Lock()
+	deliveriesLive.n--
+	deliveriesLive.Unlock()
+	C.wdpool_delivery_free(h)
+}
+
+func newDelivery(h *C.wdpool_delivery, topics []string) *Delivery {
+	deliveriesLive.Lock()
+	deliveriesLive.n++
+	deliveriesLive.Unlock()
+	d := &Delivery{h: h, topics: topics}
+	d.cleanup = runtime.AddCleanup(d, freeDelivery, h)
+	return d
+}
+
+// Count is how many messages the Delivery covers.
+func (d *Delivery) Count() int { return len(d.topics) }
+
+// Wait waits for every report, up to ctx's deadline (else the producer's
+// max_wait_timeout). It returns nil when all were delivered, the first
+// failure (a *Error wrapping a *KafkaError) otherwise, or a
+// DELIVERY_TIMEOUT / ctx error when reports are still missing (Wait may
+// then be called again). Once all reports are in, it frees the C handle;
+// later calls return the same result.
+func (d *Delivery) Wait(ctx context.Context) error {
+	d.mu.Lock()
+	if d.done || d.h == nil {
+		defer d.mu.Unlock()
+		if !d.done {
+			return &Error{Code: ResultStaleHandle, Message: "delivery closed"}
+		}
+		return d.err
+	}
+	h := d.h
+	d.mu.Unlock() // waiting needs no lock: a concurrent Close is safe in C
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := waitLoop(ctx, func(timeout int64) error {
+		var cerr *C.wdpool_error
+		return takeError(C.wdpool_delivery_wait(h, cTimeout(timeout), &cerr), cerr)
+	})
+	if err != nil && (isCode(err, ResultDeliveryTimeout) || isCode(err, ResultStaleHandle)) {
+		if cerr := ctxErrAfterWait(ctx); cerr != nil && isCode(err, ResultDeliveryTimeout) {
+			return fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done || d.h == nil {
+		if d.done {
+			return d.err
+		}
+		return &Error{Code: ResultStaleHandle, Message: "delivery closed"}
+	}
+	reports := make([]DeliveryReport, len(d.topics))
+	for i := range reports {
+		r := C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
+		C.wdpool_delivery_report(h, C.size_t(i), &r, nil)
+		reports[i] = reportFromC(&r, d.topics[i])
+	}
+	d.reports, d.err, d.done = reports, err, true
+	d.freeLocked()
+	return err
+}
+
+// Reports returns the reports read by a successful or failed Wait (nil
+// before).
+func (d *Delivery) Reports() []DeliveryReport {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reports
+}
+
+// Report is the first report (of a single-message ProduceAsync).
+func (d *Delivery) Report() DeliveryReport {
+	r := d.Reports()
+	if len(r) == 0 {
+		return DeliveryReport{Partition: -1, Offset: -1}
+	}
+	return r[0]
+}
+
+// Close frees the C handle without waiting (the messages are still
+// delivered). Harmless after Wait and when called twice.
+func (d *Delivery) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.freeLocked()
+}
+
+func (d *Delivery) freeLocked() {
+	if d.h == nil {
+		return
+	}
+	d.cleanup.Stop()
+	freeDelivery(d.h)
+	d.h = nil
+}
