@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc kafka-start kafka-stop clean
 
 all: build
 
@@ -121,15 +121,24 @@ test-rust:
 # written under .cache/go (git-ignored), as are Go's caches.
 GO_CACHE := $(CURDIR)/.cache/go
 GO_ENV := PKG_CONFIG_PATH=$(GO_CACHE)/pkgconfig GOCACHE=$(GO_CACHE)/build GOMODCACHE=$(GO_CACHE)/mod GOFLAGS=-count=1
-test-go: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
+go-pc: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(GO_CACHE)/pkgconfig
 	@printf 'Name: wdpool\nDescription: wdpool (build tree)\nVersion: $(VERSION)\nCflags: -I%s/include\nLibs: -L%s/$(DEBUG_LIB) -Wl,-rpath,%s/$(DEBUG_LIB) -lwdpool\n' \
 	  '$(CURDIR)' '$(CURDIR)' '$(CURDIR)' > $(GO_CACHE)/pkgconfig/wdpool.pc
+
+test-go: go-pc
 	cd bindings/go && $(GO_ENV) go vet ./...
 	cd bindings/go && CGO_CFLAGS=-I$(CURDIR)/include CGO_LDFLAGS="-L$(CURDIR)/$(DEBUG_LIB) -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB)" \
 	  $(GO_ENV) go build -tags wdpool_nopkgconfig ./...
 	cd bindings/go && $(GO_ENV) go test -race -timeout 120s ./...
 	cd bindings/go && $(GO_ENV) GOEXPERIMENT=cgocheck2 go test -timeout 120s ./...
+
+# The Go binding's tests that need a real broker (make test-real runs this
+# with WDPOOL_KAFKA_BOOTSTRAP set): the load test reads every delivered
+# message back, transactions are checked with read_committed.
+test-go-real: go-pc
+	cd bindings/go && WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
+	  $(GO_ENV) go test -timeout 300s -run 'TestLoad|TestRealBroker' ./...
 
 $(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)
@@ -216,7 +225,8 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart; \
 	  (cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so \
-	    WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read rake test)
+	    WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read rake test); \
+	  $(MAKE) --no-print-directory test-go-real WDPOOL_KAFKA_BOOTSTRAP=$$single
 
 # The Ruby binding's minitest suite (bindings/ruby), against the library
 # just built (PKG_CONFIG_LIBDIR hides an installed wdpool.pc, so WDPOOL_LIB
