@@ -20,7 +20,10 @@
  *   structs, never dereferenced. A handle of the wrong kind (or a value that
  *   is no handle) is refused with WDPOOL_INVALID_ARGUMENT, a handle used
  *   after its end with WDPOOL_STALE_HANDLE; neither touches freed memory.
- *   wdpool_error is the only plain pointer.
+ *   At most 131071 handles of one kind are live at once; a call that would
+ *   make one more (a checkout, a callback, an async produce with a delivery
+ *   handle) fails with WDPOOL_INVALID_ARGUMENT saying so. wdpool_error is
+ *   the only plain pointer.
  * - Every `_free` function accepts NULL, never blocks and never calls back:
  *   it is safe from a garbage collector's finalizer.
  * - Strings are NUL-terminated UTF-8; invalid UTF-8 is refused with
