@@ -12,13 +12,17 @@
 //! WDPOOL_STALE_HANDLE instead of reaching another object (2^44 reuses of
 //! one cell would be needed to wrap). Kinds that belong to one process
 //! (producers, configs) also go stale in a forked child.
+//!
+//! Fork safety: a cell's lock and the free list's lock are spin locks that
+//! record the fork generation of the process holding them. A thread of the
+//! parent that held one at `fork()` does not exist in the child, so the
+//! child takes such a lock over instead of waiting for ever; the critical
+//! sections are a few instructions (clone an `Arc`, store a value) and the
+//! free list never reallocates, so what the child finds is consistent.
 
-use std::cell::Cell as StdCell;
+use std::cell::{Cell as StdCell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
-
-use crossbeam_queue::SegQueue;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::fork_generation;
@@ -78,7 +82,7 @@ impl Kind {
 struct Stash([StdCell<Option<Stashed>>; KINDS]);
 
 /// A free cell, and the free list of the registry it belongs to.
-type Stashed = (u32, &'static SegQueue<u32>);
+type Stashed = (u32, &'static FreeList);
 
 const KINDS: usize = 6;
 
@@ -96,26 +100,114 @@ thread_local! {
     static STASH: Stash = const { Stash([const { StdCell::new(None) }; KINDS]) };
 }
 
+/// A spin lock a forked child can take over (see the module's doc): it
+/// holds 0 when free, else the fork generation (plus one) of the process
+/// whose thread holds it.
+struct ForkSafeLock {
+    word: AtomicU64,
+}
+
+impl ForkSafeLock {
+    const fn new() -> Self {
+        ForkSafeLock { word: AtomicU64::new(0) }
+    }
+
+    /// Runs `f` holding the lock (released even if `f` panics).
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unlock<'a>(&'a AtomicU64);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, Ordering::Release);
+            }
+        }
+        let me = fork_generation().wrapping_add(1);
+        let mut spins = 0u32;
+        loop {
+            match self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(0) => {}
+                // Held by a thread of the process this one was forked from:
+                // it will never let go here.
+                Err(held) if held != me => {
+                    if self.word.compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        break;
+                    }
+                }
+                Err(_) if spins < 100 => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+        let _unlock = Unlock(&self.word);
+        f()
+    }
+}
+
+/// The cells free for reuse. Its vector is allocated once, for every cell
+/// there can be, and never reallocated.
+pub(crate) struct FreeList {
+    lock: ForkSafeLock,
+    items: UnsafeCell<Vec<u32>>,
+}
+
+// SAFETY: `items` is only touched under `lock`.
+unsafe impl Sync for FreeList {}
+
+impl FreeList {
+    const fn new() -> Self {
+        FreeList { lock: ForkSafeLock::new(), items: UnsafeCell::new(Vec::new()) }
+    }
+
+    fn push(&self, index: u32) {
+        self.lock.locked(|| {
+            // SAFETY: under the lock.
+            let items = unsafe { &mut *self.items.get() };
+            if items.capacity() == 0 {
+                items.reserve_exact(INDEX_MASK as usize);
+            }
+            items.push(index);
+        })
+    }
+
+    fn pop(&self) -> Option<u32> {
+        // SAFETY: under the lock.
+        self.lock.locked(|| unsafe { &mut *self.items.get() }.pop())
+    }
+}
+
 struct Cell<T> {
-    state: Mutex<(u64, Option<T>)>,
-    /// The fork generation the value was stored in; read without the lock,
-    /// so a child never waits on a lock a parent's thread held at fork.
+    lock: ForkSafeLock,
+    state: UnsafeCell<(u64, Option<T>)>,
+    /// The fork generation the value was stored in; read without the lock.
     stored_in: AtomicU64,
+}
+
+impl<T> Cell<T> {
+    fn locked<R>(&self, f: impl FnOnce(&mut (u64, Option<T>)) -> R) -> R {
+        // SAFETY: `state` is only touched under `lock`.
+        self.lock.locked(|| f(unsafe { &mut *self.state.get() }))
+    }
 }
 
 pub(crate) struct Registry<T> {
     chunks: [AtomicPtr<Cell<T>>; CHUNKS],
     next: AtomicU32,
-    free: SegQueue<u32>,
+    free: FreeList,
     kind: Kind,
 }
+
+// SAFETY: cells are only touched under their locks; values move between
+// threads, so they must be `Send`.
+unsafe impl<T: Send> Sync for Registry<T> {}
 
 impl<T> Registry<T> {
     pub(crate) const fn new(kind: Kind) -> Self {
         Registry {
             chunks: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS],
             next: AtomicU32::new(0),
-            free: SegQueue::new(),
+            free: FreeList::new(),
             kind,
         }
     }
@@ -135,7 +227,7 @@ impl<T> Registry<T> {
         })?;
         if slot.load(Ordering::Acquire).is_null() {
             let cells: Box<[Cell<T>]> = (0..CHUNK_SIZE)
-                .map(|_| Cell { state: Mutex::new((0, None)), stored_in: AtomicU64::new(0) })
+                .map(|_| Cell { lock: ForkSafeLock::new(), state: UnsafeCell::new((0, None)), stored_in: AtomicU64::new(0) })
                 .collect();
             let fresh = Box::into_raw(cells) as *mut Cell<T>;
             if slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -210,10 +302,12 @@ impl<T> Registry<T> {
     pub(crate) fn insert(&'static self, value: T) -> Result<usize> {
         let index = self.take_free();
         let cell = self.cell_or_alloc(index)?;
-        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.1 = Some(value);
-        cell.stored_in.store(fork_generation(), Ordering::Release);
-        Ok(self.token(index, state.0))
+        let generation = cell.locked(|state| {
+            state.1 = Some(value);
+            cell.stored_in.store(fork_generation(), Ordering::Release);
+            state.0
+        });
+        Ok(self.token(index, generation))
     }
 
     fn stale(&self, why: &str) -> Error {
@@ -241,11 +335,10 @@ impl<T> Registry<T> {
     /// (keep `f` short).
     pub(crate) fn with<R>(&self, token: usize, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let (cell, generation) = self.live_cell(token)?;
-        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *state {
+        cell.locked(|state| match state {
             (g, Some(value)) if *g & GENERATION_MASK == generation => Ok(f(value)),
             _ => Err(self.gone()),
-        }
+        })
     }
 
     /// Takes the value out when `take` allows it; the token is stale from
@@ -253,14 +346,15 @@ impl<T> Registry<T> {
     pub(crate) fn remove_if(&'static self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
         let (index, _) = self.decode(token)?;
         let (cell, generation) = self.live_cell(token)?;
-        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &*state {
-            (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
-            _ => return Err(self.gone()),
-        }
-        let value = state.1.take().expect("checked above");
-        state.0 = state.0.wrapping_add(1);
-        drop(state);
+        let value = cell.locked(|state| {
+            match &*state {
+                (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
+                _ => return Err(self.gone()),
+            }
+            let value = state.1.take().expect("checked above");
+            state.0 = state.0.wrapping_add(1);
+            Ok(value)
+        })?;
         self.give_back(index);
         Ok(value)
     }
@@ -340,6 +434,17 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(R.decode(new).unwrap(), (index, GENERATION_MASK));
         assert_eq!(R.token(index, GENERATION_MASK + 1), R.token(index, 0), "wraps at 2^44");
+    }
+
+    #[test]
+    fn a_lock_held_in_the_process_a_child_was_forked_from_is_taken_over() {
+        let lock = ForkSafeLock::new();
+        assert_eq!(lock.locked(|| 7), 7);
+        assert_eq!(lock.word.load(Ordering::Relaxed), 0, "released");
+        // As a child sees a lock a parent's thread held at fork().
+        lock.word.store(fork_generation().wrapping_add(2), Ordering::Relaxed);
+        assert_eq!(lock.locked(|| 8), 8, "taken over, not waited for");
+        assert_eq!(lock.word.load(Ordering::Relaxed), 0);
     }
 
     #[test]
