@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-c test-valgrind test-header-cpp test-examples test-real test-install bench bench-quick bench-smoke bench-build kafka-start kafka-stop clean
 
 all: build
 
@@ -107,6 +107,7 @@ test: deps
 	$(MAKE) test-examples
 	$(MAKE) test-real
 	$(MAKE) test-install
+	$(MAKE) bench-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -193,6 +194,34 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 	    $(CARGO) test --test 'real_*'; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart
+
+# Benchmarks (bench/README.md): wdpool through its C ABI against the rdkafka
+# crate used directly, a plain C pool and the Go peers, on a broker of their
+# own. bench: 3 interleaved rounds and the table of BENCHMARKS.md;
+# bench-quick: 1 smaller round; bench-smoke (part of make test): tiny
+# counts, checks that every variant ran and delivered everything, never a
+# speed. Go modules and build cache live in the git-ignored .cache/go.
+BENCH      := target/bench
+GO         ?= go
+GO_ENV     := GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
+BENCH_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Wpedantic -Werror -pthread
+
+bench-build: release
+	@mkdir -p $(BENCH)
+	$(CC) $(BENCH_CFLAGS) -I include bench/wdpool_bench.c -L $(RELEASE_LIB) -lwdpool \
+	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/wdpool_bench
+	$(CC) $(BENCH_CFLAGS) bench/c_pool.c -o $(BENCH)/c_pool
+	$(CARGO) build --release --locked --manifest-path bench/raw/Cargo.toml --target-dir target
+	cd bench/go && $(GO_ENV) $(GO) mod download && $(GO_ENV) $(GO) build -o $(CURDIR)/$(BENCH)/gobench .
+
+bench: bench-build
+	bench/run.sh full
+
+bench-quick: bench-build
+	bench/run.sh quick
+
+bench-smoke: bench-build
+	bench/run.sh smoke
 
 kafka-start:
 	scripts/kafka.sh start --name single
