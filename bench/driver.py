@@ -54,11 +54,11 @@ FRANZ_BEST = ["-linger", "20ms", "-compression", "lz4", "-max-buffered", "100000
 
 PROFILES = {
     "full": dict(rounds=3, messages=5_000_000, txn_seconds=5, lat_messages=2000, lat_warmup=100,
-                 with_ops=5_000_000, with_ops_2t=2_000_000, close_repeat=5, timeout=900),
+                 lat_repeat=3, with_ops=5_000_000, with_ops_2t=2_000_000, close_repeat=5, timeout=900),
     "quick": dict(rounds=1, messages=1_000_000, txn_seconds=3, lat_messages=500, lat_warmup=50,
-                  with_ops=1_000_000, with_ops_2t=500_000, close_repeat=3, timeout=300),
+                  lat_repeat=2, with_ops=1_000_000, with_ops_2t=500_000, close_repeat=3, timeout=300),
     "smoke": dict(rounds=1, messages=2_000, txn_seconds=0.5, lat_messages=20, lat_warmup=5,
-                  with_ops=2_000, with_ops_2t=2_000, close_repeat=1, timeout=120),
+                  lat_repeat=1, with_ops=2_000, with_ops_2t=2_000, close_repeat=1, timeout=120),
 }
 
 
@@ -127,10 +127,13 @@ def variants(a, p):
         ])
     lat = [*conn, "--messages", str(p["lat_messages"]), "--warmup", str(p["lat_warmup"]),
            *sets("--set", LATENCY)]
-    groups.append([
-        Variant("lat.wdpool", "latency", [wd, "latency", *lat], True),
-        Variant("lat.raw", "latency", [raw, "latency", *lat], True),
-    ])
+    # Latency swings between runs (where the scheduler puts the waiting
+    # thread and librdkafka's): the pair runs lat_repeat times per round.
+    for _ in range(p["lat_repeat"]):
+        groups.append([
+            Variant("lat.wdpool", "latency", [wd, "latency", *lat], True),
+            Variant("lat.raw", "latency", [raw, "latency", *lat], True),
+        ])
     for t, ops in ((1, p["with_ops"]), (2, p["with_ops_2t"])):
         groups.append([
             Variant(f"with{t}.wdpool.with", "with", [wd, "with", "--threads", str(t), "--ops", str(ops), "--mode", "with"]),
@@ -179,7 +182,7 @@ def run_variant(a, p, v, rnd):
     argv = list(v.argv)
     if v.kind == "txn":  # transactional ids unique to this run
         argv += ["--txn-prefix", f"bench-{os.getpid()}-{rnd}-{v.key}"]
-    rec = {"key": v.key, "round": rnd, "kind": v.kind, "argv": argv}
+    rec = {"key": v.key, "round": rnd, "kind": v.kind, "argv": argv, "load1": round(os.getloadavg()[0], 2)}
     try:
         before = high_watermarks(a) if v.watermarks else None
         t0 = time.monotonic()
@@ -386,6 +389,10 @@ def notes(results):
         if m and raw:
             out.append(f"- {label}: {fmt_rate(m)} msgs/s = {m / raw:.2f}× raw rdkafka (row 1), "
                        f"{c:.2f} CPU s / 1M msgs.")
+    loads = [r["load1"] for r in results if "load1" in r]
+    if loads:
+        out.append(f"- Load average (1 min) when the runs started: {min(loads):.1f} to {max(loads):.1f}, median "
+                   f"{med(loads):.1f}, on {os.cpu_count()} CPUs (the machine is shared: other work adds noise).")
     w = med(values(results, "with1.wdpool.with", "ns_per_op"))
     if w is not None:
         out.append(f"- Empty `with`, 1 thread: wdpool {w:.0f} ns (issue's absolute goal: ≤ 50 ns).")
@@ -459,8 +466,9 @@ def main():
     out = open(a.out, "w") if a.out else None
     results = []
     for rnd in range(p["rounds"]):
-        for g in groups:
-            order = g[rnd % len(g):] + g[:rnd % len(g)]
+        for gi, g in enumerate(groups):
+            first = (rnd + gi) % len(g)  # rotates from round to round (and between repeated groups)
+            order = g[first:] + g[:first]
             for v in order:
                 rec = run_variant(a, p, v, rnd)
                 rec["problems"] = check(rec)
@@ -472,8 +480,8 @@ def main():
                 shown = {k: rec[k] for k in ("msgs_per_s", "cpu_s_per_1m", "txns_per_s", "p50_us", "p99_us",
                                              "ns_per_op", "close_ms", "flush_ms") if k in rec}
                 summary = " ".join(f"{k}={x:.6g}" if isinstance(x, float) else f"{k}={x}" for k, x in shown.items())
-                print(f"round {rnd + 1}/{p['rounds']} {v.key:<24} {summary} [{rec.get('wall_s', '?')} s] {status}",
-                      flush=True)
+                print(f"round {rnd + 1}/{p['rounds']} {v.key:<24} {summary} [{rec.get('wall_s', '?')} s, "
+                      f"load {rec['load1']:.1f}] {status}", flush=True)
     if out:
         out.close()
 
