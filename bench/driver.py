@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -427,6 +428,9 @@ def git_commit():
 
 
 def main():
+    # TERM (bench/run.sh stopping) unwinds like Ctrl-C: subprocess.run kills
+    # the program it waits for, and the broker is never left to a stray one.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=PROFILES, default="quick")
     ap.add_argument("--bootstrap", help="the broker (required unless --report)")

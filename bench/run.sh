@@ -25,7 +25,16 @@ for f in target/bench/wdpool_bench target/bench/c_pool target/bench/gobench targ
 done
 
 started=$SECONDS
-trap 'scripts/kafka.sh stop --name "$name"' EXIT
+driver=
+cleanup() {
+  # The driver kills the program it runs when it gets TERM.
+  if [[ -n $driver ]] && kill -0 "$driver" 2>/dev/null; then
+    kill -TERM "$driver" 2>/dev/null || true
+    wait "$driver" 2>/dev/null || true
+  fi
+  scripts/kafka.sh stop --name "$name"
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -45,8 +54,13 @@ mkdir -p .cache/bench
 out=${WDPOOL_BENCH_OUT:-.cache/bench/$profile-$(date +%Y%m%d-%H%M%S).jsonl}
 echo "bench/run.sh: broker $bootstrap up after $((SECONDS - started)) s; runs recorded in $out" >&2
 
-status=0
+# In the background, so that a signal to this script is handled at once
+# (bash defers traps while a foreground child runs).
 python3 bench/driver.py --profile "$profile" --bootstrap "$bootstrap" --topic "$topic" \
-  --broker-version "${version:-?}" --out "$out" "$@" || status=$?
+  --broker-version "${version:-?}" --out "$out" "$@" &
+driver=$!
+status=0
+wait "$driver" || status=$?
+driver=
 echo "bench/run.sh: $profile done in $((SECONDS - started)) s (broker start included)" >&2
 exit $status
