@@ -201,6 +201,7 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 # bench-quick: 1 smaller round; bench-smoke (part of make test): tiny
 # counts, checks that every variant ran and delivered everything, never a
 # speed. Go modules and build cache live in the git-ignored .cache/go.
+# BENCH_ARGS goes to bench/driver.py (e.g. BENCH_ARGS="--only tp2,with --rounds 1").
 BENCH      := target/bench
 GO         ?= go
 GO_ENV     := GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
@@ -215,13 +216,13 @@ bench-build: release
 	cd bench/go && $(GO_ENV) $(GO) mod download && $(GO_ENV) $(GO) build -o $(CURDIR)/$(BENCH)/gobench .
 
 bench: bench-build
-	bench/run.sh full
+	bench/run.sh full $(BENCH_ARGS)
 
 bench-quick: bench-build
-	bench/run.sh quick
+	bench/run.sh quick $(BENCH_ARGS)
 
 bench-smoke: bench-build
-	bench/run.sh smoke
+	bench/run.sh smoke $(BENCH_ARGS)
 
 kafka-start:
 	scripts/kafka.sh start --name single
