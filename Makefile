@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc bench bench-quick bench-smoke bench-build kafka-start kafka-stop clean
 
 all: build
 
@@ -109,6 +109,7 @@ test: deps
 	$(MAKE) test-real
 	$(MAKE) test-install
 	$(MAKE) test-ruby
+	$(MAKE) bench-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -236,6 +237,35 @@ test-ruby: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so WDPOOL_KAFKA_BOOTSTRAP= rake test
 	@if [ -n "$$WDPOOL_KAFKA_BOOTSTRAP" ]; then \
 	  cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so rake test; fi
+
+# Benchmarks (bench/README.md): wdpool through its C ABI against the rdkafka
+# crate used directly, a plain C pool and the Go peers, on a broker of their
+# own. bench: 3 interleaved rounds and the table of BENCHMARKS.md;
+# bench-quick: 1 smaller round; bench-smoke (part of make test): tiny
+# counts, checks that every variant ran and delivered everything, never a
+# speed. Go modules and build cache live in the git-ignored .cache/go.
+# BENCH_ARGS goes to bench/driver.py (e.g. BENCH_ARGS="--only tp2,with --rounds 1").
+BENCH      := target/bench
+GO         ?= go
+BENCH_GO_ENV := GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
+BENCH_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Wpedantic -Werror -pthread
+
+bench-build: release
+	@mkdir -p $(BENCH)
+	$(CC) $(BENCH_CFLAGS) -I include bench/wdpool_bench.c -L $(RELEASE_LIB) -lwdpool \
+	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/wdpool_bench
+	$(CC) $(BENCH_CFLAGS) bench/c_pool.c -o $(BENCH)/c_pool
+	$(CARGO) build --release --locked --manifest-path bench/raw/Cargo.toml --target-dir target
+	cd bench/go && $(BENCH_GO_ENV) $(GO) mod download && $(BENCH_GO_ENV) $(GO) build -o $(CURDIR)/$(BENCH)/gobench .
+
+bench: bench-build
+	bench/run.sh full $(BENCH_ARGS)
+
+bench-quick: bench-build
+	bench/run.sh quick $(BENCH_ARGS)
+
+bench-smoke: bench-build
+	bench/run.sh smoke $(BENCH_ARGS)
 
 kafka-start:
 	scripts/kafka.sh start --name single
