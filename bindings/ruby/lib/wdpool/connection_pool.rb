@@ -131,7 +131,7 @@ module WdPool
         rc = if GUARD_PROBES[0] && timeout != 0
                probe(ctx[0], buf)
              else
-               Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, buf, ctx[2])
+               try_checkout(ctx)
              end
         rc = slow_checkout(ctx, timeout, rc) unless rc.zero?
         token = buf.get_uint64(0)
@@ -218,6 +218,12 @@ module WdPool
     end
 
     private
+
+    # A checkout that does not wait (the fast path of `with`); `ctx[2]` is
+    # the error slot of `ctx[1]`, made once per fiber.
+    def try_checkout(ctx)
+      Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, ctx[1], ctx[2])
+    end
 
     def native_checkout(owner, timeout_ms, buf, blocking)
       if blocking
@@ -328,30 +334,6 @@ module WdPool
       self
     end
 
-    def with(timeout: nil)
-      Thread.handle_interrupt(DEFER) do
-        ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
-        buf = ctx[1]
-        rc = if GUARD_PROBES[0] && timeout != 0
-               probe(ctx[0], buf)
-             else
-               Native.wdpool_checkout_try(ctx[0], 0, buf, ctx[2])
-             end
-        rc = slow_checkout(ctx, timeout, rc) unless rc.zero?
-        token = buf.get_uint64(0)
-        ok = false
-        begin
-          result = Thread.handle_interrupt(ALLOW) { yield Producer.new(token, self) }
-          ok = true
-          result
-        ensure
-          rc = Native.wdpool_producer_checkin_token(token, ok ? ctx[2] : nil)
-          Events.raise_deferred if Events.deferred.positive?
-          raise Errors.build(rc, buf.get_pointer(8)) if ok && !rc.zero?
-        end
-      end
-    end
-
     def close(force: false)
       report = Native::CloseReport.new
       err = FFI::MemoryPointer.new(:pointer)
@@ -393,6 +375,10 @@ module WdPool
     end
 
     private
+
+    def try_checkout(ctx)
+      Native.wdpool_checkout_try(ctx[0], 0, ctx[1], ctx[2])
+    end
 
     def native_checkout(owner, timeout_ms, buf, blocking)
       if blocking
