@@ -343,7 +343,7 @@ impl Producer {
     ) -> Result<Arc<Batch>> {
         self.check(messages)?;
         let deadline = deadline_after(timeout);
-        self.in_implicit_transaction(who, deadline, || {
+        self.in_implicit_transaction(who, || deadline, || {
             let (batch, _) = self.send_all(messages, true);
             let batch = batch.expect("tracked");
             let waited = batch.wait_until(deadline, timeout);
@@ -369,14 +369,7 @@ impl Producer {
 
     fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], tracked: bool) -> Result<Option<Arc<Batch>>> {
         self.check(messages)?;
-        if !self.is_transactional() {
-            // The common path: no transaction, no clock read.
-            return match self.send_all(messages, tracked) {
-                (_, Some(refused)) => Err(refused),
-                (batch, None) => Ok(batch),
-            };
-        }
-        self.in_implicit_transaction(who, deadline_after(self.max_wait()), || match self.send_all(messages, tracked) {
+        self.in_implicit_transaction(who, || deadline_after(self.max_wait()), || match self.send_all(messages, tracked) {
             (_, Some(refused)) => Err(refused),
             (batch, None) => Ok(batch),
         })

@@ -556,15 +556,19 @@ impl Producer {
     /// A transactional producer outside `who`'s transaction wraps `body` in
     /// a transaction of its own (waiting, at most until `deadline`, while
     /// another owner's is open); inside it, `body` is one more level.
+    ///
+    /// `deadline` is asked for only when a transaction is needed, so the
+    /// common, non-transactional path reads no clock.
     pub(crate) fn in_implicit_transaction<T>(
         &self,
         who: OwnerId,
-        deadline: Option<Instant>,
+        deadline: impl FnOnce() -> Option<Instant>,
         body: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         if !self.is_transactional() {
             return body();
         }
+        let deadline = deadline();
         self.begin_as(who, deadline)?;
         let guard = EndOnUnwind { producer: self, who, deadline, unpin: None };
         let result = body();
