@@ -199,21 +199,20 @@ impl ProducerPool {
     /// Checks a producer out for `owner`, waiting at most `timeout` (the
     /// pool's when `None`) for a free one and for its creation.
     pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<ProducerLease> {
-        self.pool.checkout_as(owner, timeout).map_err(|e| match e {
-            CheckoutError::Create(e) => e,
-            CheckoutError::Closed => closed_error(),
-            timeout @ CheckoutError::Timeout { .. } => Error::new(ErrorKind::Timeout, timeout.to_string()),
-        })
+        self.pool.checkout_as(owner, timeout).map_err(checkout_error)
     }
 
     /// Runs `body` with a producer for the calling thread; it goes back to
     /// the pool whatever happens. A transaction that `body` opened and left
     /// open is aborted, and that is an error.
     pub fn with<T>(&self, timeout: Option<Duration>, body: impl FnOnce(&ProducerLease) -> Result<T>) -> Result<T> {
-        let lease = self.checkout(timeout)?;
-        let guard = TxnLeftOpenGuard::new(&lease);
-        let result = body(&lease);
-        guard.finish(result)
+        self.pool
+            .with(timeout, |lease| {
+                let guard = TxnLeftOpenGuard::new(lease);
+                let result = body(lease);
+                guard.finish(result)
+            })
+            .map_err(checkout_error)?
     }
 
     /// Runs `body` in a transaction on a producer: committed when it returns
@@ -278,6 +277,14 @@ impl Drop for ProducerPool {
                 events::enqueue(e);
             }
         });
+    }
+}
+
+fn checkout_error(e: CheckoutError<Error>) -> Error {
+    match e {
+        CheckoutError::Create(e) => e,
+        CheckoutError::Closed => closed_error(),
+        timeout @ CheckoutError::Timeout { .. } => Error::new(ErrorKind::Timeout, timeout.to_string()),
     }
 }
 

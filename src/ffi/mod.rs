@@ -11,6 +11,7 @@
 mod config;
 mod delivery;
 mod events;
+mod frames;
 mod message;
 mod mock;
 mod pool;

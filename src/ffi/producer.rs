@@ -4,15 +4,17 @@
 //! behaviour.
 
 use std::ffi::{c_int, c_void};
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
+use super::frames;
 use super::delivery::{report_to_c, topics_of, wdpool_delivery, wdpool_report, Delivery, DELIVERIES};
 use super::message::{borrow, borrow_many, wdpool_message};
 use super::registry::{Kind, Registered, Registry};
 use super::{boundary, deadline_arg, null, timeout_or, wdpool_error, wdpool_result, write_out, WDPOOL_CB_ABORT, WDPOOL_CB_OK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kafka::{Completion, Ended, Outcome, Producer};
-use crate::pool::OwnerId;
+use crate::pool::{thread_token, OwnerId};
 use crate::producer_pool::{ProducerLease, TxnLeftOpenGuard};
 use rdkafka::types::RDKafkaRespErr;
 
@@ -109,34 +111,80 @@ pub enum wdpool_txn_ended {
 
 pub(crate) enum Held {
     /// Lent to a callback for its duration.
-    Borrowed { producer: Arc<Producer>, owner: OwnerId },
+    /// `producer` aliases the lease's `Arc` without counting (never
+    /// dropped): the handle is removed before the callback's lease ends.
+    /// `thread` is the thread running the callback.
+    Borrowed { producer: ManuallyDrop<Arc<Producer>>, owner: OwnerId, thread: u64 },
     /// Checked out by `wdpool_*checkout`; goes back at checkin.
     Leased { lease: ProducerLease, open_before: bool },
 }
 
 static PRODUCERS: Registry<Held> = Registry::new(Kind::Producer);
 
+/// The producer behind a handle for the length of one call.
+pub(crate) enum ProducerRef {
+    /// The callback's own thread using the callback's handle: the lease
+    /// cannot end before this call returns (the callback has not returned),
+    /// so an uncounted alias of its `Arc` does.
+    Own(ManuallyDrop<Arc<Producer>>),
+    /// Any other use: counted, for the handle may end meanwhile (a checkin
+    /// or the callback's return on another thread).
+    Shared(Arc<Producer>),
+}
+
+impl std::ops::Deref for ProducerRef {
+    type Target = Arc<Producer>;
+    fn deref(&self) -> &Arc<Producer> {
+        match self {
+            ProducerRef::Own(p) => p,
+            ProducerRef::Shared(p) => p,
+        }
+    }
+}
+
 /// The producer behind a handle, and who acts when it is used now.
-fn producer_of(handle: *mut wdpool_producer) -> Result<(Arc<Producer>, OwnerId)> {
+fn producer_of(handle: *mut wdpool_producer) -> Result<(ProducerRef, OwnerId)> {
     if handle.is_null() {
         return Err(null("producer"));
     }
+    if frames::is_frame(handle as usize) {
+        return Ok(match frames::resolve(handle as usize)? {
+            frames::Resolved::Own(producer, owner) => (ProducerRef::Own(producer), owner.acting()),
+            frames::Resolved::Shared(producer, owner) => (ProducerRef::Shared(producer), owner.acting()),
+        });
+    }
     PRODUCERS.with(handle as usize, |held| match held {
-        Held::Borrowed { producer, owner } => (Arc::clone(producer), owner.acting()),
-        Held::Leased { lease, .. } => (Arc::clone(lease.conn()), lease.owner().acting()),
+        Held::Borrowed { producer, owner, thread } if *thread == thread_token() => {
+            // SAFETY: an alias of the lease's `Arc`, which outlives this
+            // call (see `ProducerRef::Own`); never dropped.
+            let alias = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(producer)) });
+            (ProducerRef::Own(alias), owner.acting())
+        }
+        Held::Borrowed { producer, owner, .. } => (ProducerRef::Shared(Arc::clone(producer)), owner.acting()),
+        Held::Leased { lease, .. } => (ProducerRef::Shared(Arc::clone(lease.conn())), lease.owner().acting()),
     })
 }
 
-/// Calls the user's callback with a handle that goes stale when it returns.
+/// Calls the user's callback with a handle that goes stale when it returns:
+/// a frame of the calling thread (`frames`), or a registry entry when
+/// callbacks nest deeper than the frames go.
 pub(crate) fn call_back(
     producer: &Arc<Producer>,
     owner: OwnerId,
     callback: unsafe extern "C" fn(*mut c_void, *mut wdpool_producer) -> c_int,
     user_data: *mut c_void,
 ) -> Result<c_int> {
-    let handle = Registered::new(&PRODUCERS, Held::Borrowed { producer: Arc::clone(producer), owner })?;
-    // SAFETY: the caller of the export promised a valid callback and user
-    // data; the handle is a token, valid for the call.
+    if let Some(frame) = frames::enter(producer, owner) {
+        // SAFETY: the caller of the export promised a valid callback and
+        // user data; the handle is a token, valid until `frame` drops.
+        return Ok(unsafe { callback(user_data, frame.token as *mut wdpool_producer) });
+    }
+    // SAFETY: an uncounted alias of the lease's `Arc`, which outlives the
+    // registration (`handle` is dropped, and the entry removed, at the end
+    // of this function).
+    let alias = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(producer)) });
+    let handle = Registered::new(&PRODUCERS, Held::Borrowed { producer: alias, owner, thread: thread_token() })?;
+    // SAFETY: as above.
     Ok(unsafe { callback(user_data, handle.token as *mut wdpool_producer) })
 }
 
@@ -585,16 +633,21 @@ pub unsafe extern "C" fn wdpool_producer_checkin(producer: *mut wdpool_producer,
         if producer.is_null() {
             return Err(null("producer"));
         }
+        if frames::is_frame(producer as usize) {
+            frames::resolve(producer as usize)?;
+            return Err(lent_to_callback());
+        }
         let held = PRODUCERS.remove_if(producer as usize, |held| match held {
             Held::Leased { .. } => Ok(()),
-            Held::Borrowed { .. } => Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "this producer was lent to a callback; it goes back when the callback returns",
-            )),
+            Held::Borrowed { .. } => Err(lent_to_callback()),
         })?;
         match held {
             Held::Leased { lease, open_before } => TxnLeftOpenGuard::resume(&lease, open_before).finish(Ok(())),
             Held::Borrowed { .. } => unreachable!("refused above"),
         }
     })
+}
+
+fn lent_to_callback() -> Error {
+    Error::new(ErrorKind::InvalidArgument, "this producer was lent to a callback; it goes back when the callback returns")
 }

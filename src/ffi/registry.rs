@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::fork_generation;
 
-const INDEX_BITS: u32 = 17;
-const KIND_BITS: u32 = 3;
-const GENERATION_SHIFT: u32 = INDEX_BITS + KIND_BITS;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
-const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
+pub(crate) const INDEX_BITS: u32 = 17;
+pub(crate) const KIND_BITS: u32 = 3;
+pub(crate) const GENERATION_SHIFT: u32 = INDEX_BITS + KIND_BITS;
+pub(crate) const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+pub(crate) const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
 /// Generations wrap at 2^44.
 const GENERATION_MASK: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
 
@@ -50,6 +50,9 @@ pub(crate) enum Kind {
     Pool = 3,
     Delivery = 4,
     MockCluster = 5,
+    /// A producer handle lent to a callback (`super::frames`): not in a
+    /// registry, but a producer handle to the user.
+    ProducerFrame = 6,
 }
 
 impl Kind {
@@ -60,18 +63,19 @@ impl Kind {
             Kind::Pool => "pool",
             Kind::Delivery => "delivery",
             Kind::MockCluster => "mock cluster",
+            Kind::ProducerFrame => "producer",
         }
     }
 
     fn from_tag(tag: u64) -> Option<Kind> {
-        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster]
+        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster, Kind::ProducerFrame]
             .into_iter()
             .find(|k| *k as u64 == tag)
     }
 
     /// Handles of this kind are meaningless in a forked child.
     fn per_process(self) -> bool {
-        matches!(self, Kind::Producer | Kind::Config)
+        matches!(self, Kind::Producer | Kind::Config | Kind::ProducerFrame)
     }
 }
 
@@ -84,7 +88,7 @@ struct Stash([StdCell<Option<Stashed>>; KINDS]);
 /// A free cell, and the free list of the registry it belongs to.
 type Stashed = (u32, &'static FreeList);
 
-const KINDS: usize = 6;
+const KINDS: usize = 7;
 
 impl Drop for Stash {
     fn drop(&mut self) {
@@ -311,14 +315,14 @@ impl<T> Registry<T> {
     }
 
     fn stale(&self, why: &str) -> Error {
-        Error::new(ErrorKind::StaleHandle, format!("the {} handle is no longer valid: {why}", self.kind.name()))
+        stale(self.kind, why)
     }
 
     fn live_cell(&self, token: usize) -> Result<(&Cell<T>, u64)> {
         let (index, generation) = self.decode(token)?;
         let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;
         if self.kind.per_process() && cell.stored_in.load(Ordering::Acquire) != fork_generation() {
-            return Err(self.stale("it was made before fork(); the child gets producers of its own"));
+            return Err(self.stale(MADE_BEFORE_FORK));
         }
         Ok((cell, generation))
     }
@@ -366,6 +370,14 @@ impl<T> Registry<T> {
 
 /// Removes a registered value when dropped: a callback's handle goes stale
 /// however the callback ends.
+/// STALE_HANDLE for a handle of `kind`, saying why.
+pub(crate) fn stale(kind: Kind, why: &str) -> Error {
+    Error::new(ErrorKind::StaleHandle, format!("the {} handle is no longer valid: {why}", kind.name()))
+}
+
+/// The message for a handle made before fork().
+pub(crate) const MADE_BEFORE_FORK: &str = "it was made before fork(); the child gets producers of its own";
+
 pub(crate) struct Registered<T: 'static> {
     registry: &'static Registry<T>,
     pub(crate) token: usize,

@@ -136,9 +136,32 @@ impl Producer {
         if self.closed.load(Ordering::Acquire) || self.context.is_broken() {
             return true;
         }
+        self.has_fatal_error()
+    }
+
+    /// Whether librdkafka raised a fatal error, without formatting its
+    /// reason (the crate's `fatal_error` zeroes a 512-byte buffer per call).
+    fn has_fatal_error(&self) -> bool {
         match self.kafka() {
-            Some(p) => p.client().fatal_error().is_some(),
+            // SAFETY: a live client; librdkafka writes no reason into a
+            // NULL buffer of size 0.
+            Some(p) => unsafe {
+                rdkafka::bindings::rd_kafka_fatal_error(p.client().native_ptr(), std::ptr::null_mut(), 0)
+                    != rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+            },
             None => false,
+        }
+    }
+
+    /// The producer's fatal error, now that one was seen: marks it broken.
+    fn fatal(&self) -> Error {
+        self.mark_broken();
+        match self.kafka().and_then(|p| p.client().fatal_error()) {
+            Some((code, reason)) => {
+                Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error: {reason}", self.id)).with_kafka_code(code)
+            }
+            None => Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error", self.id))
+                .with_kafka_code(RDKafkaErrorCode::Fatal),
         }
     }
 
@@ -146,14 +169,17 @@ impl Producer {
         self.context.mark_broken();
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    fn ensure_not_closed(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::new(ErrorKind::Closed, format!("producer {} is closed", self.id)));
         }
-        if let Some((code, reason)) = self.kafka().and_then(|p| p.client().fatal_error()) {
-            self.mark_broken();
-            return Err(Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error: {reason}", self.id))
-                .with_kafka_code(code));
+        Ok(())
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        self.ensure_not_closed()?;
+        if self.has_fatal_error() {
+            return Err(self.fatal());
         }
         Ok(())
     }
@@ -161,7 +187,11 @@ impl Producer {
     /// Checks that the producer is usable and every message valid; nothing
     /// is sent when this fails.
     fn check(&self, messages: &[Message<'_>]) -> Result<()> {
-        self.ensure_open()?;
+        // No fatal-error check here: librdkafka refuses every message of a
+        // producer with a fatal error, and `send` reports that as FATAL
+        // with the reason. (The check is an atomic read-modify-write on a
+        // line librdkafka's threads share: not something to pay per call.)
+        self.ensure_not_closed()?;
         for (i, m) in messages.iter().enumerate() {
             m.validate(self.config.max_payload_size).map_err(|e| {
                 if messages.len() > 1 { e.prefixed(format_args!("message {i}")) } else { e }
@@ -241,7 +271,8 @@ impl Producer {
             }
             record = record.headers(headers);
         }
-        let started = Instant::now();
+        // Read only when the queue is full: no clock on the common path.
+        let mut started = None;
         let mut backoff = Duration::from_millis(1);
         // Counted before librdkafka has it: its report may be served (and
         // uncounted) on the polling thread before `send` even returns.
@@ -250,13 +281,17 @@ impl Producer {
             match p.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < self.config.max_wait_timeout =>
+                    if started.get_or_insert_with(Instant::now).elapsed() < self.config.max_wait_timeout =>
                 {
                     // librdkafka's queue drains as the polling thread serves
                     // delivery reports: back off briefly and try again.
                     record = back;
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(QUEUE_FULL_BACKOFF_MAX);
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {
+                    self.context.not_sent();
+                    return Err(self.fatal().prefixed(format_args!("producing to {} failed", m.topic)));
                 }
                 Err((e, _)) => {
                     self.context.not_sent();
