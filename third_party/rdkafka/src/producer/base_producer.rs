@@ -362,25 +362,37 @@ where
     pub fn poll<T: Into<Timeout>>(&self, timeout: T) {
         let deadline: Deadline = timeout.into().into();
         loop {
-            let event = self.client().poll_event(&self.queue, &deadline);
-            if let EventPollResult::Event(ev) = event {
-                let evtype = unsafe { rdsys::rd_kafka_event_type(ev.ptr()) };
-                match evtype {
-                    rdsys::RD_KAFKA_EVENT_DR => self.handle_delivery_report_event(ev),
-                    rdsys::RD_KAFKA_EVENT_ERROR => self.handle_error_event(ev),
-                    _ => {
-                        let evname = unsafe {
-                            let evname = rdsys::rd_kafka_event_name(ev.ptr());
-                            CStr::from_ptr(evname).to_string_lossy()
-                        };
-                        warn!("Ignored event '{}' on base producer poll", evname);
-                    }
-                }
-            }
+            self.poll_once(&deadline);
             if deadline.elapsed() {
                 break;
             }
         }
+    }
+
+    /// Serves at most one event, waiting for it until `deadline` (or until
+    /// `rd_kafka_queue_yield` wakes the wait up).
+    fn poll_once(&self, deadline: &Deadline) {
+        let event = self.client().poll_event(&self.queue, deadline);
+        if let EventPollResult::Event(ev) = event {
+            let evtype = unsafe { rdsys::rd_kafka_event_type(ev.ptr()) };
+            match evtype {
+                rdsys::RD_KAFKA_EVENT_DR => self.handle_delivery_report_event(ev),
+                rdsys::RD_KAFKA_EVENT_ERROR => self.handle_error_event(ev),
+                _ => {
+                    let evname = unsafe {
+                        let evname = rdsys::rd_kafka_event_name(ev.ptr());
+                        CStr::from_ptr(evname).to_string_lossy()
+                    };
+                    warn!("Ignored event '{}' on base producer poll", evname);
+                }
+            }
+        }
+    }
+
+    /// Wakes up a `poll` waiting on another thread (its current wait
+    /// returns at once).
+    fn wake_poll(&self) {
+        unsafe { rdsys::rd_kafka_queue_yield(self.queue.ptr()) };
     }
 
     fn handle_delivery_report_event(&self, event: NativePtr<RDKafkaEvent>) {
@@ -686,13 +698,10 @@ where
                 .name("producer polling thread".to_string())
                 .spawn(move || {
                     trace!("Polling thread loop started");
-                    loop {
-                        producer.poll(Duration::from_millis(100));
-                        if should_stop.load(Ordering::Relaxed) {
-                            // We received nothing and the thread should
-                            // stop, so break the loop.
-                            break;
-                        }
+                    // One event (or timeout) at a time, so that a stop
+                    // request (which wakes the wait up) is seen at once.
+                    while !should_stop.load(Ordering::Acquire) {
+                        producer.poll_once(&Deadline::new(Some(Duration::from_millis(100))));
                     }
                     trace!("Polling thread loop terminated");
                 })
@@ -828,7 +837,10 @@ where
         trace!("Destroy ThreadedProducer");
         if let Some(handle) = self.handle.take().and_then(Arc::into_inner) {
             trace!("Stopping polling");
-            self.should_stop.store(true, Ordering::Relaxed);
+            self.should_stop.store(true, Ordering::Release);
+            // A wait in progress returns at once; one about to start
+            // returns at once too (the queue keeps the yield until then).
+            self.producer.wake_poll();
             trace!("Waiting for polling thread termination");
             match handle.join() {
                 Ok(()) => trace!("Polling stopped"),
