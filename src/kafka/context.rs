@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -25,6 +26,11 @@ pub struct Context {
     /// rdkafka 0.39 hands each error event to `error` twice in a row: the
     /// last one seen, and whether its duplicate has come yet.
     last_error: Mutex<Option<(KafkaError, String, bool)>>,
+    /// The last error librdkafka reported other than "all brokers are down"
+    /// (which only says that something else went wrong), and when: the
+    /// cause a timeout is most likely down to (bad credentials, a
+    /// certificate not trusted, the wrong security.protocol, ...).
+    last_cause: Mutex<Option<(String, Instant)>>,
 }
 
 impl Context {
@@ -37,7 +43,24 @@ impl Context {
             outstanding: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            last_cause: Mutex::new(None),
         }
+    }
+
+    /// "; last client error (N ms ago): ..." when librdkafka reported one,
+    /// else "": appended to timeouts, whose own text cannot say why.
+    pub fn explain(&self) -> String {
+        let cause = self.last_cause.lock().unwrap_or_else(|e| e.into_inner());
+        match cause.as_ref() {
+            Some((text, at)) => format!("; last client error ({} ms ago): {text}", at.elapsed().as_millis()),
+            None => String::new(),
+        }
+    }
+
+    /// `error` with [`Context::explain`] appended.
+    pub fn explained(&self, mut error: crate::error::Error) -> crate::error::Error {
+        error.message.push_str(&self.explain());
+        error
     }
 
     /// A message is about to be handed to librdkafka.
@@ -95,9 +118,13 @@ impl ClientContext for Context {
         if code == Some(RDKafkaErrorCode::Fatal) {
             self.mark_broken();
         }
+        let message = format!("{error}: {reason}");
+        if code != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some((message.clone(), Instant::now()));
+        }
         let mut e = self.event(EventKind::Error);
         e.error_code = code.map_or(0, |c| c as i32);
-        e.message = format!("{error}: {reason}");
+        e.message = message;
         events::enqueue(e);
     }
 
@@ -116,6 +143,13 @@ impl ProducerContext for Context {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        ticket.complete(|| report_of(result));
+        ticket.complete(|| {
+            let mut report = report_of(result);
+            // A message that timed out says nothing of why: add the cause.
+            if let Some(e) = report.error.as_mut().filter(|e| e.kafka_code == RDKafkaErrorCode::MessageTimedOut as i32) {
+                e.message.push_str(&self.explain());
+            }
+            report
+        });
     }
 }

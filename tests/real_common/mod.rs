@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use wdpool::ffi::*;
 
-pub use crate::common::{consumer, payload_counts, read_until, Isolation, Record};
+pub use crate::common::{client_config, consumer, load_properties, payload_counts, read_until, use_client_properties, Isolation, Record};
 
 pub const BOOTSTRAP_ENV: &str = "WDPOOL_KAFKA_BOOTSTRAP";
 
@@ -102,10 +102,7 @@ pub fn block_on<F: Future>(fut: F, deadline: Duration) -> F::Output {
 /// Creates `topics` with `partitions` partitions each (replication 1) and
 /// waits until the broker's metadata lists every partition with a leader.
 pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("creating the admin client");
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("creating the admin client");
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new()
