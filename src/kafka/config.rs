@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -129,6 +129,12 @@ impl ProducerConfig {
         }
         for (k, v) in &self.kafka {
             config.set(k, v);
+        }
+        // Connection failures are logged at Info: the producer's context
+        // keeps the last one to say why a timeout happened (rdkafka picks
+        // the level from the `log` crate's, Error when nothing logs).
+        if (config.log_level as i32) < RDKafkaLogLevel::Info as i32 {
+            config.set_log_level(RDKafkaLogLevel::Info);
         }
         config
     }

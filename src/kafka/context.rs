@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
@@ -27,9 +28,10 @@ pub struct Context {
     /// last one seen, and whether its duplicate has come yet.
     last_error: Mutex<Option<(KafkaError, String, bool)>>,
     /// The last error librdkafka reported other than "all brokers are down"
-    /// (which only says that something else went wrong), and when: the
-    /// cause a timeout is most likely down to (bad credentials, a
-    /// certificate not trusted, the wrong security.protocol, ...).
+    /// (which only says that something else went wrong), or the last broker
+    /// connection failure it logged, and when: the cause a timeout is most
+    /// likely down to (bad credentials, a certificate not trusted, the wrong
+    /// security.protocol, ...).
     last_cause: Mutex<Option<(String, Instant)>>,
 }
 
@@ -51,10 +53,20 @@ impl Context {
     /// else "": appended to timeouts, whose own text cannot say why.
     pub fn explain(&self) -> String {
         let cause = self.last_cause.lock().unwrap_or_else(|e| e.into_inner());
-        match cause.as_ref() {
-            Some((text, at)) => format!("; last client error ({} ms ago): {text}", at.elapsed().as_millis()),
-            None => String::new(),
-        }
+        let Some((text, at)) = cause.as_ref() else { return String::new() };
+        // A TLS listener drops a plaintext client's first request without a
+        // word; librdkafka only says the connection was closed.
+        let hint = if text.contains("closed by peer") && text.contains("APIVERSION_QUERY") {
+            " (a broker that closes the connection before answering ApiVersion may expect another \
+             security.protocol, such as SSL or SASL_SSL)"
+        } else {
+            ""
+        };
+        format!("; last client error ({} ms ago): {text}{hint}", at.elapsed().as_millis())
+    }
+
+    fn note_cause(&self, text: String) {
+        *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some((text, Instant::now()));
     }
 
     /// `error` with [`Context::explain`] appended.
@@ -120,12 +132,24 @@ impl ClientContext for Context {
         }
         let message = format!("{error}: {reason}");
         if code != Some(RDKafkaErrorCode::AllBrokersDown) {
-            *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some((message.clone(), Instant::now()));
+            self.note_cause(message.clone());
         }
         let mut e = self.event(EventKind::Error);
         e.error_code = code.map_or(0, |c| c as i32);
         e.message = message;
         events::enqueue(e);
+    }
+
+    /// Broker connection failures (facility FAIL, logged at level Info,
+    /// which `ProducerConfig::client_config` makes sure librdkafka logs)
+    /// are noted as a cause; every line then goes where rdkafka sends it
+    /// by default (the `log` crate).
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Debug repeats each FAIL line with "identical to last error" noise.
+        if fac == "FAIL" && !matches!(level, RDKafkaLogLevel::Debug) {
+            self.note_cause(message.to_owned());
+        }
+        DefaultClientContext.log(level, fac, message);
     }
 
     fn stats_raw(&self, statistics: &[u8]) {

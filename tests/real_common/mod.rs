@@ -21,12 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 
 use wdpool::ffi::*;
 
+#[allow(unused_imports)] // not every test binary uses every one
 pub use crate::common::{client_config, consumer, load_properties, payload_counts, read_until, use_client_properties, Isolation, Record};
 
 pub const BOOTSTRAP_ENV: &str = "WDPOOL_KAFKA_BOOTSTRAP";
