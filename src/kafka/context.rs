@@ -50,10 +50,13 @@ impl Context {
     }
 
     /// "; last client error (N ms ago): ..." when librdkafka reported one,
-    /// else "": appended to timeouts, whose own text cannot say why.
+    /// else a note that it reported none: appended to timeouts, whose own
+    /// text cannot say why.
     pub fn explain(&self) -> String {
         let cause = self.last_cause.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((text, at)) = cause.as_ref() else { return String::new() };
+        let Some((text, at)) = cause.as_ref() else {
+            return "; librdkafka reported no error meanwhile (is the broker slow, or not answering?)".to_owned();
+        };
         // A TLS listener drops a plaintext client's first request without a
         // word; librdkafka only says the connection was closed.
         let hint = if text.contains("closed by peer") && text.contains("APIVERSION_QUERY") {
