@@ -83,8 +83,11 @@ fn broker() -> &'static Broker {
     })
 }
 
+/// librdkafka properties, in order.
+type Props = Vec<(String, String)>;
+
 /// The librdkafka properties of `user` (client-<user>.properties).
-fn user(user: &str, dir: &std::path::Path) -> Vec<(String, String)> {
+fn user(user: &str, dir: &std::path::Path) -> Props {
     load_properties(&dir.join(format!("client-{user}.properties")))
 }
 
@@ -261,7 +264,8 @@ fn right_credentials_produce_transact_and_read_back() {
 fn refused_clients_fail_in_bounded_time_with_the_cause_and_other_slots_work() {
     let dir = broker().dir.clone();
     let untrusted = dir.join("tls/untrusted-ca.crt").display().to_string();
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    // (what, the bad slot's properties, what its error must name)
+    let cases: Vec<(&str, Props, &str)> = vec![
         ("wrong password", with_prop(props_of("alice"), "sasl.password", Some("not-the-password")), "Authentication failed"),
         ("unknown user", with_prop(props_of("alice"), "sasl.username", Some("mallory")), "Authentication failed"),
         ("untrusted certificate", with_prop(props_of("alice"), "ssl.ca.location", Some(&untrusted)), "certificate verify failed"),
