@@ -210,24 +210,43 @@ test-install:
 
 # tests/real_*.rs against real Apache Kafka brokers (scripts/kafka.sh), on
 # free loopback ports: one broker ("single") and a three-broker cluster
-# ("cluster", replication 3, min.insync.replicas 2) for the failover tests.
-# Both are stopped whatever happens; a broker that cannot start fails the
-# target. The C load test and the example programs run against "single".
-test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/real_load
+# ("cluster", replication 3, min.insync.replicas 2) for the failover tests;
+# a secured broker ("secure": TLS, SASL/SCRAM-SHA-512, ACLs) for
+# tests/real_security.rs and the C, Ruby and Go security tests; a "strict"
+# broker (no topic auto-creation, message.max.bytes $(STRICT_MESSAGE_MAX_BYTES))
+# for tests/real_faults.rs. "secure" and "strict" start in the background
+# while the others start. All are stopped whatever happens; a broker that
+# cannot start fails the target. The C load test and the example programs
+# run against "single".
+STRICT_MESSAGE_MAX_BYTES := 65536
+STRICT_PROPS := auto.create.topics.enable=false message.max.bytes=$(STRICT_MESSAGE_MAX_BYTES)
+test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/real_load $(BUILD)/real_secure
 	$(CARGO) build --example kafka_read
-	@set -e; trap 'scripts/kafka.sh stop --name single; scripts/kafka.sh stop --name cluster' EXIT; \
+	@set -e; trap 'scripts/kafka.sh stop --name single; scripts/kafka.sh stop --name cluster; \
+	    scripts/kafka.sh stop --name secure; scripts/kafka.sh stop --name strict' EXIT; \
+	  scripts/kafka.sh start --secure --name secure >$(BUILD)/secure.env & secure_pid=$$!; \
+	  WDPOOL_KAFKA_PROPS="$(STRICT_PROPS)" scripts/kafka.sh start --name strict >$(BUILD)/strict.env & strict_pid=$$!; \
 	  single=$$(scripts/kafka.sh start --name single | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
 	  test -n "$$single" || { echo "make test-real: the Kafka broker did not start" >&2; exit 1; }; \
 	  cluster=$$(scripts/kafka.sh start --nodes 3 --name cluster | sed -n 's/^KAFKA_BOOTSTRAP=//p'); \
 	  test -n "$$cluster" || { echo "make test-real: the Kafka cluster did not start" >&2; exit 1; }; \
+	  wait $$secure_pid || { echo "make test-real: the secured broker did not start" >&2; exit 1; }; \
+	  wait $$strict_pid || { echo "make test-real: the strict broker did not start" >&2; exit 1; }; \
+	  secure=$$(sed -n 's/^KAFKA_CLIENT_CONFIG_DIR=//p' $(BUILD)/secure.env); \
+	  strict=$$(sed -n 's/^KAFKA_BOOTSTRAP=//p' $(BUILD)/strict.env); \
+	  test -n "$$secure" -a -n "$$strict" || { echo "make test-real: no secured or strict broker" >&2; exit 1; }; \
 	  WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_CLUSTER_BOOTSTRAP=$$cluster \
+	    WDPOOL_KAFKA_SECURE_DIR=$$secure WDPOOL_KAFKA_STRICT_BOOTSTRAP=$$strict \
 	    WDPOOL_REAL_LOAD=$(CURDIR)/$(BUILD)/real_load WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
 	    $(CARGO) test --test 'real_*'; \
+	  WDPOOL_KAFKA_SECURE_DIR=$$secure WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
+	    $(SANITIZER_ENV) $(BUILD)/real_secure; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_seed_examples; \
 	  WDPOOL_BROKERS=$$single $(SANITIZER_ENV) $(BUILD)/example_quickstart; \
 	  (cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so \
-	    WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read rake test); \
-	  $(MAKE) --no-print-directory test-go-real WDPOOL_KAFKA_BOOTSTRAP=$$single
+	    WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_SECURE_DIR=$$secure \
+	    WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read rake test); \
+	  $(MAKE) --no-print-directory test-go-real WDPOOL_KAFKA_BOOTSTRAP=$$single WDPOOL_KAFKA_SECURE_DIR=$$secure
 
 # The Ruby binding's minitest suite (bindings/ruby), against the library
 # just built (PKG_CONFIG_LIBDIR hides an installed wdpool.pc, so WDPOOL_LIB

@@ -2,13 +2,18 @@
 # Real Apache Kafka (KRaft; every node is broker + controller in one JVM) on
 # 127.0.0.1, from Maven Central jars. No Docker, no Kafka tarball.
 #
-#   scripts/kafka.sh start [--nodes N] [--name NAME]
+#   scripts/kafka.sh start [--nodes N] [--name NAME] [--secure]
 #        fetch if needed, start a cluster of N nodes (1 or 3) on free loopback
 #        ports, wait until a metadata request lists every broker, write
 #        <run dir>/bootstrap; stdout: KAFKA_BOOTSTRAP=127.0.0.1:p1[,...]
 #        (the only line on stdout). If the cluster already runs, or its nodes
 #        that do not run were taken down by stop-node / kill-node: starts
 #        those again (same ports and data), waits, reprints.
+#        --secure: the client listener is SASL_SSL (TLS + SASL/SCRAM-SHA-512)
+#        with ACLs (KRaft's StandardAuthorizer); see "Secured mode" below.
+#        stdout then also has KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+#        KAFKA_CA_LOCATION, KAFKA_UNTRUSTED_CA_LOCATION, KAFKA_USERS and
+#        KAFKA_CLIENT_CONFIG_DIR lines (KAFKA_BOOTSTRAP stays the first).
 #   scripts/kafka.sh stop [--name NAME]        stop every node, remove run dir
 #   scripts/kafka.sh status [--name NAME]      exit 0 if every node is up and listed
 #   scripts/kafka.sh bootstrap [--name NAME]   print 127.0.0.1:p1[,...] (running cluster)
@@ -36,7 +41,29 @@
 #   WDPOOL_KAFKA_KEEP=1            `stop` keeps the run dir (logs) around
 #   WDPOOL_CACHE                   jar cache root (default: <repo>/.cache)
 #   WDPOOL_KAFKA_VERSION           Kafka version (default: 4.1.0)
+#   WDPOOL_KAFKA_SECURE=1          same as --secure
 #   JAVA_HOME / JAVA               which java to use (needs Java 17+)
+#
+# Secured mode (start --secure), for tests of TLS, SASL and ACLs:
+#   - <run dir>/tls/: a CA (ca.crt: the one clients trust), the broker's key
+#     and certificate signed by it for IP 127.0.0.1 and DNS localhost
+#     (broker.pem), and a second, unrelated CA (untrusted-ca.crt) for testing
+#     a client that must refuse the broker. Made with openssl at start.
+#   - the client listener SASL_SSL://127.0.0.1:p (SCRAM-SHA-512) is also the
+#     inter-broker listener (user "broker"); the controller listener is
+#     SASL_PLAINTEXT with PLAIN (SCRAM credentials live in the metadata log,
+#     which a controller must read first). Only "broker" is a super user;
+#     allow.everyone.if.no.acl.found=false.
+#   - SCRAM-SHA-512 users created at format time (StorageTool --add-scram),
+#     each with a fresh random password, and their ACLs (prefixed patterns):
+#       alice   All on topics wdpool-*, groups wdpool-*, transactional ids alice-*
+#       reader  Read, Describe on topics wdpool-* and groups wdpool-* (no Write)
+#       notxn   All on topics wdpool-* and groups wdpool-*; no transactional id
+#   - <run dir>/client-<user>.properties (mode 0600): the librdkafka
+#     properties a client of that user needs (bootstrap.servers,
+#     security.protocol, sasl.mechanisms, sasl.username, sasl.password,
+#     ssl.ca.location), one key=value a line. The passwords are written
+#     nowhere else but the brokers' server.properties and <run dir>/secrets.env (0600).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,6 +91,8 @@ POLL_INTERVAL=0.5
 RUN_DIR_MARKER=".wdpool-kafka"
 STOPPED_MARKER="stopped"   # in a node dir: taken down by stop-node / kill-node
 MAX_NODES=9
+SECURE_USERS=(alice reader notxn)   # besides "broker", the super user
+SCRAM=SCRAM-SHA-512
 
 if [[ -n "${JAVA:-}" ]]; then
   :
@@ -320,16 +349,18 @@ CLUSTER_ID=$CLUSTER_ID
 NODES=$C_NODES
 PORTS="${PORTS_A[*]}"
 CPORTS="${CPORTS_A[*]}"
+SECURE=$C_SECURE
 EOF
 }
 
-load_cluster() {   # sets C_NODES, CLUSTER_ID, PORTS_A, CPORTS_A, version
-  local f="$RUN_DIR/cluster.env" VERSION="" NODES="" PORTS="" CPORTS=""
+load_cluster() {   # sets C_NODES, C_SECURE, CLUSTER_ID, PORTS_A, CPORTS_A, version
+  local f="$RUN_DIR/cluster.env" VERSION="" NODES="" PORTS="" CPORTS="" SECURE=0
   [[ -f "$f" ]] || return 1
   # shellcheck disable=SC1090
   source "$f"
   is_uint "$NODES" || return 1
   C_NODES=$NODES
+  C_SECURE=$SECURE
   read -r -a PORTS_A <<<"$PORTS"
   read -r -a CPORTS_A <<<"$CPORTS"
   ((${#PORTS_A[@]} == C_NODES && ${#CPORTS_A[@]} == C_NODES)) || return 1
@@ -338,6 +369,138 @@ load_cluster() {   # sets C_NODES, CLUSTER_ID, PORTS_A, CPORTS_A, version
 }
 
 all_ids() { seq 1 "$C_NODES"; }
+
+# ---------------------------------------------------------------- secured mode
+
+# The listener lines of node ID's server.properties.
+listener_config() {
+  local id=$1 port=${PORTS_A[$1 - 1]} cport=${CPORTS_A[$1 - 1]}
+  if ((!C_SECURE)); then
+    cat <<EOF
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=PLAINTEXT://$HOST:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+EOF
+    return 0
+  fi
+  local tls="$RUN_DIR/tls"
+  # shellcheck disable=SC1091
+  source "$RUN_DIR/secrets.env"
+  cat <<EOF
+listeners=SASL_SSL://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=SASL_SSL://$HOST:$port
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=$SCRAM
+sasl.mechanism.inter.broker.protocol=$SCRAM
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$PW_broker";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="$PW_controller" user_broker="$PW_controller";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/broker.p12
+ssl.keystore.password=$PW_keystore
+ssl.key.password=$PW_keystore
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:broker
+allow.everyone.if.no.acl.found=false
+EOF
+}
+
+new_secret() { echo "pw-$(openssl rand -hex 16)"; }
+
+# A self-signed CA: make_ca DIR NAME CN -> DIR/NAME.key, DIR/NAME.crt
+make_ca() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$3" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$1/$2.key" -out "$1/$2.crt" 2>/dev/null
+}
+
+# Certificates (openssl), passwords, the tools' admin.properties and one
+# client-<user>.properties per user, in the run dir. Called by a fresh start.
+make_security() {
+  local tls="$RUN_DIR/tls" user
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (install openssl, see scripts/install-deps.sh)"
+  mkdir -p "$tls"
+  (
+    umask 077
+    {
+      for user in broker controller keystore "${SECURE_USERS[@]}"; do echo "PW_$user=$(new_secret)"; done
+    } >"$RUN_DIR/secrets.env"
+  )
+  make_ca "$tls" ca "wdpool test CA" || die "openssl: making the CA failed"
+  make_ca "$tls" untrusted-ca "wdpool untrusted CA" || die "openssl: making the untrusted CA failed"
+  rm -f "$tls/untrusted-ca.key"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null \
+    && openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 30 \
+         -extfile <(printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' "$HOST") \
+         -out "$tls/broker.crt" 2>/dev/null \
+    || die "openssl: making the broker certificate failed"
+  # shellcheck disable=SC1091
+  source "$RUN_DIR/secrets.env"
+  openssl pkcs12 -export -in "$tls/broker.crt" -inkey "$tls/broker.key" -certfile "$tls/ca.crt" -name broker \
+    -passout "pass:$PW_keystore" -out "$tls/broker.p12" || die "openssl: making the broker keystore failed"
+  chmod 600 "$tls"/*.key "$tls/broker.p12"
+  (
+    umask 077
+    cat >"$RUN_DIR/admin.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=$SCRAM
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$PW_broker";
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+EOF
+    for user in "${SECURE_USERS[@]}"; do
+      local pw="PW_$user"
+      cat >"$RUN_DIR/client-$user.properties" <<EOF
+bootstrap.servers=$(bootstrap_of $(all_ids))
+security.protocol=SASL_SSL
+sasl.mechanisms=$SCRAM
+sasl.username=$user
+sasl.password=${!pw}
+ssl.ca.location=$tls/ca.crt
+EOF
+    done
+  )
+}
+
+# scram_args ARRAY: StorageTool's --add-scram arguments for every user.
+scram_args() {
+  local -n into=$1
+  local user pw
+  # shellcheck disable=SC1091
+  source "$RUN_DIR/secrets.env"
+  for user in broker "${SECURE_USERS[@]}"; do
+    pw="PW_$user"
+    into+=(--add-scram "$SCRAM=[name=$user,password=${!pw}]")
+  done
+}
+
+acl() {   # acl ARGS...: AclCommand --add as the super user
+  tool_jvm
+  timeout 60 "${TOOL_CMD[@]}" org.apache.kafka.tools.AclCommand --bootstrap-server "$(bootstrap_of $(all_ids))" \
+    --command-config "$RUN_DIR/admin.properties" --add --resource-pattern-type prefixed "$@" >>"$RUN_DIR/acls.log" 2>&1
+}
+
+# The ACLs of the users (see "Secured mode" at the top), three tool JVMs in
+# parallel; the metadata log keeps them across restarts.
+secure_finish() {
+  local pids=() pid ok=1
+  acl --allow-principal User:alice --allow-principal User:notxn --operation All --topic wdpool- --group wdpool- & pids+=($!)
+  acl --allow-principal User:alice --operation All --transactional-id alice- & pids+=($!)
+  acl --allow-principal User:reader --operation Read --operation Describe --topic wdpool- --group wdpool- & pids+=($!)
+  for pid in "${pids[@]}"; do wait "$pid" || ok=0; done
+  if ((!ok)); then
+    log "creating the ACLs failed:"
+    cat "$RUN_DIR/acls.log" >&2
+    return 1
+  fi
+  log "ACLs of ${SECURE_USERS[*]} created"
+}
 
 # ---------------------------------------------------------------- node
 
@@ -350,10 +513,7 @@ write_config() {   # write_config ID VOTERS
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://$HOST:${PORTS_A[id - 1]},CONTROLLER://$HOST:${CPORTS_A[id - 1]}
-advertised.listeners=PLAINTEXT://$HOST:${PORTS_A[id - 1]}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+$(listener_config "$id")
 controller.listener.names=CONTROLLER
 log.dirs=$dir/data
 
@@ -384,6 +544,7 @@ EOF
       echo "$kv" >>"$dir/server.properties"
     done
   fi
+  ((C_SECURE)) && chmod 600 "$dir/server.properties"   # it holds the brokers' passwords
 }
 
 format_storage() {   # format_storage ID: in the background; the caller waits
@@ -391,7 +552,9 @@ format_storage() {   # format_storage ID: in the background; the caller waits
   dir="$(node_dir "$1")"
   # Static quorum (controller.quorum.voters): plain `format`, no --standalone
   # (that flag is for the dynamic quorum, controller.quorum.bootstrap.servers).
-  run_class kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$dir/server.properties" \
+  local scram=()
+  ((C_SECURE)) && scram_args scram
+  run_class kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$dir/server.properties" "${scram[@]}" \
     >"$dir/format.log" 2>&1
 }
 
@@ -437,8 +600,10 @@ nodes_listed() {
   [[ -f "$FETCH_MARKER" ]] || return 1
   for id in "$@"; do port_open "${PORTS_A[id - 1]}" || return 1; done
   tool_jvm
+  local auth=()
+  ((C_SECURE)) && auth=(--command-config "$RUN_DIR/admin.properties")
   out="$(timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.BrokerApiVersionsCommand \
-           --bootstrap-server "$(bootstrap_of "$@")" 2>/dev/null)" || return 1
+           --bootstrap-server "$(bootstrap_of "$@")" "${auth[@]}" 2>/dev/null)" || return 1
   for id in "$@"; do
     grep -qE "\(id: $id rack[^)]*\) -> \(" <<<"$out" || return 1
   done
@@ -545,6 +710,13 @@ live_ids() {   # the ids of the nodes that run
 
 print_bootstrap() {
   echo "KAFKA_BOOTSTRAP=$(cat "$RUN_DIR/bootstrap")"
+  ((C_SECURE)) || return 0
+  echo "KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+  echo "KAFKA_SASL_MECHANISM=$SCRAM"
+  echo "KAFKA_CA_LOCATION=$RUN_DIR/tls/ca.crt"
+  echo "KAFKA_UNTRUSTED_CA_LOCATION=$RUN_DIR/tls/untrusted-ca.crt"
+  echo "KAFKA_USERS=${SECURE_USERS[*]}"
+  echo "KAFKA_CLIENT_CONFIG_DIR=$RUN_DIR"
 }
 
 # One attempt at a fresh cluster. 0 ready; 1 failed (nodes stopped, dir
@@ -556,6 +728,7 @@ fresh_attempt() {
   touch "$RUN_DIR/$RUN_DIR_MARKER"
   choose_ports "$C_NODES"
   CLUSTER_ID="$(new_cluster_id)"
+  ((C_SECURE)) && make_security
   for id in $(all_ids); do voters+="${voters:+,}$id@$HOST:${CPORTS_A[id - 1]}"; done
   for id in $(all_ids); do
     mkdir -p "$(node_dir "$id")/data"
@@ -570,6 +743,9 @@ fresh_attempt() {
   log "started Kafka $KAFKA_VERSION cluster '$NAME' ($C_NODES node(s), cluster id $CLUSTER_ID, dir $RUN_DIR); waiting up to ${START_TIMEOUT}s"
   rc=0
   wait_listed $(all_ids) || rc=$?
+  if ((rc == 0 && C_SECURE)); then
+    secure_finish || { signal_nodes KILL $(all_ids); return 1; }
+  fi
   ((rc == 0)) && return 0
   if ((rc == 2)); then
     log "node $DIED exited during startup"
@@ -599,6 +775,7 @@ cmd_start() {
     if [[ -n "${NODES:-}" && "$NODES" != "$C_NODES" ]]; then
       die "cluster '$NAME' is running with $C_NODES node(s), not $NODES (stop it first, or use another --name)"
     fi
+    ((SECURE == C_SECURE)) || die "cluster '$NAME' runs $( ((C_SECURE)) && echo secured || echo plain), not as asked (stop it first, or use another --name)"
     set_timeout "$C_NODES"
     do_fetch >&2
     for id in $(all_ids); do
@@ -627,8 +804,9 @@ cmd_start() {
       && die "a node of '$NAME' runs in $d but $RUN_DIR/cluster.env is missing or broken: run stop first"
   done
   C_NODES=${NODES:-1}
+  C_SECURE=$SECURE
   set_timeout "$C_NODES"
-  do_fetch >&2   # stdout carries only KAFKA_BOOTSTRAP=... for eval
+  do_fetch >&2   # stdout carries only the KAFKA_*=... lines, for eval
   for attempt in 1 2 3; do
     rc=0
     fresh_attempt || rc=$?
@@ -789,6 +967,9 @@ CMD="${1:-}"
 [[ $# -gt 0 ]] && shift
 NAME="${WDPOOL_KAFKA_NAME:-}"
 NODES="${WDPOOL_KAFKA_NODES:-}"
+SECURE=0
+[[ "${WDPOOL_KAFKA_SECURE:-0}" == 1 ]] && SECURE=1
+C_SECURE=0
 ARGS=()
 
 if [[ "$CMD" != run-class ]]; then
@@ -798,6 +979,7 @@ if [[ "$CMD" != run-class ]]; then
       --name=*) NAME=${1#--name=}; shift ;;
       --nodes) [[ $# -ge 2 ]] || die "--nodes needs a value"; NODES=$2; shift 2 ;;
       --nodes=*) NODES=${1#--nodes=}; shift ;;
+      --secure) SECURE=1; shift ;;
       -h | --help) usage ;;
       --) shift; ARGS+=("$@"); break ;;
       -*) die "unknown option $1" ;;

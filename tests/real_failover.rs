@@ -14,15 +14,11 @@ mod common;
 mod real_common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::Consumer;
+
 use rdkafka::types::RDKafkaErrorCode;
 
 use real_common::*;
@@ -31,57 +27,12 @@ use wdpool::kafka::Message;
 use wdpool::pool::Options;
 use wdpool::producer_pool::ProducerPool;
 
-const CLUSTER_ENV: &str = "WDPOOL_KAFKA_CLUSTER_BOOTSTRAP";
 const READ_BACK: Duration = Duration::from_secs(60);
 
 /// One test at a time: they take brokers down.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn cluster_bootstrap() -> String {
-    match std::env::var(CLUSTER_ENV) {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "{CLUSTER_ENV} is not set: start a three-broker cluster with \
-             `scripts/kafka.sh start --nodes 3 --name cluster` and export its bootstrap \
-             (or run `make test-real`); these tests are never skipped"
-        ),
-    }
-}
-
-/// Runs `scripts/kafka.sh ARGS` from the repository root; panics with its
-/// output when it fails.
-fn kafka_sh(args: &[&str]) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(format!("{root}/scripts/kafka.sh"))
-        .args(args)
-        .current_dir(root)
-        .output()
-        .expect("running scripts/kafka.sh");
-    assert!(
-        out.status.success(),
-        "scripts/kafka.sh {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(30)))
-        .request_timeout(Some(Duration::from_secs(35)));
-    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))];
-    for r in block_on(admin.create_topics(&new, &opts), Duration::from_secs(40)).expect("create_topics") {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => panic!("creating {t} failed: {code:?}"),
-        }
-    }
-    wait_for_topic(bootstrap, topic, partitions, Duration::from_secs(60));
 }
 
 fn pool(bootstrap: &str, size: usize, props: &[(&str, &str)]) -> ProducerPool {
@@ -236,15 +187,6 @@ fn leader_killed_during_production_loses_and_duplicates_nothing() {
             assert!(prev < seq, "{k:?}: {seq} after {prev}");
         }
     }
-}
-
-fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
-    let c = consumer(bootstrap, Isolation::ReadUncommitted);
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let t = md.topics().iter().find(|t| t.name() == topic).expect("the topic");
-    let p = t.partitions().iter().find(|p| p.id() == partition).expect("the partition");
-    assert_eq!(p.replicas().len(), 3, "replication factor 3");
-    p.leader()
 }
 
 /// A forced close purges what is queued: the report's count is exactly what

@@ -120,10 +120,11 @@ func TestLoad(t *testing.T) {
 }
 
 // readBack reads topic with the kafka_read tool: how many times each key was read.
-func readBack(t *testing.T, reader, bootstrap, topic, isolation string, expect int) map[string]int {
+func readBack(t *testing.T, reader, bootstrap, topic, isolation string, expect int, extra ...string) map[string]int {
 	t.Helper()
-	out, err := exec.Command(reader, "--bootstrap", bootstrap, "--topic", topic, "--isolation", isolation,
-		"--expect", fmt.Sprint(expect), "--timeout-ms", "60000").Output()
+	args := append([]string{"--bootstrap", bootstrap, "--topic", topic, "--isolation", isolation,
+		"--expect", fmt.Sprint(expect), "--timeout-ms", "60000"}, extra...)
+	out, err := exec.Command(reader, args...).Output()
 	if err != nil {
 		t.Fatalf("kafka_read: %v", err)
 	}

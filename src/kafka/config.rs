@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -17,7 +17,23 @@ pub const DEFAULT_MAX_WAIT_TIMEOUT: Duration = Duration::from_millis(180_000);
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub const BROKERS_ENV: &str = "WDPOOL_BROKERS";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether a librdkafka property holds a secret (a password, a private key,
+/// an OAuth client secret, ...): its value is never shown, in errors,
+/// `Debug` output or anywhere else. A superset of the properties
+/// librdkafka itself marks sensitive and redacts from its logs.
+pub fn is_sensitive(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "passphrase", ".pem", "private.key", "ssl.key.", "sasl.oauthbearer.config", "jaas"]
+        .iter()
+        .any(|part| key.contains(part))
+}
+
+/// What to show of a property's value: "[redacted]" for a secret.
+fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_sensitive(key) { "[redacted]" } else { value }
+}
+
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
     kafka: Vec<(String, String)>,
     /// false: validate and acknowledge without contacting a broker.
@@ -27,6 +43,21 @@ pub struct ProducerConfig {
     pub max_payload_size: usize,
     /// Identifies the producer in events; the default `client.id` too.
     pub id: Option<String>,
+}
+
+/// Like a derived `Debug`, but secrets show as "[redacted]" (see
+/// [`is_sensitive`]).
+impl std::fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kafka: Vec<(&str, &str)> = self.kafka.iter().map(|(k, v)| (k.as_str(), shown(k, v))).collect();
+        f.debug_struct("ProducerConfig")
+            .field("kafka", &kafka)
+            .field("deliver", &self.deliver)
+            .field("max_wait_timeout", &self.max_wait_timeout)
+            .field("max_payload_size", &self.max_payload_size)
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl Default for ProducerConfig {
@@ -48,10 +79,14 @@ impl ProducerConfig {
         let mut probe = ClientConfig::new();
         probe.set(key, value);
         if let Err(err) = probe.create_native_config() {
-            let reason = match &err {
+            let mut reason = match &err {
                 KafkaError::ClientConfig(_, desc, _, _) => desc.clone(),
                 other => other.to_string(),
             };
+            // librdkafka's reason may quote the value.
+            if is_sensitive(key) && !value.is_empty() {
+                reason = reason.replace(value, "[redacted]");
+            }
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
                 format!("invalid config property `{key}`: {reason}"),
@@ -95,6 +130,12 @@ impl ProducerConfig {
         for (k, v) in &self.kafka {
             config.set(k, v);
         }
+        // Connection failures are logged at Info: the producer's context
+        // keeps the last one to say why a timeout happened (rdkafka picks
+        // the level from the `log` crate's, Error when nothing logs).
+        if (config.log_level as i32) < RDKafkaLogLevel::Info as i32 {
+            config.set_log_level(RDKafkaLogLevel::Info);
+        }
         config
     }
 }
@@ -118,6 +159,27 @@ mod tests {
         let e = c.set_kafka("acks", "many").unwrap_err();
         assert!(e.message.contains("`acks`"), "{}", e.message);
         assert!(e.message.len() > "invalid config property `acks`: ".len(), "{}", e.message);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output_or_errors() {
+        let mut c = ProducerConfig::default();
+        for key in ["sasl.password", "ssl.key.password", "ssl.keystore.password"] {
+            c.set_kafka(key, "hunter2-secret").unwrap();
+        }
+        c.set_kafka("sasl.username", "alice").unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("[redacted]"), "{shown}");
+        for key in ["sasl.password", "ssl.key.pem", "sasl.oauthbearer.client.secret", "SSL.KEYSTORE.PASSWORD"] {
+            assert!(is_sensitive(key), "{key}");
+        }
+        for key in ["bootstrap.servers", "sasl.username", "acks", "ssl.ca.location"] {
+            assert!(!is_sensitive(key), "{key}");
+        }
+        // Refused (not in this build, or not a key): the value is not quoted.
+        let e = c.set_kafka("sasl.oauthbearer.client.secret", "hunter2-secret").unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
     }
 
     #[test]

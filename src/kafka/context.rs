@@ -4,8 +4,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
@@ -25,6 +27,12 @@ pub struct Context {
     /// rdkafka 0.39 hands each error event to `error` twice in a row: the
     /// last one seen, and whether its duplicate has come yet.
     last_error: Mutex<Option<(KafkaError, String, bool)>>,
+    /// The last error librdkafka reported other than "all brokers are down"
+    /// (which only says that something else went wrong), or the last broker
+    /// connection failure it logged, and when: the cause a timeout is most
+    /// likely down to (bad credentials, a certificate not trusted, the wrong
+    /// security.protocol, ...).
+    last_cause: Mutex<Option<(String, Instant)>>,
 }
 
 impl Context {
@@ -37,7 +45,37 @@ impl Context {
             outstanding: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            last_cause: Mutex::new(None),
         }
+    }
+
+    /// "; last client error (N ms ago): ..." when librdkafka reported one,
+    /// else a note that it reported none: appended to timeouts, whose own
+    /// text cannot say why.
+    pub fn explain(&self) -> String {
+        let cause = self.last_cause.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((text, at)) = cause.as_ref() else {
+            return "; librdkafka reported no error meanwhile (is the broker slow, or not answering?)".to_owned();
+        };
+        // A TLS listener drops a plaintext client's first request without a
+        // word; librdkafka only says the connection was closed.
+        let hint = if text.contains("closed by peer") && text.contains("APIVERSION_QUERY") {
+            " (a broker that closes the connection before answering ApiVersion may expect another \
+             security.protocol, such as SSL or SASL_SSL)"
+        } else {
+            ""
+        };
+        format!("; last client error ({} ms ago): {text}{hint}", at.elapsed().as_millis())
+    }
+
+    fn note_cause(&self, text: String) {
+        *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some((text, Instant::now()));
+    }
+
+    /// `error` with [`Context::explain`] appended.
+    pub fn explained(&self, mut error: crate::error::Error) -> crate::error::Error {
+        error.message.push_str(&self.explain());
+        error
     }
 
     /// A message is about to be handed to librdkafka.
@@ -95,10 +133,26 @@ impl ClientContext for Context {
         if code == Some(RDKafkaErrorCode::Fatal) {
             self.mark_broken();
         }
+        let message = format!("{error}: {reason}");
+        if code != Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.note_cause(message.clone());
+        }
         let mut e = self.event(EventKind::Error);
         e.error_code = code.map_or(0, |c| c as i32);
-        e.message = format!("{error}: {reason}");
+        e.message = message;
         events::enqueue(e);
+    }
+
+    /// Broker connection failures (facility FAIL, logged at level Info,
+    /// which `ProducerConfig::client_config` makes sure librdkafka logs)
+    /// are noted as a cause; every line then goes where rdkafka sends it
+    /// by default (the `log` crate).
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Debug repeats each FAIL line with "identical to last error" noise.
+        if fac == "FAIL" && !matches!(level, RDKafkaLogLevel::Debug) {
+            self.note_cause(message.to_owned());
+        }
+        DefaultClientContext.log(level, fac, message);
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -116,6 +170,13 @@ impl ProducerContext for Context {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        ticket.complete(|| report_of(result));
+        ticket.complete(|| {
+            let mut report = report_of(result);
+            // A message that timed out says nothing of why: add the cause.
+            if let Some(e) = report.error.as_mut().filter(|e| e.kafka_code == RDKafkaErrorCode::MessageTimedOut as i32) {
+                e.message.push_str(&self.explain());
+            }
+            report
+        });
     }
 }

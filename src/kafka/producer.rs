@@ -383,7 +383,7 @@ impl Producer {
             let batch = batch.expect("tracked");
             let waited = batch.wait_until(deadline, timeout);
             inspect(&batch);
-            waited?;
+            waited.map_err(|e| self.context.explained(e))?;
             self.outcome(&batch)?;
             Ok(batch)
         })
@@ -416,10 +416,10 @@ impl Producer {
         self.ensure_open()?;
         match self.kafka() {
             Some(p) => p.flush(timeout).map_err(|e| {
-                Error::new(
+                self.context.explained(Error::new(
                     ErrorKind::DeliveryTimeout,
                     format!("flush did not finish in {} ms: {e}", timeout.as_millis()),
-                )
+                ))
             }),
             None => Ok(()),
         }

@@ -217,9 +217,10 @@ impl Producer {
                     continue;
                 }
                 let message = format!(
-                    "{} (still retriable after {attempt} attempts in {} ms)",
+                    "{} (still retriable after {attempt} attempts in {} ms){}",
                     error.message,
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    self.context.explain()
                 );
                 return Err((class, Error { message, ..error }));
             }

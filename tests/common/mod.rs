@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -55,11 +55,46 @@ impl Isolation {
     }
 }
 
+/// librdkafka properties every client of the tests' own (consumers, admin
+/// clients) gets besides `bootstrap.servers`: the credentials and CA of a
+/// secured broker. Set once per process, before the first client.
+static CLIENT_PROPERTIES: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Makes the tests' own clients use `props` (see [`CLIENT_PROPERTIES`]).
+/// Panics if other properties were set before.
+pub fn use_client_properties(props: Vec<(String, String)>) {
+    let set = CLIENT_PROPERTIES.get_or_init(|| props.clone());
+    assert_eq!(set, &props, "the tests' client properties were already set to others");
+}
+
+/// Reads a properties file: `key=value` lines; blank lines and lines
+/// starting with `#` are skipped.
+pub fn load_properties(path: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{}: not key=value: {l:?}", path.display()));
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
+}
+
+/// A client configuration for `bootstrap` with the tests' client properties.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in CLIENT_PROPERTIES.get().map_or(&[][..], Vec::as_slice) {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
 /// A consumer with no group membership: partitions are assigned explicitly,
 /// nothing is committed, and the end of each partition is reported.
 pub fn consumer(bootstrap: &str, isolation: Isolation) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    client_config(bootstrap)
         .set("group.id", format!("wdpool-tests-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -21,13 +21,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 
 use wdpool::ffi::*;
 
-pub use crate::common::{consumer, payload_counts, read_until, Isolation, Record};
+#[allow(unused_imports)] // not every test binary uses every one
+pub use crate::common::{client_config, consumer, load_properties, payload_counts, read_until, use_client_properties, Isolation, Record};
 
 pub const BOOTSTRAP_ENV: &str = "WDPOOL_KAFKA_BOOTSTRAP";
 
@@ -102,10 +102,7 @@ pub fn block_on<F: Future>(fut: F, deadline: Duration) -> F::Output {
 /// Creates `topics` with `partitions` partitions each (replication 1) and
 /// waits until the broker's metadata lists every partition with a leader.
 pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("creating the admin client");
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("creating the admin client");
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new()
@@ -502,4 +499,66 @@ pub fn run_kafka_tool(class: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+// ---------------------------------------------------------------------------
+// The three-broker cluster (tests/real_failover.rs, tests/real_faults.rs).
+
+pub const CLUSTER_ENV: &str = "WDPOOL_KAFKA_CLUSTER_BOOTSTRAP";
+
+/// The three-broker cluster's bootstrap servers; panics when unset.
+pub fn cluster_bootstrap() -> String {
+    match std::env::var(CLUSTER_ENV) {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => panic!(
+            "{CLUSTER_ENV} is not set: start a three-broker cluster with \
+             `scripts/kafka.sh start --nodes 3 --name cluster` and export its bootstrap \
+             (or run `make test-real`); these tests are never skipped"
+        ),
+    }
+}
+
+/// Runs `scripts/kafka.sh ARGS` from the repository root; panics with its
+/// output when it fails.
+pub fn kafka_sh(args: &[&str]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/scripts/kafka.sh"))
+        .args(args)
+        .current_dir(root)
+        .output()
+        .expect("running scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates `topic` with `partitions` partitions replicated `replication`
+/// times; waits until every partition has a leader.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(35)));
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))];
+    for r in block_on(admin.create_topics(&new, &opts), Duration::from_secs(40)).expect("create_topics") {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => panic!("creating {t} failed: {code:?}"),
+        }
+    }
+    wait_for_topic(bootstrap, topic, partitions, Duration::from_secs(60));
+}
+
+/// The leader of `topic`'s `partition` (a topic replicated 3 times).
+pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let c = consumer(bootstrap, Isolation::ReadUncommitted);
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let t = md.topics().iter().find(|t| t.name() == topic).expect("the topic");
+    let p = t.partitions().iter().find(|p| p.id() == partition).expect("the partition");
+    assert_eq!(p.replicas().len(), 3, "replication factor 3");
+    p.leader()
 }

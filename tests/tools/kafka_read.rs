@@ -8,13 +8,15 @@
 //! is tests/common's `read_until`).
 //!
 //!     kafka_read --bootstrap B --topic T [--isolation read_committed|read_uncommitted]
-//!                [--expect N] [--timeout-ms M]
+//!                [--expect N] [--timeout-ms M] [--config-file F]
 //!
 //! Stops once every partition reported its end and at least N records
 //! (default 0) were read. Exit status: 0 done; 1 the end or the expected
 //! count was not reached within the timeout (default 30000 ms; what was read
 //! is still printed); 2 bad usage; 3 the consumer failed. A one-line summary
-//! goes to stderr.
+//! goes to stderr. `--config-file`: librdkafka properties (`key=value`
+//! lines, as `scripts/kafka.sh start --secure` writes them) for a secured
+//! broker; `--bootstrap` wins over a `bootstrap.servers` in it.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -24,10 +26,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::{read_until, Isolation, Record};
+use common::{load_properties, read_until, use_client_properties, Isolation, Record};
 
 const USAGE: &str = "usage: kafka_read --bootstrap B --topic T [--isolation read_committed|read_uncommitted] \
-                     [--expect N] [--timeout-ms M]";
+                     [--expect N] [--timeout-ms M] [--config-file F]";
 
 struct Args {
     bootstrap: String,
@@ -35,6 +37,7 @@ struct Args {
     isolation: Isolation,
     expect: usize,
     timeout: Duration,
+    config_file: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
     let mut isolation = Isolation::ReadCommitted;
     let mut expect = 0usize;
     let mut timeout = Duration::from_millis(30_000);
+    let mut config_file = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
                 let ms: u64 = value.parse().map_err(|e| format!("--timeout-ms {value:?}: {e}"))?;
                 timeout = Duration::from_millis(ms);
             }
+            "--config-file" => config_file = Some(std::path::PathBuf::from(value)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -73,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         isolation,
         expect,
         timeout,
+        config_file,
     })
 }
 
@@ -116,6 +122,9 @@ fn main() -> ExitCode {
     let expect = args.expect;
     // read_until panics when the consumer fails or the topic never shows up.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(f) = &args.config_file {
+            use_client_properties(load_properties(f));
+        }
         read_until(&args.bootstrap, &args.topic, args.isolation, args.timeout, |records, at_end| {
             at_end && records.len() >= expect
         })

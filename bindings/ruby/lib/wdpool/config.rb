@@ -39,6 +39,15 @@ module WdPool
 
     attr_reader :deliver
 
+    # librdkafka properties whose values are secrets (as wdpool's Rust side
+    # decides: passwords, keys, OAuth secrets): #inspect never shows them.
+    SENSITIVE = /password|secret|passphrase|\.pem|private\.key|ssl\.key\.|sasl\.oauthbearer\.config|jaas/i
+
+    def inspect
+      shown = @kafka.to_h { |k, v| [k, SENSITIVE.match?(k.to_s) ? '[redacted]' : v] }
+      "#<#{self.class.name} kafka=#{shown} deliver=#{@deliver}>"
+    end
+
     # Milliseconds (WaterDrop's max_wait_timeout): bounds deliveries, flush,
     # transaction calls and a graceful close.
     def max_wait_timeout=(ms)
