@@ -5,7 +5,9 @@
 //! first checkout (without holding the pool lock, so a slow creation never
 //! blocks checkouts of other slots; a creation that outlives the caller's
 //! timeout goes on in the background and the slot becomes idle when it is
-//! done). Checkout is LIFO over idle connections and re-entrant per owner:
+//! done). Checkout is LIFO over idle connections (except that a thread gets
+//! back the slot it gave back last when that one is idle, so that with
+//! enough producers each thread keeps its own) and re-entrant per owner:
 //! the calling thread by default, or a key the caller names (a Ruby fiber, a
 //! Go context), or nobody. A broken connection is never handed out again;
 //! its slot gets a fresh one with the same index.
@@ -397,7 +399,7 @@ impl<M: Manager> Pool<M> {
             if state.closing != Closing::Open {
                 return Err(CheckoutError::Closed);
             }
-            if let Some(index) = state.idle.pop() {
+            if let Some(index) = state.pop_idle(inner.id, me) {
                 let slot = &mut state.slots[index];
                 let conn = NonNull::from(slot.conn.as_deref().expect("an idle slot holds a connection"));
                 // SAFETY: the slot's own `Arc`, borrowed under the lock.
@@ -834,6 +836,7 @@ impl<M: Manager> Inner<M> {
         }
         if slot.owner == Some(OwnerId::Thread(thread_token())) {
             reentrancy::forget(self.id);
+            reentrancy::set_last_slot(self.id, index);
         }
         state.release_slot(index);
         let closing = state.closing;
@@ -881,6 +884,20 @@ impl<M: Manager> fork::ForkLocked for Inner<M> {
 }
 
 impl<C> State<C> {
+    /// An idle slot for `owner`: the one the calling thread gave back last
+    /// when it is idle (a thread-owned checkout), else the one given back
+    /// last by anybody.
+    fn pop_idle(&mut self, pool: u64, owner: OwnerId) -> Option<usize> {
+        if let OwnerId::Thread(_) = owner {
+            if let Some(hint) = reentrancy::last_slot(pool) {
+                if let Some(at) = self.idle.iter().rposition(|i| *i == hint) {
+                    return Some(self.idle.remove(at));
+                }
+            }
+        }
+        self.idle.pop()
+    }
+
     /// Marks a free slot as checked out by `owner`; returns its epoch.
     fn take_slot(&mut self, index: usize, owner: OwnerId) -> u64 {
         self.in_use += 1;
