@@ -1144,6 +1144,35 @@ enum wdpool_result wdpool_pool_checkout(const struct wdpool_pool *pool,
                                         struct wdpool_error **err);
 
 /**
+ * `wdpool_pool_checkout` without waiting: a producer for `owner` if one
+ * is free right now (the one `owner` already holds, nested, or an idle
+ * one), else none. For bindings that must not block a thread without
+ * releasing it first (Ruby's GVL): try first, and only when this finds
+ * none, release and call `wdpool_pool_checkout`.
+ *
+ * Unlike `wdpool_pool_checkout` with a timeout of 0, finding none is not a
+ * checkout timeout: it is not counted in `checkout_timeouts`, fires no
+ * `connection_pool.checkout_timeout` event, and never starts creating a
+ * producer (a slot whose producer was never created, or was closed by a
+ * reload, does not count as free: the blocking checkout creates it).
+ *
+ * Blocks:       never (a short lock; an idle producer found broken is
+ *               closed, forcibly, before the next idle one is tried).
+ * Calls back:   producer replaced subscribers, on this thread, when an
+ *               idle producer was found broken.
+ * Thread:       any.
+ * producer_out: receives the handle, or NULL when no producer was free;
+ *               written only on OK. A handle goes back with
+ *               `wdpool_producer_checkin`, as a checkout's does.
+ * Returns:      OK (with a handle or NULL), NULL_PARAMETER,
+ *               INVALID_ARGUMENT, CLOSED, STALE_HANDLE (a freed pool).
+ */
+enum wdpool_result wdpool_pool_try_checkout(const struct wdpool_pool *pool,
+                                            wdpool_owner owner,
+                                            struct wdpool_producer **producer_out,
+                                            struct wdpool_error **err);
+
+/**
  * Closes the pool: gracefully (each idle producer flushes, bounded by its
  * `max_wait_timeout`) or, with `force`, purging what is not delivered.
  * Producers close in parallel. Checked-out producers are closed when they
@@ -1259,6 +1288,14 @@ enum wdpool_result wdpool_checkout(wdpool_owner owner,
                                    int64_t timeout_ms,
                                    struct wdpool_producer **producer_out,
                                    struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_try_checkout` on the global pool (never blocks; calls back
+ * and may be called from any thread as that does); also NOT_SET_UP.
+ */
+enum wdpool_result wdpool_try_checkout(wdpool_owner owner,
+                                       struct wdpool_producer **producer_out,
+                                       struct wdpool_error **err);
 
 /**
  * `wdpool_pool_close` on the global pool. Harmless when there is none

@@ -202,6 +202,12 @@ impl ProducerPool {
         self.pool.checkout_as(owner, timeout).map_err(checkout_error)
     }
 
+    /// A producer for `owner` only if one is free now: never waits, never
+    /// creates one, counts no checkout timeout.
+    pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<ProducerLease>> {
+        self.pool.try_checkout_as(owner).map_err(checkout_error)
+    }
+
     /// Runs `body` with a producer for the calling thread; it goes back to
     /// the pool whatever happens. A transaction that `body` opened and left
     /// open is aborted, and that is an error.

@@ -180,6 +180,21 @@ unsafe fn checkout(pool: &ProducerPool, owner: wdpool_owner, timeout_ms: i64, pr
 }
 
 /// # Safety
+/// `producer_out` is NULL or writable.
+unsafe fn try_checkout(pool: &ProducerPool, owner: wdpool_owner, producer_out: *mut *mut wdpool_producer) -> Result<()> {
+    if producer_out.is_null() {
+        return Err(null("producer_out"));
+    }
+    let handle = match pool.try_checkout_as(owner_arg(owner))? {
+        Some(lease) => lease_handle(lease)?,
+        None => std::ptr::null_mut(),
+    };
+    // SAFETY: checked for NULL; the caller passes a writable pointer.
+    unsafe { write_out(producer_out, handle) };
+    Ok(())
+}
+
+/// # Safety
 /// `report_out` is NULL or writable.
 unsafe fn write_report(report_out: *mut wdpool_close_report, report: CloseReport) {
     if !report_out.is_null() {
@@ -327,6 +342,38 @@ pub unsafe extern "C" fn wdpool_pool_checkout(
     boundary(err, || checkout(&*pool_of(pool)?, owner, timeout_ms, producer_out))
 }
 
+/// `wdpool_pool_checkout` without waiting: a producer for `owner` if one
+/// is free right now (the one `owner` already holds, nested, or an idle
+/// one), else none. For bindings that must not block a thread without
+/// releasing it first (Ruby's GVL): try first, and only when this finds
+/// none, release and call `wdpool_pool_checkout`.
+///
+/// Unlike `wdpool_pool_checkout` with a timeout of 0, finding none is not a
+/// checkout timeout: it is not counted in `checkout_timeouts`, fires no
+/// `connection_pool.checkout_timeout` event, and never starts creating a
+/// producer (a slot whose producer was never created, or was closed by a
+/// reload, does not count as free: the blocking checkout creates it).
+///
+/// Blocks:       never (a short lock; an idle producer found broken is
+///               closed, forcibly, before the next idle one is tried).
+/// Calls back:   producer replaced subscribers, on this thread, when an
+///               idle producer was found broken.
+/// Thread:       any.
+/// producer_out: receives the handle, or NULL when no producer was free;
+///               written only on OK. A handle goes back with
+///               `wdpool_producer_checkin`, as a checkout's does.
+/// Returns:      OK (with a handle or NULL), NULL_PARAMETER,
+///               INVALID_ARGUMENT, CLOSED, STALE_HANDLE (a freed pool).
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_pool_try_checkout(
+    pool: *const wdpool_pool,
+    owner: wdpool_owner,
+    producer_out: *mut *mut wdpool_producer,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || try_checkout(&*pool_of(pool)?, owner, producer_out))
+}
+
 /// Closes the pool: gracefully (each idle producer flushes, bounded by its
 /// `max_wait_timeout`) or, with `force`, purging what is not delivered.
 /// Producers close in parallel. Checked-out producers are closed when they
@@ -472,6 +519,17 @@ pub unsafe extern "C" fn wdpool_checkout(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || checkout(&*pools::global()?, owner, timeout_ms, producer_out))
+}
+
+/// `wdpool_pool_try_checkout` on the global pool (never blocks; calls back
+/// and may be called from any thread as that does); also NOT_SET_UP.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_try_checkout(
+    owner: wdpool_owner,
+    producer_out: *mut *mut wdpool_producer,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || try_checkout(&*pools::global()?, owner, producer_out))
 }
 
 /// `wdpool_pool_close` on the global pool. Harmless when there is none

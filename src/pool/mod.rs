@@ -371,21 +371,11 @@ impl<M: Manager> Pool<M> {
         timeout: Option<Duration>,
     ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), CheckoutError<M::Error>> {
         let inner = &self.inner;
-        inner.check_fork();
         let me = owner.resolve();
-        let mut state = inner.lock();
-        if state.closing != Closing::Open {
-            return Err(CheckoutError::Closed);
-        }
-
-        if let Some(index) = state.held_by(inner.id, me) {
-            let slot = &mut state.slots[index];
-            if let Some(conn) = slot.conn.as_deref() {
-                slot.depth += 1;
-                return Ok((index, slot.epoch, me, NonNull::from(conn)));
-            }
-        }
-
+        let mut state = match self.start_checkout(me)? {
+            Ok(nested) => return Ok(nested),
+            Err(state) => state,
+        };
         let timeout = timeout.unwrap_or(inner.options.timeout);
         // The call's budget runs from when it first needs time (to create
         // or to wait); only the waits count in the pool's total wait time.
@@ -399,35 +389,14 @@ impl<M: Manager> Pool<M> {
             if state.closing != Closing::Open {
                 return Err(CheckoutError::Closed);
             }
-            if let Some(index) = state.pop_idle(inner.id, me) {
-                let slot = &mut state.slots[index];
-                let conn = NonNull::from(slot.conn.as_deref().expect("an idle slot holds a connection"));
-                // SAFETY: the slot's own `Arc`, borrowed under the lock.
-                if inner.manager.is_broken(unsafe { conn.as_ref() }) {
-                    let broken = slot.conn.take();
-                    state.empty.push(index);
-                    drop(state);
-                    inner.discard_broken(index, broken);
-                    state = inner.lock();
-                    continue;
+            state = match inner.take_idle_slot(state, me) {
+                Ok(taken) => {
+                    inner.account_wait(blocked);
+                    return Ok(taken);
                 }
-                let epoch = state.take_slot(index, me);
-                // A sleeper woken for a slot that another caller took: pass
-                // the wake on when more slots are free (see `wake_pending`).
-                let chain = state.waiting > 0
-                    && !state.wake_pending
-                    && (!state.idle.is_empty() || !state.empty.is_empty());
-                state.wake_pending |= chain;
-                drop(state);
-                if chain {
-                    inner.wake(&inner.freed, false);
-                }
-                inner.account_wait(blocked);
-                if let OwnerId::Thread(_) = me {
-                    reentrancy::hold(inner.id, index);
-                }
-                return Ok((index, epoch, me, conn));
-            }
+                Err(state) if state.closing != Closing::Open => return Err(CheckoutError::Closed),
+                Err(state) => state,
+            };
             if let Some(index) = if may_create { state.empty.pop() } else { None } {
                 let waited = started.get_or_insert_with(Instant::now).elapsed();
                 may_create = false;
@@ -500,6 +469,48 @@ impl<M: Manager> Pool<M> {
             state.waiting -= 1;
             state.wake_pending = false;
         }
+    }
+
+    /// A checkout that never waits and never creates a connection: the one
+    /// `owner` already holds (nested), or an idle one, or `None`. Nothing
+    /// is counted as a checkout timeout and no event fires when there is
+    /// none.
+    pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<Lease<M>>, CheckoutError<M::Error>> {
+        let me = owner.resolve();
+        let taken = match self.start_checkout(me)? {
+            Ok(nested) => nested,
+            Err(state) => match self.inner.take_idle_slot(state, me) {
+                Ok(taken) => taken,
+                Err(state) if state.closing != Closing::Open => return Err(CheckoutError::Closed),
+                Err(_) => return Ok(None),
+            },
+        };
+        let (index, epoch, me, conn) = taken;
+        Ok(Some(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn)))
+    }
+
+    /// The start of every checkout: the pool open, and a nested checkout
+    /// served at once (`Ok(Ok(..))`); otherwise the state, locked.
+    #[allow(clippy::type_complexity)]
+    fn start_checkout(
+        &self,
+        me: OwnerId,
+    ) -> Result<Result<(usize, u64, OwnerId, NonNull<M::Conn>), SpinGuard<'_, State<M::Conn>>>, CheckoutError<M::Error>>
+    {
+        let inner = &self.inner;
+        inner.check_fork();
+        let mut state = inner.lock();
+        if state.closing != Closing::Open {
+            return Err(CheckoutError::Closed);
+        }
+        if let Some(index) = state.held_by(inner.id, me) {
+            let slot = &mut state.slots[index];
+            if let Some(conn) = slot.conn.as_deref() {
+                slot.depth += 1;
+                return Ok(Ok((index, slot.epoch, me, NonNull::from(conn))));
+            }
+        }
+        Ok(Err(state))
     }
 
     /// Runs `f` with a checked-out connection; it goes back to the pool
@@ -819,6 +830,48 @@ impl<M: Manager> Inner<M> {
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
             }),
+        }
+    }
+
+    /// Takes an idle slot for `me` (replacing broken connections on the
+    /// way), or gives the state back, locked, when none is idle (or the
+    /// pool closed meanwhile).
+    #[allow(clippy::type_complexity)]
+    fn take_idle_slot<'a>(
+        &'a self,
+        mut state: SpinGuard<'a, State<M::Conn>>,
+        me: OwnerId,
+    ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), SpinGuard<'a, State<M::Conn>>> {
+        loop {
+            let Some(index) = state.pop_idle(self.id, me) else { return Err(state) };
+            let slot = &mut state.slots[index];
+            let conn = NonNull::from(slot.conn.as_deref().expect("an idle slot holds a connection"));
+            // SAFETY: the slot's own `Arc`, borrowed under the lock.
+            if self.manager.is_broken(unsafe { conn.as_ref() }) {
+                let broken = slot.conn.take();
+                state.empty.push(index);
+                drop(state);
+                self.discard_broken(index, broken);
+                state = self.lock();
+                if state.closing != Closing::Open {
+                    return Err(state);
+                }
+                continue;
+            }
+            let epoch = state.take_slot(index, me);
+            // A sleeper woken for a slot that another caller took: pass the
+            // wake on when more slots are free (see `wake_pending`).
+            let chain =
+                state.waiting > 0 && !state.wake_pending && (!state.idle.is_empty() || !state.empty.is_empty());
+            state.wake_pending |= chain;
+            drop(state);
+            if chain {
+                self.wake(&self.freed, false);
+            }
+            if let OwnerId::Thread(_) = me {
+                reentrancy::hold(self.id, index);
+            }
+            return Ok((index, epoch, me, conn));
         }
     }
 

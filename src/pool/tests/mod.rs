@@ -329,3 +329,4 @@ mod fork;
 mod concurrency;
 mod owners;
 mod unfinished;
+mod try_checkout;
