@@ -91,6 +91,7 @@ module WdPool
       @size = Integer(size)
       @timeout = Integer(timeout)
       @probes = 0
+      @cold = true
       options = Native::Options.new
       options[:size] = @size
       options[:timeout_ms] = @timeout
@@ -128,7 +129,9 @@ module WdPool
       Thread.handle_interrupt(DEFER) do
         ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
         buf = ctx[1]
-        rc = if GUARD_PROBES[0] && timeout != 0
+        rc = if @cold && timeout != 0 && !WdPool.scheduled?
+               cold_checkout(ctx, timeout)
+             elsif GUARD_PROBES[0] && timeout != 0
                probe(ctx[0], buf)
              else
                try_checkout(ctx)
@@ -176,6 +179,7 @@ module WdPool
     # Idle producers are closed and recreated on demand; checked-out ones are
     # replaced when they come back.
     def reload
+      @cold = true
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_pool_reload(@handle, err)
       Events.raise_deferred if Events.deferred.positive?
@@ -231,6 +235,28 @@ module WdPool
       else
         Native.wdpool_pool_checkout_try(@handle, owner, timeout_ms, buf, buf + 8)
       end
+    end
+
+    # Until every slot holds a producer, a checkout may have to create one,
+    # and a zero-timeout try would leave a transactional producer's
+    # init_transactions running in the background while the wait that
+    # follows creates another slot's producer (two created for one `with`,
+    # and not slot 0 first as in C and Go: tests/conformance). So a cold
+    # pool waits at once, the GVL released, and turns warm when its stats
+    # say every slot holds a producer.
+    def cold_checkout(ctx, timeout)
+      buf = ctx[1]
+      rc = native_checkout(ctx[0], timeout.nil? ? pool_timeout_ms : Integer(timeout), buf, true)
+      Events.raise_deferred if Events.deferred.positive?
+      raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+
+      s = Native::Statistics.new
+      @cold = false if stats_into(s).zero? && s[:created] == s[:size]
+      rc
+    end
+
+    def stats_into(s)
+      Native.wdpool_pool_stats(@handle, s, nil)
     end
 
     def probe(owner, buf)
@@ -305,6 +331,7 @@ module WdPool
     # rubocop:disable Lint/MissingSuper
     def initialize
       @probes = 0
+      @cold = true
       @size = nil
       @timeout = 5_000
     end
@@ -330,6 +357,7 @@ module WdPool
       @size = Integer(size)
       @timeout = Integer(timeout)
       @probes = 0
+      @cold = true
       Events.raise_deferred if Events.deferred.positive?
       self
     end
@@ -345,6 +373,7 @@ module WdPool
     end
 
     def reload
+      @cold = true
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_reload(err)
       Events.raise_deferred if Events.deferred.positive?
@@ -378,6 +407,10 @@ module WdPool
 
     def try_checkout(ctx)
       Native.wdpool_checkout_try(ctx[0], 0, ctx[1], ctx[2])
+    end
+
+    def stats_into(s)
+      Native.wdpool_stats(s, nil)
     end
 
     def native_checkout(owner, timeout_ms, buf, blocking)
