@@ -153,7 +153,8 @@ impl Producer {
         if let Some((code, reason)) = self.kafka().and_then(|p| p.client().fatal_error()) {
             self.mark_broken();
             return Err(Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error: {reason}", self.id))
-                .with_kafka_code(code));
+                .with_kafka_code(code)
+                .with_kafka_flags(crate::error::kafka_flags::FATAL));
         }
         Ok(())
     }

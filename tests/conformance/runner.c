@@ -171,6 +171,8 @@ static pool_entry *pool_named(world *w, const char *name) {
 typedef struct {
   char kind[48]; /* "ok", "timeout", ..., "app", "exited" */
   char message[512];
+  int32_t kafka_code;
+  uint32_t kafka_flags;
 } outcome;
 
 static void outcome_of(outcome *out, wdpool_result rc, wdpool_error *err) {
@@ -180,12 +182,16 @@ static void outcome_of(outcome *out, wdpool_result rc, wdpool_error *err) {
   for (; name[i] != '\0' && i + 1 < sizeof out->kind; i++) out->kind[i] = (char)tolower((unsigned char)name[i]);
   out->kind[i] = '\0';
   snprintf(out->message, sizeof out->message, "%s", err != NULL ? wdpool_error_message(err) : "");
+  out->kafka_code = wdpool_error_kafka_code(err);
+  out->kafka_flags = wdpool_error_kafka_flags(err);
   wdpool_error_free(err);
 }
 
 static void outcome_set(outcome *out, const char *kind) {
   snprintf(out->kind, sizeof out->kind, "%s", kind);
   out->message[0] = '\0';
+  out->kafka_code = 0;
+  out->kafka_flags = 0;
 }
 
 static void check_number(const json_value *expect, const char *key, long long actual) {
@@ -225,6 +231,20 @@ static void check_outcome(const json_value *expect, const outcome *got) {
   const char *want = json_get_string(expect, "result", "ok");
   if (strcmp(want, got->kind) != 0) fail("result: got %s (%s), expected %s", got->kind, got->message, want);
   check_contains(expect, "message", got->message);
+  check_number(expect, "kafka_code", got->kafka_code);
+  /* "kafka_flags": the exact set, by name. */
+  const json_value *flags = json_get(expect, "kafka_flags");
+  if (flags != NULL) {
+    uint32_t want_flags = 0;
+    for (size_t i = 0; i < flags->count; i++) {
+      const char *f = flags->items[i].type == JSON_STRING ? flags->items[i].string : "";
+      want_flags |= strcmp(f, "retriable") == 0            ? WDPOOL_KAFKA_RETRIABLE
+                    : strcmp(f, "fatal") == 0              ? WDPOOL_KAFKA_FATAL
+                    : strcmp(f, "txn_requires_abort") == 0 ? WDPOOL_KAFKA_TXN_REQUIRES_ABORT
+                                                           : 0x100;
+    }
+    if (want_flags != got->kafka_flags) fail("kafka_flags: got %u, expected %u", got->kafka_flags, want_flags);
+  }
 }
 
 /* ------------------------------------------------------------------------
@@ -678,6 +698,19 @@ static void step_topic(world *w, const json_value *step, const json_value *expec
   check_outcome(expect, &got);
 }
 
+static void step_inject(world *w, const json_value *step, const json_value *expect) {
+  const json_value *list = json_get(step, "errors");
+  int32_t codes[64];
+  size_t n = 0;
+  for (; list != NULL && n < list->count && n < 64; n++) codes[n] = (int32_t)list->items[n].number;
+  wdpool_error *err = NULL;
+  wdpool_result rc =
+      wdpool_mock_cluster_push_request_errors(w->cluster, (int16_t)json_get_int(step, "api_key", -1), codes, n, &err);
+  outcome got;
+  outcome_of(&got, rc, err);
+  check_outcome(expect, &got);
+}
+
 static void step_active(const json_value *expect) { check_number(expect, "active", wdpool_active()); }
 
 /* ------------------------------------------------------------------------
@@ -766,6 +799,7 @@ static void run_scenario(const char *path, int number) {
     else if (strcmp(current_op, "broker") == 0) step_broker(&w, step, expect);
     else if (strcmp(current_op, "topic") == 0) step_topic(&w, step, expect);
     else if (strcmp(current_op, "active") == 0) step_active(expect);
+    else if (strcmp(current_op, "inject") == 0) step_inject(&w, step, expect);
     else fail("unknown op");
   }
   current_op = "teardown";
