@@ -37,6 +37,8 @@ type exitSignal struct{}
 
 type reply struct {
 	kind, message string
+	kafkaCode     int32
+	kafkaFlags    []string
 	entered       bool
 	slot          int
 	reports       []wdpool.DeliveryReport
@@ -51,7 +53,17 @@ func replyOf(err error) reply {
 	case errors.Is(err, errBody):
 		return reply{kind: "app", message: err.Error()}
 	case errors.As(err, &e):
-		return reply{kind: strings.ToLower(strings.TrimPrefix(e.Code.String(), "WDPOOL_")), message: e.Message}
+		r := reply{kind: strings.ToLower(strings.TrimPrefix(e.Code.String(), "WDPOOL_")), message: e.Message, kafkaFlags: []string{}}
+		var k *wdpool.KafkaError
+		if errors.As(err, &k) {
+			r.kafkaCode = k.Code
+			for name, set := range map[string]bool{"retriable": k.Retriable(), "fatal": k.Fatal(), "txn_requires_abort": k.TxnRequiresAbort()} {
+				if set {
+					r.kafkaFlags = append(r.kafkaFlags, name)
+				}
+			}
+		}
+		return r
 	default:
 		return reply{kind: "go:" + fmt.Sprintf("%T", err), message: err.Error()}
 	}
@@ -307,6 +319,14 @@ func (r *scenarioRun) perform(s step) {
 		r.checkOutcome(expect, replyOf(r.cluster.CreateTopic(r.expand(str(s, "topic", ""), -1), partitions)))
 	case "active":
 		r.checkFields(expect, map[string]any{"active": wdpool.Active()})
+	case "inject":
+		var codes []int32
+		list, _ := s["errors"].([]any)
+		for _, c := range list {
+			codes = append(codes, int32(c.(float64)))
+		}
+		key, _ := s["api_key"].(float64)
+		r.checkOutcome(expect, replyOf(r.cluster.PushRequestErrors(int16(key), codes...)))
 	default:
 		r.fail("unknown op")
 	}
@@ -550,6 +570,19 @@ func (r *scenarioRun) checkOutcome(expect map[string]any, rep reply) {
 		r.fail("result: got %s (%s), expected %s", rep.kind, rep.message, want)
 	}
 	r.checkContains(expect, "message", rep.message)
+	r.checkFields(expect, map[string]any{"kafka_code": rep.kafkaCode})
+	if want, ok := expect["kafka_flags"].([]any); ok {
+		var names []string
+		for _, w := range want {
+			names = append(names, fmt.Sprint(w))
+		}
+		sort.Strings(names)
+		got := append([]string{}, rep.kafkaFlags...)
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(names, ",") {
+			r.fail("kafka_flags: got %v, expected %v", got, names)
+		}
+	}
 }
 
 func (r *scenarioRun) checkContains(expect map[string]any, key, actual string) {

@@ -24,7 +24,9 @@ module Conformance
     def self.from(error)
       case error
       when BodyFailure then new('app', error.message, {})
-      when WdPool::Errors::Error then new(error.code.to_s, error.message, {})
+      when WdPool::Errors::Error
+        flags = { 'retriable' => error.retriable?, 'fatal' => error.fatal?, 'txn_requires_abort' => error.txn_requires_abort? }
+        new(error.code.to_s, error.message, { kafka_code: error.kafka_code, kafka_flags: flags.select { |_, v| v }.keys })
       else new("ruby:#{error.class}", error.message, {})
       end
     end
@@ -181,6 +183,7 @@ module Conformance
       when 'topic'
         pool_call(expect) { @cluster.create_topic(expand(step['topic']), partitions: step.fetch('partitions', 1)) && {} }
       when 'active' then check_value(expect, 'active', WdPool::ConnectionPool.active?)
+      when 'inject' then pool_call(expect) { @cluster.push_request_errors(step['api_key'], *step['errors']) && {} }
       else fail!('unknown op')
       end
     end
@@ -302,6 +305,9 @@ module Conformance
       want = expect.fetch('result', 'ok')
       fail!("result: got #{reply.kind} (#{reply.message}), expected #{want}") unless want == reply.kind
       check_contains(expect, 'message', reply.message)
+      check_value(expect, 'kafka_code', reply.data.fetch(:kafka_code, 0))
+      flags = reply.data.fetch(:kafka_flags, []).sort
+      fail!("kafka_flags: got #{flags}, expected #{expect['kafka_flags'].sort}") if expect.key?('kafka_flags') && flags != expect['kafka_flags'].sort
     end
 
     def check_contains(expect, key, actual)
