@@ -247,6 +247,13 @@ static void check_outcome(const json_value *expect, const outcome *got) {
   }
 }
 
+/* Checks a call's result and frees its error. */
+static void expect_result(const json_value *expect, wdpool_result rc, wdpool_error *err) {
+  outcome got;
+  outcome_of(&got, rc, err);
+  check_outcome(expect, &got);
+}
+
 /* ------------------------------------------------------------------------
  * Pools. */
 
@@ -352,9 +359,7 @@ static void step_open(world *w, const json_value *step, const json_value *expect
     rc = wdpool_producer_begin(producer, timeout_of(step), &err);
     if (rc != WDPOOL_OK) wdpool_producer_checkin(producer, NULL);
   }
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
   if (rc != WDPOOL_OK) return;
   o->stack[o->depth].txn = txn;
   o->stack[o->depth].producer = producer;
@@ -545,9 +550,7 @@ static void step_produce(world *w, const json_value *step, const json_value *exp
     fail("unknown mode \"%s\"", mode);
   }
   for (size_t i = 0; i < count; i++) free(bufs[i].payload);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
   if (rc == WDPOOL_OK) check_offsets(expect, reports, reported);
 }
 
@@ -556,9 +559,7 @@ static void step_flush(world *w, const json_value *step, const json_value *expec
   if (producer == NULL) return;
   wdpool_error *err = NULL;
   wdpool_result rc = wdpool_producer_flush(producer, timeout_of(step), &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
 }
 
 static void step_info(world *w, const json_value *step, const json_value *expect) {
@@ -567,9 +568,7 @@ static void step_info(world *w, const json_value *step, const json_value *expect
   wdpool_producer_info info;
   wdpool_error *err = NULL;
   wdpool_result rc = wdpool_producer_get_info(producer, &info, &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
   if (rc != WDPOOL_OK) return;
   check_number(expect, "slot", (long long)info.index);
   check_number(expect, "transactional", info.transactional);
@@ -588,9 +587,7 @@ static void step_close(world *w, const json_value *step, const json_value *expec
   wdpool_error *err = NULL;
   bool force = json_get_bool(step, "force", false);
   wdpool_result rc = p->global ? wdpool_close(force, &report, &err) : wdpool_pool_close(p->pool, force, &report, &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
   if (rc != WDPOOL_OK) return;
   check_number(expect, "closed", (long long)report.closed);
   check_number(expect, "undelivered", (long long)report.undelivered);
@@ -602,9 +599,7 @@ static void step_reload(world *w, const json_value *step, const json_value *expe
   if (p == NULL) return;
   wdpool_error *err = NULL;
   wdpool_result rc = p->global ? wdpool_reload(&err) : wdpool_pool_reload(p->pool, &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
 }
 
 static void step_stats(world *w, const json_value *step, const json_value *expect) {
@@ -613,9 +608,7 @@ static void step_stats(world *w, const json_value *step, const json_value *expec
   wdpool_statistics s;
   wdpool_error *err = NULL;
   wdpool_result rc = p->global ? wdpool_stats(&s, &err) : wdpool_pool_stats(p->pool, &s, &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
   if (rc != WDPOOL_OK) return;
   check_number(expect, "size", (long long)s.size);
   check_number(expect, "created", (long long)s.created);
@@ -683,9 +676,7 @@ static void step_broker(world *w, const json_value *step, const json_value *expe
     rc = wdpool_mock_cluster_set_broker_up(w->cluster, 1, json_get_bool(step, "up", true), &err);
   if (rc == WDPOOL_OK && json_get(step, "rtt_ms") != NULL)
     rc = wdpool_mock_cluster_set_rtt(w->cluster, 1, (uint32_t)json_get_int(step, "rtt_ms", 0), &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
 }
 
 static void step_topic(world *w, const json_value *step, const json_value *expect) {
@@ -693,9 +684,7 @@ static void step_topic(world *w, const json_value *step, const json_value *expec
   expand(json_get_string(step, "topic", ""), -1, topic, sizeof topic);
   wdpool_error *err = NULL;
   wdpool_result rc = wdpool_mock_cluster_create_topic(w->cluster, topic, (int32_t)json_get_int(step, "partitions", 1), &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
 }
 
 static void step_inject(world *w, const json_value *step, const json_value *expect) {
@@ -706,9 +695,7 @@ static void step_inject(world *w, const json_value *step, const json_value *expe
   wdpool_error *err = NULL;
   wdpool_result rc =
       wdpool_mock_cluster_push_request_errors(w->cluster, (int16_t)json_get_int(step, "api_key", -1), codes, n, &err);
-  outcome got;
-  outcome_of(&got, rc, err);
-  check_outcome(expect, &got);
+  expect_result(expect, rc, err);
 }
 
 static void step_active(const json_value *expect) { check_number(expect, "active", wdpool_active()); }
