@@ -102,6 +102,7 @@ uninstall:
 test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-conformance
 	$(MAKE) test-go
 	$(MAKE) test-valgrind
 	$(MAKE) test-header-cpp
@@ -165,6 +166,18 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	  echo "== $$t (ASan+UBSan)"; \
 	  $(SANITIZER_ENV) $(BUILD)/$$t; \
 	done
+
+# The conformance scenarios (tests/conformance/scenarios/*.json, see
+# tests/conformance/README.md) through the C runner, under ASan+UBSan. The
+# Ruby and Go runners of the same files run in test-ruby and test-go.
+.PHONY: test-conformance
+CONFORMANCE_SCENARIOS := $(sort $(wildcard tests/conformance/scenarios/*.json))
+$(BUILD)/conformance_runner: tests/conformance/runner.c tests/conformance/json.h include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -pthread -I include $< -L $(DEBUG_LIB) -lwdpool -Wl,-rpath,$(CURDIR)/$(DEBUG_LIB) -o $@
+
+test-conformance: $(BUILD)/conformance_runner
+	$(SANITIZER_ENV) $(BUILD)/conformance_runner $(CONFORMANCE_SCENARIOS)
 
 # The same C programs, built without sanitizers against the release build,
 # under valgrind: memory errors and definite leaks fail (tests/c/valgrind.supp

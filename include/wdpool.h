@@ -58,6 +58,21 @@
 #define WDPOOL_VERSION_PATCH 0
 
 /**
+ * Retrying the call may succeed.
+ */
+#define RETRIABLE 1
+
+/**
+ * The producer is unusable.
+ */
+#define FATAL 2
+
+/**
+ * The transaction must be aborted.
+ */
+#define TXN_REQUIRES_ABORT 4
+
+/**
  * A callback's "it worked". Anything else is a failure: a Ruby exception
  * escaping an ffi callback makes it return 0, which must never read as
  * success, so success is deliberately not 0.
@@ -106,6 +121,29 @@
  * The largest pool size: each producer runs several librdkafka threads.
  */
 #define WDPOOL_MAX_SIZE 4096
+
+/**
+ * A bit of `wdpool_error_kafka_flags`: librdkafka says the failed call may
+ * succeed if made again (`rd_kafka_error_is_retriable`). wdpool has already
+ * retried transactional calls within their timeout, so the operation can be
+ * tried again as a whole (a new transaction, a new produce).
+ */
+#define WDPOOL_KAFKA_RETRIABLE 1
+
+/**
+ * A bit of `wdpool_error_kafka_flags`: librdkafka says the producer hit a
+ * fatal error (`rd_kafka_error_is_fatal`, `RD_KAFKA_RESP_ERR__FATAL`,
+ * `rd_kafka_fatal_error`): it cannot be used again, and its slot gets a
+ * fresh producer.
+ */
+#define WDPOOL_KAFKA_FATAL 2
+
+/**
+ * A bit of `wdpool_error_kafka_flags`: librdkafka says the transaction
+ * must be aborted (`rd_kafka_error_txn_requires_abort`); wdpool rolled it
+ * back. The producer stays usable.
+ */
+#define WDPOOL_KAFKA_TXN_REQUIRES_ABORT 4
 
 /**
  * The version of the C ABI this header describes, the N of the shared
@@ -1024,6 +1062,28 @@ enum wdpool_result wdpool_mock_cluster_set_rtt(const struct wdpool_mock_cluster 
                                                struct wdpool_error **err);
 
 /**
+ * Makes the next `count` requests with Kafka protocol ApiKey `api_key` to
+ * any broker of the cluster fail, in order, with `errors[0]`, `errors[1]`,
+ * ... (`rd_kafka_resp_err_t` codes; `RD_KAFKA_RESP_ERR__TRANSPORT`
+ * disconnects instead), to test how Kafka errors are reported. The
+ * ApiKeys a producer uses are accepted: Produce (0), Metadata (3),
+ * FindCoordinator (10), InitProducerId (22), AddPartitionsToTxn (24),
+ * AddOffsetsToTxn (25), EndTxn (26), TxnOffsetCommit (28). `errors` is
+ * read during the call (NULL only when `count` is 0); `count` is at most
+ * 1024. librdkafka's mock cluster rd_kafka_mock_push_request_errors_array.
+ *
+ * Blocks: briefly, on the cluster's lock. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (another ApiKey, an
+ * unknown error code, `count` above 1024, another kind of handle),
+ * STALE_HANDLE.
+ */
+enum wdpool_result wdpool_mock_cluster_push_request_errors(const struct wdpool_mock_cluster *cluster,
+                                                           int16_t api_key,
+                                                           const int32_t *errors,
+                                                           size_t count,
+                                                           struct wdpool_error **err);
+
+/**
  * Stops and frees the cluster. NULL, a freed handle or another kind of
  * handle does nothing. Producers still connected to it will see their
  * brokers disappear.
@@ -1613,6 +1673,34 @@ const char *wdpool_error_message(const struct wdpool_error *error);
  * Blocks: never. Calls back: nothing. Thread: any.
  */
 int32_t wdpool_error_kafka_code(const struct wdpool_error *error);
+
+/**
+ * librdkafka's classification of the error behind `error`: a set of
+ * `WDPOOL_KAFKA_RETRIABLE`, `WDPOOL_KAFKA_FATAL` and
+ * `WDPOOL_KAFKA_TXN_REQUIRES_ABORT` bits.
+ *
+ * Where they come from: for transactional calls (`init_transactions`,
+ * begin, commit, abort: errors of `wdpool_producer_begin` / `_end` /
+ * `_transaction`, of a checkout that created a transactional producer,
+ * and of a produce's own transaction) librdkafka's `rd_kafka_error_t`
+ * flags, exactly. For errors that carry only a code (produce calls,
+ * delivery reports, flush): FATAL when the code is
+ * `RD_KAFKA_RESP_ERR__FATAL` or the producer has a fatal error
+ * (`rd_kafka_fatal_error`; the error's code is then the underlying one),
+ * RETRIABLE when the code is `RD_KAFKA_RESP_ERR__QUEUE_FULL` (the local
+ * queue was full for longer than the call could wait), nothing else:
+ * delivery reports fail only after librdkafka's own retries
+ * (`retries`, `message.timeout.ms`).
+ *
+ * 0 for NULL, for errors that did not come from librdkafka
+ * (`wdpool_error_kafka_code` is 0), and for librdkafka errors that are
+ * none of the three. A commit that timed out in wdpool (WDPOOL_FATAL
+ * without a Kafka code) has no flags: the producer is replaced all the
+ * same.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ */
+uint32_t wdpool_error_kafka_flags(const struct wdpool_error *error);
 
 /**
  * Frees an error. `wdpool_error_free(NULL)` does nothing. The error and the

@@ -18,7 +18,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
 
 use common::{consume_all, new_pool, new_pool_with, sorted_payloads, topic_name, EventLog};
-use wdpool::error::{Error, ErrorKind};
+use wdpool::error::{kafka_flags, Error, ErrorKind};
 use wdpool::events::EventKind;
 use wdpool::kafka::{Completion, Message};
 use wdpool::producer_pool::ProducerPool;
@@ -378,6 +378,8 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TransactionAborted, "{e:?}");
     assert_eq!(e.kafka_code, RDKafkaErrorCode::MessageSizeTooLarge as i32, "{e:?}");
+    // librdkafka's rd_kafka_error_t of the commit: abortable, nothing else.
+    assert_eq!(e.kafka_flags, kafka_flags::TXN_REQUIRES_ABORT, "{e:?}");
     assert_eq!(pool.stats().in_use, 0);
 
     // The same with produce_sync in the body: the body sees the delivery
@@ -391,6 +393,8 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Kafka, "{e:?}");
     assert_eq!(e.kafka_code, RDKafkaErrorCode::MessageSizeTooLarge as i32, "{e:?}");
+    // A delivery report's code alone: no flags (librdkafka retried already).
+    assert_eq!(e.kafka_flags, 0, "{e:?}");
 
     // AddPartitionsToTxn refused: abortable; the message is never sent.
     cluster.request_errors(
@@ -405,6 +409,7 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TransactionAborted, "{e:?}");
     assert_eq!(e.kafka_code, RDKafkaErrorCode::TopicAuthorizationFailed as i32, "{e:?}");
+    assert_eq!(e.kafka_flags, kafka_flags::TXN_REQUIRES_ABORT, "{e:?}");
 
     // EndTxn failing with an error librdkafka treats as abortable (and that
     // needs an epoch bump, done by the abort).
@@ -417,6 +422,8 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TransactionAborted, "{e:?}");
     assert_ne!(e.kafka_code, 0, "{e:?}");
+    assert_ne!(e.kafka_flags & kafka_flags::TXN_REQUIRES_ABORT, 0, "{e:?}");
+    assert_eq!(e.kafka_flags & kafka_flags::FATAL, 0, "{e:?}");
 
     // Still usable, with the same producer, on every partition.
     pool.transaction(None, |p| {
@@ -454,6 +461,7 @@ fn fatal_errors_replace_the_producer() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fatal, "{e:?}");
     assert_ne!(e.kafka_code, 0, "{e:?}");
+    assert_ne!(e.kafka_flags & kafka_flags::FATAL, 0, "{e:?}");
     let stats = pool.stats();
     assert_eq!((stats.replaced, stats.in_use), (1, 0), "{stats:?}");
     let replaced: Vec<_> = log.for_pool(pool.id()).into_iter().filter(|e| e.kind == EventKind::ProducerReplaced).collect();

@@ -39,7 +39,8 @@
 // max_wait_timeout. Failed calls return an *Error that errors.Is matches
 // against ErrPoolTimeout, ErrPoolClosed, ErrNotTransactional,
 // ErrInvalidMessage, ErrInvalidConfig, ErrEarlyExit and the other
-// sentinels; errors.As finds a *KafkaError with librdkafka's code. The
+// sentinels; errors.As finds a *KafkaError with librdkafka's code and its
+// Retriable, Fatal and TxnRequiresAbort flags. The
 // error returned by the function given to With or Transaction comes back
 // unchanged. A panic or runtime.Goexit in that function is let through
 // once the producer is back in the pool and its transaction rolled back:

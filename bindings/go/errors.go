@@ -100,17 +100,33 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
-// KafkaError carries librdkafka's error code (rd_kafka_resp_err_t).
-//
-// Fatal is known from wdpool's result code (WDPOOL_FATAL: the producer is
-// replaced). ABI version 1 does not expose librdkafka's retriable and
-// requires-abort flags: wdpool already retries retriable transaction errors
-// and aborts abortable ones itself.
+// KafkaError carries librdkafka's error code (rd_kafka_resp_err_t) and its
+// classification of the error (wdpool_error_kafka_flags): Retriable, Fatal
+// and TxnRequiresAbort say what librdkafka says. For transactional calls
+// they are its rd_kafka_error_t flags; for produce and delivery errors,
+// which carry only a code, Fatal is RD_KAFKA_RESP_ERR__FATAL (or a producer
+// with a fatal error) and Retriable RD_KAFKA_RESP_ERR__QUEUE_FULL; delivery
+// failures come after librdkafka's own retries and have no flag. wdpool's
+// own view is its result code: errors.Is(err, ErrFatal) when the producer
+// is replaced (also for a commit that did not finish in time, which has no
+// Kafka error at all).
 type KafkaError struct {
 	Code    int32
 	Message string
-	Fatal   bool
+	Flags   uint32 // C.WDPOOL_KAFKA_* bits
 }
+
+// Retriable: librdkafka says the failed call may succeed if made again
+// (wdpool has already retried transactional calls within their timeout).
+func (k *KafkaError) Retriable() bool { return k.Flags&C.WDPOOL_KAFKA_RETRIABLE != 0 }
+
+// Fatal: librdkafka says the producer hit a fatal error; its slot gets a
+// fresh producer.
+func (k *KafkaError) Fatal() bool { return k.Flags&C.WDPOOL_KAFKA_FATAL != 0 }
+
+// TxnRequiresAbort: librdkafka says the transaction had to be aborted
+// (wdpool rolled it back; the producer stays usable).
+func (k *KafkaError) TxnRequiresAbort() bool { return k.Flags&C.WDPOOL_KAFKA_TXN_REQUIRES_ABORT != 0 }
 
 func (k *KafkaError) Error() string {
 	return fmt.Sprintf("kafka error %d: %s", k.Code, k.Message)
@@ -129,7 +145,7 @@ func takeError[R ~uint32](rc R, cerr *C.wdpool_error) error {
 	if cerr != nil {
 		e.Message = C.GoString(C.wdpool_error_message(cerr))
 		if k := int32(C.wdpool_error_kafka_code(cerr)); k != 0 {
-			e.Kafka = &KafkaError{Code: k, Message: e.Message, Fatal: e.Code == ResultFatal}
+			e.Kafka = &KafkaError{Code: k, Message: e.Message, Flags: uint32(C.wdpool_error_kafka_flags(cerr))}
 		}
 	}
 	return e

@@ -64,6 +64,23 @@ func (m *MockCluster) SetRTT(broker int, rttMs int) error {
 	return err
 }
 
+// PushRequestErrors makes the next requests with Kafka protocol ApiKey
+// apiKey (0 Produce, 22 InitProducerId, 26 EndTxn, ...) fail, in order,
+// with codes (rd_kafka_resp_err_t), to test how Kafka errors are reported.
+func (m *MockCluster) PushRequestErrors(apiKey int16, codes ...int32) error {
+	var cerr *C.wdpool_error
+	var p *C.int32_t
+	if len(codes) > 0 {
+		buf := C.malloc(C.size_t(4 * len(codes)))
+		defer C.free(buf)
+		copy(unsafe.Slice((*int32)(buf), len(codes)), codes)
+		p = (*C.int32_t)(buf)
+	}
+	err := takeError(C.wdpool_mock_cluster_push_request_errors(m.h, C.int16_t(apiKey), p, C.size_t(len(codes)), &cerr), cerr)
+	runtime.KeepAlive(m)
+	return err
+}
+
 // Close stops the cluster. Harmless twice.
 func (m *MockCluster) Close() {
 	m.cleanup.Stop()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use super::registry::{Kind, Registry};
 use super::result::c_string;
@@ -152,6 +153,67 @@ pub unsafe extern "C" fn wdpool_mock_cluster_set_rtt(
             .broker_round_trip_time(broker_id, Duration::from_millis(u64::from(rtt_ms)))
             .map_err(|e| mock_error("setting the round-trip time", e))
     })
+}
+
+/// Makes the next `count` requests with Kafka protocol ApiKey `api_key` to
+/// any broker of the cluster fail, in order, with `errors[0]`, `errors[1]`,
+/// ... (`rd_kafka_resp_err_t` codes; `RD_KAFKA_RESP_ERR__TRANSPORT`
+/// disconnects instead), to test how Kafka errors are reported. The
+/// ApiKeys a producer uses are accepted: Produce (0), Metadata (3),
+/// FindCoordinator (10), InitProducerId (22), AddPartitionsToTxn (24),
+/// AddOffsetsToTxn (25), EndTxn (26), TxnOffsetCommit (28). `errors` is
+/// read during the call (NULL only when `count` is 0); `count` is at most
+/// 1024. librdkafka's mock cluster rd_kafka_mock_push_request_errors_array.
+///
+/// Blocks: briefly, on the cluster's lock. Calls back: nothing. Thread: any.
+/// Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (another ApiKey, an
+/// unknown error code, `count` above 1024, another kind of handle),
+/// STALE_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_mock_cluster_push_request_errors(
+    cluster: *const wdpool_mock_cluster,
+    api_key: i16,
+    errors: *const i32,
+    count: usize,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        let c = cluster_ref(cluster)?;
+        let key = api_key_of(api_key)?;
+        if count > 1024 {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("at most 1024 errors at once, not {count}")));
+        }
+        if count > 0 && errors.is_null() {
+            return Err(null("errors"));
+        }
+        let codes = if count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: checked for NULL; the caller passes `count` codes.
+            unsafe { std::slice::from_raw_parts(errors, count) }
+        };
+        let codes = codes
+            .iter()
+            .map(|&code| {
+                RDKafkaRespErr::try_from(code).map_err(|_| {
+                    Error::new(ErrorKind::InvalidArgument, format!("{code} is not an rd_kafka_resp_err_t code"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        c.cluster.request_errors(key, &codes);
+        Ok(())
+    })
+}
+
+/// The Kafka protocol requests a test may make fail (those a producer sends).
+fn api_key_of(key: i16) -> Result<RDKafkaApiKey> {
+    use RDKafkaApiKey::*;
+    [Produce, Metadata, FindCoordinator, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit]
+        .into_iter()
+        .find(|k| i16::from(*k) == key)
+        .ok_or_else(|| {
+            Error::new(ErrorKind::InvalidArgument, format!("ApiKey {key} is not one a producer sends (see the header)"))
+        })
 }
 
 /// Stops and frees the cluster. NULL, a freed handle or another kind of

@@ -5,7 +5,31 @@
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{kafka_flags, Error, ErrorKind};
+
+/// A bit of `wdpool_error_kafka_flags`: librdkafka says the failed call may
+/// succeed if made again (`rd_kafka_error_is_retriable`). wdpool has already
+/// retried transactional calls within their timeout, so the operation can be
+/// tried again as a whole (a new transaction, a new produce).
+pub const WDPOOL_KAFKA_RETRIABLE: u32 = 1;
+
+/// A bit of `wdpool_error_kafka_flags`: librdkafka says the producer hit a
+/// fatal error (`rd_kafka_error_is_fatal`, `RD_KAFKA_RESP_ERR__FATAL`,
+/// `rd_kafka_fatal_error`): it cannot be used again, and its slot gets a
+/// fresh producer.
+pub const WDPOOL_KAFKA_FATAL: u32 = 2;
+
+/// A bit of `wdpool_error_kafka_flags`: librdkafka says the transaction
+/// must be aborted (`rd_kafka_error_txn_requires_abort`); wdpool rolled it
+/// back. The producer stays usable.
+pub const WDPOOL_KAFKA_TXN_REQUIRES_ABORT: u32 = 4;
+
+// The C constants are literals (cbindgen copies them); the core's are the same bits.
+const _: () = assert!(
+    WDPOOL_KAFKA_RETRIABLE == kafka_flags::RETRIABLE
+        && WDPOOL_KAFKA_FATAL == kafka_flags::FATAL
+        && WDPOOL_KAFKA_TXN_REQUIRES_ABORT == kafka_flags::TXN_REQUIRES_ABORT
+);
 
 /// The result of every fallible wdpool call. 0 is success.
 #[repr(C)]
@@ -67,6 +91,7 @@ pub struct wdpool_error {
     code: wdpool_result,
     message: CString,
     kafka_code: i32,
+    kafka_flags: u32,
 }
 
 /// The one table from error kinds to result codes; the codes' names come
@@ -117,7 +142,12 @@ pub(crate) fn c_string(s: &str) -> CString {
 pub(crate) unsafe fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_result {
     let code = code_of(error.kind);
     if !err_out.is_null() {
-        let boxed = Box::new(wdpool_error { code, message: c_string(&error.message), kafka_code: error.kafka_code });
+        let boxed = Box::new(wdpool_error {
+            code,
+            message: c_string(&error.message),
+            kafka_code: error.kafka_code,
+            kafka_flags: error.kafka_flags,
+        });
         // SAFETY: the caller passes either NULL or a valid `wdpool_error **`.
         unsafe { *err_out = Box::into_raw(boxed) };
     }
@@ -157,6 +187,36 @@ pub unsafe extern "C" fn wdpool_error_message(error: *const wdpool_error) -> *co
 pub unsafe extern "C" fn wdpool_error_kafka_code(error: *const wdpool_error) -> i32 {
     // SAFETY: as in `wdpool_error_code`.
     unsafe { error.as_ref() }.map_or(0, |e| e.kafka_code)
+}
+
+/// librdkafka's classification of the error behind `error`: a set of
+/// `WDPOOL_KAFKA_RETRIABLE`, `WDPOOL_KAFKA_FATAL` and
+/// `WDPOOL_KAFKA_TXN_REQUIRES_ABORT` bits.
+///
+/// Where they come from: for transactional calls (`init_transactions`,
+/// begin, commit, abort: errors of `wdpool_producer_begin` / `_end` /
+/// `_transaction`, of a checkout that created a transactional producer,
+/// and of a produce's own transaction) librdkafka's `rd_kafka_error_t`
+/// flags, exactly. For errors that carry only a code (produce calls,
+/// delivery reports, flush): FATAL when the code is
+/// `RD_KAFKA_RESP_ERR__FATAL` or the producer has a fatal error
+/// (`rd_kafka_fatal_error`; the error's code is then the underlying one),
+/// RETRIABLE when the code is `RD_KAFKA_RESP_ERR__QUEUE_FULL` (the local
+/// queue was full for longer than the call could wait), nothing else:
+/// delivery reports fail only after librdkafka's own retries
+/// (`retries`, `message.timeout.ms`).
+///
+/// 0 for NULL, for errors that did not come from librdkafka
+/// (`wdpool_error_kafka_code` is 0), and for librdkafka errors that are
+/// none of the three. A commit that timed out in wdpool (WDPOOL_FATAL
+/// without a Kafka code) has no flags: the producer is replaced all the
+/// same.
+///
+/// Blocks: never. Calls back: nothing. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_error_kafka_flags(error: *const wdpool_error) -> u32 {
+    // SAFETY: as in `wdpool_error_code`.
+    unsafe { error.as_ref() }.map_or(0, |e| e.kafka_flags)
 }
 
 /// Frees an error. `wdpool_error_free(NULL)` does nothing. The error and the

@@ -163,6 +163,7 @@ impl Producer {
             None => Error::new(ErrorKind::Fatal, format!("producer {} hit a fatal error", self.id))
                 .with_kafka_code(RDKafkaErrorCode::Fatal),
         }
+        .with_kafka_flags(crate::error::kafka_flags::FATAL)
     }
 
     pub(crate) fn mark_broken(&self) {

@@ -53,6 +53,7 @@ module WdPool
           begin
             config = Config.new(handle)
             ctx[:block]&.call(config, index)
+            ctx[:transactional] ||= config.kafka.key?(:'transactional.id')
             done = true
             return Native::CB_OK
           rescue Exception => e # rubocop:disable Lint/RescueException
@@ -112,6 +113,8 @@ module WdPool
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       @handle = out.get_pointer(0)
+      @transactional = ctx[:transactional] ? true : false
+      @cold = @transactional
       @id = Native.wdpool_pool_id(@handle)
       Events.register(@id, self)
       ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
@@ -128,7 +131,9 @@ module WdPool
       Thread.handle_interrupt(DEFER) do
         ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
         buf = ctx[1]
-        rc = if GUARD_PROBES[0] && timeout != 0
+        rc = if @cold && timeout != 0 && !WdPool.scheduled?
+               cold_checkout(ctx, timeout)
+             elsif GUARD_PROBES[0] && timeout != 0
                probe(ctx[0], buf)
              else
                try_checkout(ctx)
@@ -176,6 +181,7 @@ module WdPool
     # Idle producers are closed and recreated on demand; checked-out ones are
     # replaced when they come back.
     def reload
+      @cold = @transactional
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_pool_reload(@handle, err)
       Events.raise_deferred if Events.deferred.positive?
@@ -231,6 +237,31 @@ module WdPool
       else
         Native.wdpool_pool_checkout_try(@handle, owner, timeout_ms, buf, buf + 8)
       end
+    end
+
+    # Until every slot of a transactional pool holds a producer, a checkout
+    # may have to create one, and a zero-timeout try would leave its
+    # init_transactions running in the background while the wait that
+    # follows creates another slot's producer (two or three created for one
+    # `with`, and not slot 0 first as in C and Go: tests/conformance,
+    # scenario 47). So such a "cold" pool waits at once, the GVL released,
+    # and turns warm when its stats say every slot holds a producer (reload
+    # makes it cold again). Other pools create a producer within the try.
+    # A slot emptied by a fatal error's replacement is not noticed: its next
+    # creation may still start in the background.
+    def cold_checkout(ctx, timeout)
+      buf = ctx[1]
+      rc = native_checkout(ctx[0], timeout.nil? ? pool_timeout_ms : Integer(timeout), buf, true)
+      Events.raise_deferred if Events.deferred.positive?
+      raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+
+      s = Native::Statistics.new
+      @cold = false if stats_into(s).zero? && s[:created] == s[:size]
+      rc
+    end
+
+    def stats_into(s)
+      Native.wdpool_pool_stats(@handle, s, nil)
     end
 
     def probe(owner, buf)
@@ -305,6 +336,8 @@ module WdPool
     # rubocop:disable Lint/MissingSuper
     def initialize
       @probes = 0
+      @cold = false
+      @transactional = false
       @size = nil
       @timeout = 5_000
     end
@@ -330,6 +363,8 @@ module WdPool
       @size = Integer(size)
       @timeout = Integer(timeout)
       @probes = 0
+      @transactional = ctx[:transactional] ? true : false
+      @cold = @transactional
       Events.raise_deferred if Events.deferred.positive?
       self
     end
@@ -345,6 +380,7 @@ module WdPool
     end
 
     def reload
+      @cold = @transactional
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_reload(err)
       Events.raise_deferred if Events.deferred.positive?
@@ -378,6 +414,10 @@ module WdPool
 
     def try_checkout(ctx)
       Native.wdpool_checkout_try(ctx[0], 0, ctx[1], ctx[2])
+    end
+
+    def stats_into(s)
+      Native.wdpool_stats(s, nil)
     end
 
     def native_checkout(owner, timeout_ms, buf, blocking)

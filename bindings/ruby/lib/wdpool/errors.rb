@@ -15,11 +15,30 @@ module WdPool
       attr_reader :code
       # librdkafka's error code (rd_kafka_resp_err_t), or 0.
       attr_reader :kafka_code
+      # librdkafka's classification (wdpool_error_kafka_flags): an Integer of
+      # WdPool::Native::KAFKA_* bits; 0 when the error is not librdkafka's.
+      attr_reader :kafka_flags
 
-      def init_details(code, kafka_code)
+      def init_details(code, kafka_code, kafka_flags = 0)
         @code = code
         @kafka_code = kafka_code || 0
+        @kafka_flags = kafka_flags || 0
         self
+      end
+
+      # librdkafka says the failed call may succeed if made again.
+      def retriable?
+        (kafka_flags.to_i & Native::KAFKA_RETRIABLE) != 0
+      end
+
+      # librdkafka says the producer hit a fatal error (it is replaced).
+      def fatal?
+        (kafka_flags.to_i & Native::KAFKA_FATAL) != 0
+      end
+
+      # librdkafka says the transaction had to be aborted (it was rolled back).
+      def txn_requires_abort?
+        (kafka_flags.to_i & Native::KAFKA_TXN_REQUIRES_ABORT) != 0
       end
     end
 
@@ -95,14 +114,16 @@ module WdPool
       if err_ptr && !err_ptr.null?
         message = Native.wdpool_error_message(err_ptr).dup.force_encoding(Encoding::UTF_8)
         kafka_code = Native.wdpool_error_kafka_code(err_ptr)
+        kafka_flags = Native.wdpool_error_kafka_flags(err_ptr)
         Native.wdpool_error_free(err_ptr)
       else
         message = Native.wdpool_result_name(rc)
         kafka_code = 0
+        kafka_flags = 0
       end
       klass = CLASSES[code] || UnknownError
       error = klass.new(message)
-      error.init_details(code, kafka_code)
+      error.init_details(code, kafka_code, kafka_flags)
       if error.is_a?(InvalidConfigurationError)
         error.key = message[/"([^"]+)"/, 1] || message[/property ([\w.]+)/, 1]
       end

@@ -28,6 +28,15 @@ module WdPool
       check(Native.wdpool_mock_cluster_set_rtt(@handle, id, ms, err))
     end
 
+    # Makes the next requests with Kafka protocol ApiKey `api_key` (0 Produce,
+    # 22 InitProducerId, 26 EndTxn, ...) fail, in order, with `codes`
+    # (rd_kafka_resp_err_t), to test how Kafka errors are reported.
+    def push_request_errors(api_key, *codes)
+      buf = FFI::MemoryPointer.new(:int32, [codes.size, 1].max)
+      buf.put_array_of_int32(0, codes)
+      check(Native.wdpool_mock_cluster_push_request_errors(@handle, api_key, buf, codes.size, err))
+    end
+
     def close
       Native.wdpool_mock_cluster_free(@handle)
     end

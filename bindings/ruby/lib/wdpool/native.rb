@@ -77,6 +77,11 @@ module WdPool
     TXN_FAIL = 3
     TXN_EXIT = 4
 
+    # wdpool_error_kafka_flags bits.
+    KAFKA_RETRIABLE = 1
+    KAFKA_FATAL = 2
+    KAFKA_TXN_REQUIRES_ABORT = 4
+
     TXN_COMMITTED = 1
     TXN_ROLLED_BACK = 2
     TXN_LEVEL_CLOSED = 3
@@ -150,6 +155,7 @@ module WdPool
     attach_function :wdpool_error_code, [:pointer], :int
     attach_function :wdpool_error_message, [:pointer], :string
     attach_function :wdpool_error_kafka_code, [:pointer], :int32
+    attach_function :wdpool_error_kafka_flags, [:pointer], :uint32
     attach_function :wdpool_error_free, [:pointer], :void
     attach_function :wdpool_result_name, [:int], :string
 
@@ -220,6 +226,7 @@ module WdPool
     attach_function :wdpool_mock_cluster_create_topic, %i[pointer string int32 pointer], :int, blocking: true
     attach_function :wdpool_mock_cluster_set_broker_up, %i[pointer int32 bool pointer], :int, blocking: true
     attach_function :wdpool_mock_cluster_set_rtt, %i[pointer int32 uint32 pointer], :int, blocking: true
+    attach_function :wdpool_mock_cluster_push_request_errors, %i[pointer int16 pointer size_t pointer], :int, blocking: true
     attach_function :wdpool_mock_cluster_free, [:pointer], :void, blocking: true
   end
 end
