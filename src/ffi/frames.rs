@@ -29,7 +29,7 @@
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::registry::{stale, Kind, GENERATION_SHIFT, INDEX_BITS, INDEX_MASK, KIND_MASK, MADE_BEFORE_FORK};
@@ -94,6 +94,11 @@ impl Frame {
 
 struct Record {
     frames: [Frame; DEPTH],
+    /// Pool handles this thread is using without a reference count
+    /// (`super::pins`), one per nesting level; 0 when unused.
+    hazards: [AtomicU64; DEPTH],
+    /// Hazards in use (only the record's thread touches it).
+    hazard_depth: AtomicUsize,
 }
 
 static CHUNK_TABLE: [AtomicPtr<Record>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
@@ -145,7 +150,13 @@ fn new_record() -> Option<u32> {
     let slot = &CHUNK_TABLE[index as usize / RECORDS_PER_CHUNK];
     if slot.load(Ordering::Acquire).is_null() {
         let records: Box<[Record]> =
-            (0..RECORDS_PER_CHUNK).map(|_| Record { frames: [const { Frame::new() }; DEPTH] }).collect();
+            (0..RECORDS_PER_CHUNK)
+                .map(|_| Record {
+                    frames: [const { Frame::new() }; DEPTH],
+                    hazards: [const { AtomicU64::new(0) }; DEPTH],
+                    hazard_depth: AtomicUsize::new(0),
+                })
+                .collect();
         let fresh = Box::into_raw(records) as *mut Record;
         if slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
             // SAFETY: ours, never published.
@@ -153,6 +164,65 @@ fn new_record() -> Option<u32> {
         }
     }
     Some(index)
+}
+
+/// The calling thread's record, made on first use; None when every record
+/// is in use.
+fn my_record(mine: &Mine) -> Option<(u32, &'static Record)> {
+    let index = match mine.index.get() {
+        Some(index) => index,
+        None => {
+            let index = new_record()?;
+            mine.index.set(Some(index));
+            index
+        }
+    };
+    Some((index, record(index)?))
+}
+
+/// A hazard of the calling thread (see `super::pins`): cleared, and the
+/// level given back, when dropped.
+pub(crate) struct Hazard {
+    record: &'static Record,
+    depth: usize,
+}
+
+impl Hazard {
+    /// Publishes `value` (sequentially consistent: see `super::pins`).
+    pub(crate) fn publish(&self, value: u64) {
+        self.record.hazards[self.depth].store(value, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Hazard {
+    fn drop(&mut self) {
+        // Release is enough: whoever waits for the hazard to go polls.
+        self.record.hazards[self.depth].store(0, Ordering::Release);
+        self.record.hazard_depth.store(self.depth, Ordering::Relaxed);
+    }
+}
+
+/// The calling thread's next hazard slot; None when nested too deep (or no
+/// record to be had): the caller takes a counted reference instead.
+pub(crate) fn hazard() -> Option<Hazard> {
+    MINE.try_with(|mine| {
+        let (_, record) = my_record(mine)?;
+        let depth = record.hazard_depth.load(Ordering::Relaxed);
+        if depth >= DEPTH {
+            return None;
+        }
+        record.hazard_depth.store(depth + 1, Ordering::Relaxed);
+        Some(Hazard { record, depth })
+    })
+    .ok()
+    .flatten()
+}
+
+/// Whether any thread has `value` published as a hazard now (sequentially
+/// consistent loads; every record ever made, threads that ended included).
+pub(crate) fn any_hazard(value: u64) -> bool {
+    let made = NEXT_RECORD.load(Ordering::Acquire).min(INDEX_MASK as u32);
+    (0..made).filter_map(record).any(|r| r.hazards.iter().any(|h| h.load(Ordering::SeqCst) == value))
 }
 
 fn token(index: u32, depth: usize, generation: u64) -> usize {
@@ -196,19 +266,12 @@ pub(crate) struct Entered {
 /// or no record to be had): use the registry then.
 pub(crate) fn enter(producer: &Arc<Producer>, owner: OwnerId) -> Option<Entered> {
     MINE.try_with(|mine| {
-        let index = match mine.index.get() {
-            Some(index) => index,
-            None => {
-                let index = new_record()?;
-                mine.index.set(Some(index));
-                index
-            }
-        };
         let depth = mine.depth.get();
         if depth >= DEPTH {
             return None;
         }
-        let frame = &record(index)?.frames[depth];
+        let (index, record) = my_record(mine)?;
+        let frame = &record.frames[depth];
         frame.producer.store(Arc::as_ptr(producer).cast_mut(), Ordering::Relaxed);
         frame.set_owner(owner);
         frame.fork.store(fork_generation(), Ordering::Relaxed);

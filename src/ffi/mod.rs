@@ -14,6 +14,7 @@ mod events;
 mod frames;
 mod message;
 mod mock;
+mod pins;
 mod pool;
 mod producer;
 mod registry;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::config::{configure_with, wdpool_configure_cb};
 use super::producer::{call_back, callback_outcome, lease_handle, wdpool_producer, wdpool_producer_cb};
+use super::pins;
 use super::registry::{Kind, Registry};
 use super::{boundary, guarded, null, owner_arg, timeout_arg, wdpool_error, wdpool_owner, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
@@ -146,6 +147,15 @@ fn pool_of(pool: *const wdpool_pool) -> Result<Arc<ProducerPool>> {
     POOLS.with(pool as usize, |p| Arc::clone(p))
 }
 
+/// Runs `f` on the pool behind a handle without a counted reference (the
+/// hot exports: see `super::pins`).
+fn on_pool<R>(pool: *const wdpool_pool, f: impl FnOnce(&ProducerPool) -> Result<R>) -> Result<R> {
+    if pool.is_null() {
+        return Err(null("pool"));
+    }
+    pins::with_pool(&POOLS, pool as usize, f)
+}
+
 fn run_with(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_producer_cb, user_data: *mut c_void) -> Result<()> {
     let callback = callback.ok_or_else(|| null("callback"))?;
     pool.with(timeout_arg(timeout_ms), |lease| {
@@ -249,7 +259,7 @@ pub unsafe extern "C" fn wdpool_pool_new(
             return Err(null("pool_out"));
         }
         let pool = ProducerPool::new(options_of(options)?, configure_with(configure, user_data), false)?;
-        let token = POOLS.insert(Arc::new(pool))?;
+        let token = POOLS.insert_arc(Arc::new(pool))?;
         // SAFETY: checked for NULL; the caller passes a writable pointer.
         unsafe { write_out(pool_out, token as *mut wdpool_pool) };
         Ok(())
@@ -285,7 +295,7 @@ pub unsafe extern "C" fn wdpool_pool_with(
     user_data: *mut c_void,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || run_with(&*pool_of(pool)?, timeout_ms, callback, user_data))
+    boundary(err, || on_pool(pool, |p| run_with(p, timeout_ms, callback, user_data)))
 }
 
 /// As `wdpool_pool_with`, with the callback as one transaction level (see
@@ -309,7 +319,7 @@ pub unsafe extern "C" fn wdpool_pool_transaction(
     user_data: *mut c_void,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || run_transaction(&*pool_of(pool)?, timeout_ms, callback, user_data))
+    boundary(err, || on_pool(pool, |p| run_transaction(p, timeout_ms, callback, user_data)))
 }
 
 /// Checks out a producer for `owner` without a callback, for bindings whose
@@ -339,7 +349,8 @@ pub unsafe extern "C" fn wdpool_pool_checkout(
     producer_out: *mut *mut wdpool_producer,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || checkout(&*pool_of(pool)?, owner, timeout_ms, producer_out))
+    // SAFETY: `producer_out` as the caller promised.
+    boundary(err, || on_pool(pool, |p| unsafe { checkout(p, owner, timeout_ms, producer_out) }))
 }
 
 /// `wdpool_pool_checkout` without waiting: a producer for `owner` if one
@@ -371,7 +382,8 @@ pub unsafe extern "C" fn wdpool_pool_try_checkout(
     producer_out: *mut *mut wdpool_producer,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || try_checkout(&*pool_of(pool)?, owner, producer_out))
+    // SAFETY: `producer_out` as the caller promised.
+    boundary(err, || on_pool(pool, |p| unsafe { try_checkout(p, owner, producer_out) }))
 }
 
 /// Closes the pool: gracefully (each idle producer flushes, bounded by its
@@ -458,7 +470,9 @@ pub unsafe extern "C" fn wdpool_pool_id(pool: *const wdpool_pool) -> u64 {
 pub unsafe extern "C" fn wdpool_pool_free(pool: *mut wdpool_pool) {
     guarded((), || {
         if !pool.is_null() {
-            let _ = POOLS.remove(pool as usize);
+            if let Ok(removed) = POOLS.remove(pool as usize) {
+                pins::retire(pool as usize, removed);
+            }
         }
     })
 }

@@ -186,7 +186,14 @@ struct Cell<T> {
     state: UnsafeCell<(u64, Option<T>)>,
     /// The fork generation the value was stored in; read without the lock.
     stored_in: AtomicU64,
+    /// For lock-free readers (`live_ptr`): the generation of the value held
+    /// now with `OCCUPIED` set, 0 when empty; written under the lock.
+    live: AtomicU64,
+    /// What `insert_arc` published with the value (the `Arc`'s pointee).
+    ptr: AtomicPtr<()>,
 }
+
+const OCCUPIED: u64 = 1 << 63;
 
 impl<T> Cell<T> {
     fn locked<R>(&self, f: impl FnOnce(&mut (u64, Option<T>)) -> R) -> R {
@@ -231,7 +238,13 @@ impl<T> Registry<T> {
         })?;
         if slot.load(Ordering::Acquire).is_null() {
             let cells: Box<[Cell<T>]> = (0..CHUNK_SIZE)
-                .map(|_| Cell { lock: ForkSafeLock::new(), state: UnsafeCell::new((0, None)), stored_in: AtomicU64::new(0) })
+                .map(|_| Cell {
+                    lock: ForkSafeLock::new(),
+                    state: UnsafeCell::new((0, None)),
+                    stored_in: AtomicU64::new(0),
+                    live: AtomicU64::new(0),
+                    ptr: AtomicPtr::new(ptr::null_mut()),
+                })
                 .collect();
             let fresh = Box::into_raw(cells) as *mut Cell<T>;
             if slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -304,14 +317,46 @@ impl<T> Registry<T> {
 
     /// Stores `value`; returns its token (never 0).
     pub(crate) fn insert(&'static self, value: T) -> Result<usize> {
+        self.insert_publishing(value, ptr::null_mut())
+    }
+
+    /// Inserts `value`, publishing `published` for `live_ptr` readers.
+    fn insert_publishing(&'static self, value: T, published: *mut ()) -> Result<usize> {
         let index = self.take_free();
         let cell = self.cell_or_alloc(index)?;
         let generation = cell.locked(|state| {
             state.1 = Some(value);
             cell.stored_in.store(fork_generation(), Ordering::Release);
+            cell.ptr.store(published, Ordering::Release);
+            cell.live.store((state.0 & GENERATION_MASK) | OCCUPIED, Ordering::Release);
             state.0
         });
         Ok(self.token(index, generation))
+    }
+
+    /// The pointer published with the value of `token` (see `insert_arc`),
+    /// if `token` is live now; read without the lock. The caller keeps the
+    /// value from being dropped by other means (`super::pins`): a value
+    /// removed after this returns is not noticed here.
+    pub(crate) fn live_ptr(&self, token: usize) -> Result<*mut ()> {
+        let (index, generation) = self.decode(token)?;
+        let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;
+        if self.kind.per_process() && cell.stored_in.load(Ordering::Acquire) != fork_generation() {
+            return Err(self.stale(MADE_BEFORE_FORK));
+        }
+        let want = generation | OCCUPIED;
+        // Sequentially consistent: paired with the hazard a pinning reader
+        // publishes before (see `super::pins`).
+        if cell.live.load(Ordering::SeqCst) != want {
+            return Err(self.gone());
+        }
+        let published = cell.ptr.load(Ordering::Acquire);
+        // Still `token`'s value: the pointer read belongs to it (a reuse of
+        // the cell stores its pointer only after this generation ended).
+        if cell.live.load(Ordering::Acquire) != want {
+            return Err(self.gone());
+        }
+        Ok(published)
     }
 
     fn stale(&self, why: &str) -> Error {
@@ -355,6 +400,7 @@ impl<T> Registry<T> {
                 (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
                 _ => return Err(self.gone()),
             }
+            cell.live.store(0, Ordering::SeqCst);
             let value = state.1.take().expect("checked above");
             state.0 = state.0.wrapping_add(1);
             Ok(value)
@@ -370,6 +416,14 @@ impl<T> Registry<T> {
 
 /// Removes a registered value when dropped: a callback's handle goes stale
 /// however the callback ends.
+impl<U: Send + Sync> Registry<std::sync::Arc<U>> {
+    /// Inserts an `Arc`, publishing its pointee for `live_ptr` readers.
+    pub(crate) fn insert_arc(&'static self, value: std::sync::Arc<U>) -> Result<usize> {
+        let published = std::sync::Arc::as_ptr(&value).cast_mut().cast();
+        self.insert_publishing(value, published)
+    }
+}
+
 /// STALE_HANDLE for a handle of `kind`, saying why.
 pub(crate) fn stale(kind: Kind, why: &str) -> Error {
     Error::new(ErrorKind::StaleHandle, format!("the {} handle is no longer valid: {why}", kind.name()))

@@ -492,6 +492,7 @@ impl<M: Manager> Pool<M> {
     /// The start of every checkout: the pool open, and a nested checkout
     /// served at once (`Ok(Ok(..))`); otherwise the state, locked.
     #[allow(clippy::type_complexity)]
+    #[inline]
     fn start_checkout(
         &self,
         me: OwnerId,
@@ -837,6 +838,7 @@ impl<M: Manager> Inner<M> {
     /// way), or gives the state back, locked, when none is idle (or the
     /// pool closed meanwhile).
     #[allow(clippy::type_complexity)]
+    #[inline]
     fn take_idle_slot<'a>(
         &'a self,
         mut state: SpinGuard<'a, State<M::Conn>>,

@@ -11,6 +11,11 @@
  *     with INVALID_ARGUMENT while it is live.
  *   - A handle of a thread that ended stays stale when a new thread takes
  *     its place and runs callbacks of its own.
+ *   - A pool handle freed while another thread's callback runs on it: the
+ *     callback goes on (its producer works), new calls with the handle get
+ *     STALE_HANDLE, and the pool's shutdown comes only after the callback
+ *     returned; and 8 threads calling with on handles another thread frees
+ *     and replaces, 300 times (each call: OK or STALE_HANDLE, nothing else).
  *
  * Under ASan, UBSan and LeakSanitizer, against librdkafka's in-process mock
  * cluster (api_harness.h), with deliver = false producers (no broker
@@ -198,6 +203,116 @@ static void test_ended_threads(void) {
   wdpool_pool_free(pool);
 }
 
+/* ------------------------------------------------------------------------
+ * Pool handles freed while in use. */
+
+typedef struct busy {
+  atomic_bool inside;
+  atomic_bool may_return;
+  long produced_after_free; /* OK produces after the free */
+} busy;
+
+static int busy_callback(void *user_data, wdpool_producer *producer) {
+  busy *b = user_data;
+  atomic_store(&b->inside, true);
+  WAIT_UNTIL(atomic_load(&b->may_return), THREAD_DEADLINE_MS);
+  wdpool_message m = text_message(TOPIC, "after free");
+  for (int i = 0; i < 10; i++)
+    b->produced_after_free += wdpool_producer_produce_sync(producer, &m, WDPOOL_TIMEOUT_DEFAULT, NULL, NULL) == WDPOOL_OK;
+  return WDPOOL_CB_OK;
+}
+
+typedef struct busy_job {
+  wdpool_pool *pool;
+  busy *b;
+  wdpool_result rc;
+} busy_job;
+
+static void busy_with(void *arg) {
+  busy_job *j = arg;
+  j->rc = wdpool_pool_with(j->pool, WDPOOL_TIMEOUT_DEFAULT, busy_callback, j->b, NULL);
+}
+
+static int noop_callback(void *user_data, wdpool_producer *producer) {
+  (void)user_data;
+  (void)producer;
+  return WDPOOL_CB_OK;
+}
+
+static void test_free_while_in_use(void) {
+  pool_setup setup = {.no_deliver = true};
+  wdpool_pool *pool = make_pool(2, 1000, &setup);
+  uint64_t id = wdpool_pool_id(pool);
+  busy b;
+  memset(&b, 0, sizeof b);
+  busy_job job = {.pool = pool, .b = &b, .rc = WDPOOL_TRANSACTION_EXITED_EARLY};
+  bounded_thread t;
+  CHECK(bounded_start(&t, busy_with, &job));
+  WAIT_UNTIL(atomic_load(&b.inside), THREAD_DEADLINE_MS);
+
+  wdpool_pool_free(pool);
+  /* The handle is stale at once for new calls... */
+  CHECK_RC_BOTH(wdpool_pool_with(pool, WDPOOL_TIMEOUT_DEFAULT, noop_callback, NULL, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  wdpool_producer *p = NULL;
+  CHECK_RC(wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, 0, &p, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  CHECK_RC(wdpool_pool_try_checkout(pool, WDPOOL_OWNER_THREAD, &p, CHECK_ERR), WDPOOL_STALE_HANDLE);
+  /* ...but the pool is not closed while the callback runs. */
+  wdpool_events_drain(100, 100000, NULL, NULL);
+  CHECK_EQ(event_log_count(&events, id, WDPOOL_EVENT_SHUTDOWN), 0);
+
+  atomic_store(&b.may_return, true);
+  BOUNDED_JOIN(&t, THREAD_DEADLINE_MS);
+  CHECK_EQ(job.rc, WDPOOL_OK);
+  CHECK_EQ(b.produced_after_free, 10);
+  /* Now it closes, in the background. */
+  CHECK_EQ(event_log_drain_until(&events, id, WDPOOL_EVENT_SHUTDOWN, 1, THREAD_DEADLINE_MS), 1);
+}
+
+enum { CHURN_THREADS = 8, CHURN_ROUNDS = 300 };
+
+typedef struct churn {
+  atomic_uintptr_t pool; /* the current handle */
+  atomic_bool stop;
+  atomic_long ok, stale, other;
+} churn;
+
+static void churn_user(void *arg) {
+  churn *c = arg;
+  while (!atomic_load(&c->stop)) {
+    const wdpool_pool *pool = (const wdpool_pool *)atomic_load(&c->pool);
+    wdpool_producer *p = NULL;
+    wdpool_result rc = (atomic_load(&c->ok) & 1) ? wdpool_pool_with(pool, 100, noop_callback, NULL, NULL)
+                                                 : wdpool_pool_try_checkout(pool, WDPOOL_OWNER_NONE, &p, NULL);
+    if (rc == WDPOOL_OK && p != NULL) rc = wdpool_producer_checkin(p, NULL);
+    if (rc == WDPOOL_OK) atomic_fetch_add(&c->ok, 1);
+    else if (rc == WDPOOL_STALE_HANDLE || rc == WDPOOL_CLOSED || rc == WDPOOL_TIMEOUT) atomic_fetch_add(&c->stale, 1);
+    else atomic_fetch_add(&c->other, 1);
+  }
+}
+
+static void test_free_churn(void) {
+  pool_setup setup = {.no_deliver = true};
+  churn c;
+  memset(&c, 0, sizeof c);
+  atomic_store(&c.pool, (uintptr_t)make_pool(2, 100, &setup));
+  bounded_thread users[CHURN_THREADS];
+  for (int i = 0; i < CHURN_THREADS; i++) CHECK(bounded_start(&users[i], churn_user, &c));
+  for (int round = 0; round < CHURN_ROUNDS; round++) {
+    wdpool_pool *next = make_pool(2, 100, &setup);
+    wdpool_pool *old = (wdpool_pool *)atomic_exchange(&c.pool, (uintptr_t)next);
+    long before = atomic_load(&c.ok);
+    WAIT_UNTIL(atomic_load(&c.ok) > before + 4, THREAD_DEADLINE_MS);
+    wdpool_pool_free(old);
+  }
+  atomic_store(&c.stop, true);
+  for (int i = 0; i < CHURN_THREADS; i++) BOUNDED_JOIN(&users[i], THREAD_DEADLINE_MS);
+  wdpool_pool_free((wdpool_pool *)atomic_load(&c.pool));
+  CHECK_EQ(atomic_load(&c.other), 0);
+  CHECK(atomic_load(&c.ok) > CHURN_ROUNDS);
+  /* Every pool freed gets its shutdown (queued: drained here). */
+  wdpool_events_drain(100, 100000, NULL, NULL);
+}
+
 int main(void) {
   abi_program = "test_callback_handles";
   if (!api_setup()) return check_summary(abi_program);
@@ -205,6 +320,8 @@ int main(void) {
   test_race_with_return();
   test_deep_nesting();
   test_ended_threads();
+  test_free_while_in_use();
+  test_free_churn();
 
   return api_teardown(abi_program);
 }
