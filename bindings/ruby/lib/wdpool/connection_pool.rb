@@ -16,10 +16,6 @@ module WdPool
     DEFER = { Object => :never }.freeze
     ALLOW = { Object => :immediate }.freeze
     CTX_KEY = :__wdpool_ctx
-    PROBE_KEY = :__wdpool_probe
-    # [true] while someone listens to checkout timeouts: the first, non-blocking
-    # try of a checkout then hides its own "checkout_timeout" event.
-    GUARD_PROBES = [false]
 
     # Per-fiber scratch: [owner id, out-buffer (producer, error), error slot].
     def self.fiber_context
@@ -91,7 +87,6 @@ module WdPool
     def initialize(size: 5, timeout: 5_000, &configure)
       @size = Integer(size)
       @timeout = Integer(timeout)
-      @probes = 0
       options = Native::Options.new
       options[:size] = @size
       options[:timeout_ms] = @timeout
@@ -113,8 +108,6 @@ module WdPool
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       @handle = out.get_pointer(0)
-      @transactional = ctx[:transactional] ? true : false
-      @cold = @transactional
       @id = Native.wdpool_pool_id(@handle)
       Events.register(@id, self)
       ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
@@ -127,19 +120,20 @@ module WdPool
     # Checks a producer out for the current fiber, yields it, and checks it in
     # whatever the block does (exception, break, return, throw, Timeout).
     # `timeout:` overrides the pool's checkout timeout (milliseconds).
+    #
+    # The checkout first tries without waiting (`wdpool_pool_try_checkout`,
+    # called without releasing the GVL: it never blocks); only when no
+    # producer is free (or none was created yet) does it wait, with the GVL
+    # released, or under a fiber scheduler by polling so other fibers run.
     def with(timeout: nil)
       Thread.handle_interrupt(DEFER) do
         ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
         buf = ctx[1]
-        rc = if @cold && timeout != 0 && !WdPool.scheduled?
-               cold_checkout(ctx, timeout)
-             elsif GUARD_PROBES[0] && timeout != 0
-               probe(ctx[0], buf)
-             else
-               try_checkout(ctx)
-             end
-        rc = slow_checkout(ctx, timeout, rc) unless rc.zero?
+        rc = try_checkout(ctx)
+        raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+
         token = buf.get_uint64(0)
+        token = slow_checkout(ctx, timeout) if token.zero?
         ok = false
         begin
           result = Thread.handle_interrupt(ALLOW) { yield Producer.new(token, self) }
@@ -181,7 +175,6 @@ module WdPool
     # Idle producers are closed and recreated on demand; checked-out ones are
     # replaced when they come back.
     def reload
-      @cold = @transactional
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_pool_reload(@handle, err)
       Events.raise_deferred if Events.deferred.positive?
@@ -196,7 +189,7 @@ module WdPool
       rc = Native.wdpool_pool_stats(@handle, s, err)
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
-      ConnectionPool.stats_hash(s, @probes)
+      ConnectionPool.stats_hash(s)
     end
 
     def available
@@ -216,98 +209,57 @@ module WdPool
     end
 
     # Internal.
-    def self.stats_hash(s, probes)
+    def self.stats_hash(s)
       { size: s[:size], available: s[:size] - s[:in_use], idle: s[:idle], in_use: s[:in_use],
         created: s[:created], creating: s[:creating], waiting: s[:waiting],
-        checkout_timeouts: [s[:checkout_timeouts] - probes, 0].max, total_wait_us: s[:total_wait_us],
+        checkout_timeouts: s[:checkout_timeouts], total_wait_us: s[:total_wait_us],
         creations: s[:creations], replaced: s[:replaced], closed: s[:closed] }
     end
 
     private
 
-    # A checkout that does not wait (the fast path of `with`); `ctx[2]` is
-    # the error slot of `ctx[1]`, made once per fiber.
+    # A checkout that never waits and never creates a producer (the fast
+    # path of `with`): OK with the producer's token in ctx[1], or 0 there
+    # when none is free; `ctx[2]` is the error slot of `ctx[1]`.
     def try_checkout(ctx)
-      Native.wdpool_pool_checkout_try(@handle, ctx[0], 0, ctx[1], ctx[2])
+      Native.wdpool_pool_try_checkout(@handle, ctx[0], ctx[1], ctx[2])
     end
 
-    def native_checkout(owner, timeout_ms, buf, blocking)
-      if blocking
-        Native.wdpool_pool_checkout(@handle, owner, timeout_ms, buf, buf + FFI::Pointer.size)
-      else
-        Native.wdpool_pool_checkout_try(@handle, owner, timeout_ms, buf, buf + 8)
-      end
-    end
-
-    # Until every slot of a transactional pool holds a producer, a checkout
-    # may have to create one, and a zero-timeout try would leave its
-    # init_transactions running in the background while the wait that
-    # follows creates another slot's producer (two or three created for one
-    # `with`, and not slot 0 first as in C and Go: tests/conformance,
-    # scenario 47). So such a "cold" pool waits at once, the GVL released,
-    # and turns warm when its stats say every slot holds a producer (reload
-    # makes it cold again). Other pools create a producer within the try.
-    # A slot emptied by a fatal error's replacement is not noticed: its next
-    # creation may still start in the background.
-    def cold_checkout(ctx, timeout)
-      buf = ctx[1]
-      rc = native_checkout(ctx[0], timeout.nil? ? pool_timeout_ms : Integer(timeout), buf, true)
-      Events.raise_deferred if Events.deferred.positive?
-      raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
-
-      s = Native::Statistics.new
-      @cold = false if stats_into(s).zero? && s[:created] == s[:size]
-      rc
-    end
-
-    def stats_into(s)
-      Native.wdpool_pool_stats(@handle, s, nil)
-    end
-
-    def probe(owner, buf)
-      Thread.current[PROBE_KEY] = true
-      native_checkout(owner, 0, buf, false)
-    ensure
-      Thread.current[PROBE_KEY] = nil
+    # The waiting checkout, the GVL released.
+    def blocking_checkout(owner, timeout_ms, buf)
+      Native.wdpool_pool_checkout(@handle, owner, timeout_ms, buf, buf + 8)
     end
 
     def pool_timeout_ms
       @timeout
     end
 
-    def count_probe
-      @probes += 1
-    end
-
-    # No producer was free at once (`rc` from the try): wait for one, the GVL
-    # released, or, under a fiber scheduler, polling so other fibers run.
-    def slow_checkout(ctx, timeout, rc)
-      unless rc == 5 && timeout != 0
-        raise Errors.build(rc, ctx[1].get_pointer(8))
-      end
-
-      Native.wdpool_error_free(ctx[1].get_pointer(8))
-      count_probe
+    # No producer was free at once: wait for one (creating it if need be),
+    # within `timeout` (the pool's when nil). Returns the producer's token.
+    def slow_checkout(ctx, timeout)
       budget = timeout.nil? ? pool_timeout_ms : Integer(timeout)
       buf = ctx[1]
-      if Fiber.scheduler && !Fiber.current.blocking?
+      if budget.positive? && WdPool.scheduled?
+        # Under a fiber scheduler: poll, so that the scheduler runs other
+        # fibers (one of them may hold the producer this one waits for);
+        # but a producer that is yet to be created is created at once.
+        return finish_checkout(ctx[0], budget, buf) if needs_creation?
+
         deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond) + budget
         pause = 0.0005
         loop do
           Thread.handle_interrupt(ALLOW) { sleep(pause) }
-          now = Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond)
-          if now >= deadline
-            rc = native_checkout(ctx[0], 0, buf, false)
-            return rc if rc.zero?
+          rc = try_checkout(ctx)
+          raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
 
-            raise Errors.build(rc, buf.get_pointer(8))
-          end
-          rc = probe(ctx[0], buf)
-          return rc if rc.zero?
-          raise Errors.build(rc, buf.get_pointer(8)) unless rc == 5
+          token = buf.get_uint64(0)
+          return token unless token.zero?
 
-          Native.wdpool_error_free(buf.get_pointer(8))
-          count_probe
+          left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond)
+          # Time is up, or a producer must be created: one blocking call
+          # (a timeout of 0 reports the pool's timeout error).
+          return finish_checkout(ctx[0], [left, 0].max, buf) if left <= 0 || needs_creation?
+
           pause = [pause * 2, 0.01].min
         end
       end
@@ -315,18 +267,31 @@ module WdPool
         # The holder is most likely a Ruby thread waiting for the GVL: let it
         # run and give its producer back before paying for a blocking wait.
         Thread.handle_interrupt(ALLOW) { Thread.pass }
-        rc = probe(ctx[0], buf)
-        return rc if rc.zero?
-        raise Errors.build(rc, buf.get_pointer(8)) unless rc == 5
+        rc = try_checkout(ctx)
+        raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
 
-        Native.wdpool_error_free(buf.get_pointer(8))
-        count_probe
+        token = buf.get_uint64(0)
+        return token unless token.zero?
       end
-      rc = native_checkout(ctx[0], budget, buf, true)
+      finish_checkout(ctx[0], budget, buf)
+    end
+
+    def finish_checkout(owner, timeout_ms, buf)
+      rc = blocking_checkout(owner, timeout_ms, buf)
       Events.raise_deferred if Events.deferred.positive?
       raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
 
-      rc
+      buf.get_uint64(0)
+    end
+
+    # Whether a slot has no producer yet (so a try can never succeed for it).
+    def needs_creation?
+      s = Native::Statistics.new
+      stats_into(s).zero? && s[:created] + s[:creating] < s[:size] && s[:in_use] < s[:size]
+    end
+
+    def stats_into(s)
+      Native.wdpool_pool_stats(@handle, s, nil)
     end
   end
 
@@ -335,9 +300,6 @@ module WdPool
   class GlobalPool < ConnectionPool
     # rubocop:disable Lint/MissingSuper
     def initialize
-      @probes = 0
-      @cold = false
-      @transactional = false
       @size = nil
       @timeout = 5_000
     end
@@ -362,9 +324,6 @@ module WdPool
 
       @size = Integer(size)
       @timeout = Integer(timeout)
-      @probes = 0
-      @transactional = ctx[:transactional] ? true : false
-      @cold = @transactional
       Events.raise_deferred if Events.deferred.positive?
       self
     end
@@ -380,7 +339,6 @@ module WdPool
     end
 
     def reload
-      @cold = @transactional
       err = FFI::MemoryPointer.new(:pointer)
       rc = Native.wdpool_reload(err)
       Events.raise_deferred if Events.deferred.positive?
@@ -395,7 +353,7 @@ module WdPool
       rc = Native.wdpool_stats(s, err)
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
-      ConnectionPool.stats_hash(s, @probes)
+      ConnectionPool.stats_hash(s)
     end
 
     def active?
@@ -413,19 +371,15 @@ module WdPool
     private
 
     def try_checkout(ctx)
-      Native.wdpool_checkout_try(ctx[0], 0, ctx[1], ctx[2])
+      Native.wdpool_try_checkout(ctx[0], ctx[1], ctx[2])
+    end
+
+    def blocking_checkout(owner, timeout_ms, buf)
+      Native.wdpool_checkout(owner, timeout_ms, buf, buf + 8)
     end
 
     def stats_into(s)
       Native.wdpool_stats(s, nil)
-    end
-
-    def native_checkout(owner, timeout_ms, buf, blocking)
-      if blocking
-        Native.wdpool_checkout(owner, timeout_ms, buf, buf + 8)
-      else
-        Native.wdpool_checkout_try(owner, timeout_ms, buf, buf + 8)
-      end
     end
   end
 

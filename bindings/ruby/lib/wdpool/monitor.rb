@@ -67,13 +67,7 @@ module WdPool
         @listeners.each_value do |list|
           list.reject! { |l| l == listener || (l.is_a?(Method) && l.receiver == listener) }
         end
-        refresh
       end
-    end
-
-    # Internal: whether anybody listens to checkout timeouts.
-    def listening_timeouts?
-      @listening_timeouts
     end
 
     # Internal: calls the listeners of a native event.
@@ -99,14 +93,8 @@ module WdPool
     def add(name, callable)
       @lock.synchronize do
         @listeners[name] = @listeners[name] + [callable]
-        refresh
         subscribe_native
       end
-    end
-
-    def refresh
-      @listening_timeouts = !@listeners['connection_pool.checkout_timeout'].empty?
-      ConnectionPool::GUARD_PROBES[0] = @listening_timeouts
     end
 
     def subscribe_native
@@ -203,8 +191,7 @@ module WdPool
         done = false
         ev = Native::Event.new(event_ptr)
         begin
-          ev = nil if Thread.current[:__wdpool_probe] && ev[:kind] == 6
-          WdPool.monitor.dispatch(ev) if ev
+          WdPool.monitor.dispatch(ev)
           done = true
         rescue Exception => e # rubocop:disable Lint/RescueException
           defer(e)

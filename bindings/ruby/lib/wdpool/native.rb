@@ -170,9 +170,10 @@ module WdPool
     attach_function :wdpool_pool_new, [:pointer, :configure_cb, :pointer, :pointer, :pointer], :int
     attach_function :wdpool_setup, [:pointer, :configure_cb, :pointer, :pointer], :int, blocking: true
     # Checkout: a try (timeout 0) that holds the GVL, and a wait that releases it.
-    attach_function :wdpool_pool_checkout_try, :wdpool_pool_checkout, %i[pointer uint64 int64 pointer pointer], :int
+    # Never blocks: attached without releasing the GVL.
+    attach_function :wdpool_pool_try_checkout, %i[pointer uint64 pointer pointer], :int
     attach_function :wdpool_pool_checkout, %i[pointer uint64 int64 pointer pointer], :int, blocking: true
-    attach_function :wdpool_checkout_try, :wdpool_checkout, %i[uint64 int64 pointer pointer], :int
+    attach_function :wdpool_try_checkout, %i[uint64 pointer pointer], :int
     attach_function :wdpool_checkout, %i[uint64 int64 pointer pointer], :int, blocking: true
     # Checkin can roll back a transaction left open or close the producer:
     # the quick path holds the GVL (see Producer#checkin).
