@@ -20,7 +20,7 @@ pub struct Context {
     origin: Origin,
     index: usize,
     id: String,
-    /// The producer has a `transactional.id` (see [`Context::sequence_gap`]).
+    /// The producer has a `transactional.id` (see [`Context::note_sequence_gap`]).
     transactional: bool,
     broken: AtomicBool,
     /// Set once a message of this transactional producer was refused by
