@@ -271,7 +271,13 @@ typedef enum wdpool_event_kind {
   WDPOOL_EVENT_CHECKOUT_TIMEOUT = 6,
   /**
    * "connection_pool.producer_replaced": a broken producer was discarded;
-   * its slot gets a fresh one (slot, producer_id).
+   * its slot gets a fresh one (slot, producer_id). Broken: a fatal Kafka
+   * error (fenced, ...), a transactional call still retriable after its
+   * retries, or a transactional producer one of whose messages the broker
+   * refused (a delivery report with a broker error code, such as
+   * MSG_SIZE_TOO_LARGE): librdkafka leaves a gap in that producer's
+   * sequence numbers, so it is replaced when checked in (README.md,
+   * "Failure modes").
    */
   WDPOOL_EVENT_PRODUCER_REPLACED = 7,
   /**

@@ -425,14 +425,17 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
     assert_ne!(e.kafka_flags & kafka_flags::TXN_REQUIRES_ABORT, 0, "{e:?}");
     assert_eq!(e.kafka_flags & kafka_flags::FATAL, 0, "{e:?}");
 
-    // Still usable, with the same producer, on every partition.
+    // Still usable, on every partition. The two producers whose message the
+    // broker refused (abortable-1, abortable-2) were replaced when checked
+    // in (see `a_refused_message_costs_no_later_message`); the third one
+    // lived through the AddPartitionsToTxn and EndTxn errors.
     pool.transaction(None, |p| {
         p.produce_sync(&[to(0, "after-0"), to(1, "after-1"), to(2, "after-2"), to(3, "after-3")])?;
         Ok(Completion::Commit)
     })
     .expect("commit after abortable errors");
     let stats = pool.stats();
-    assert_eq!((stats.creations, stats.replaced, stats.in_use), (1, 0, 0), "{stats:?}");
+    assert_eq!((stats.creations, stats.replaced, stats.in_use), (3, 2, 0), "{stats:?}");
     assert_eq!(log.count(pool.id(), EventKind::TransactionAborted), 4);
     assert_eq!(log.count(pool.id(), EventKind::TransactionCommitted), 1);
 
@@ -440,6 +443,99 @@ fn abortable_errors_abort_and_the_pool_stays_usable() {
     // mock cannot hide aborted records; the others never got there.
     let records = consume_all(&bootstrap, &topic, 5, DEADLINE);
     assert_eq!(sorted_payloads(&records), strings(&["abortable-3", "after-0", "after-1", "after-2", "after-3"]));
+}
+
+/// A message the broker refuses for good (MSG_SIZE_TOO_LARGE) inside a
+/// transaction: librdkafka 2.12 aborts without bumping the producer epoch,
+/// so that partition's sequence numbers keep a gap and the next message to
+/// it would be purged (PURGE_QUEUE) with its whole transaction. wdpool
+/// replaces such a producer when it is checked in: the next transactions,
+/// on the same slot, lose nothing. Inside the lease that saw the refusal,
+/// the old producer is still in use: there the next transaction to that
+/// partition fails, with a message that says why.
+#[test]
+fn a_refused_message_costs_no_later_message() {
+    let (cluster, topic, bootstrap) = cluster_with_topic("refused-in-txn");
+    let log = EventLog::subscribe();
+    let pool = tx_pool(&bootstrap, 1, &[("linger.ms", "0")]);
+    pool.with(None, |_| Ok(())).expect("create the producer (init_transactions)");
+    let to = |payload: &'static str| {
+        let mut m = msg(&topic, payload);
+        m.partition = 0;
+        m
+    };
+    let refuse = || cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+    let commit = |payload: &'static str| {
+        pool.transaction(None, |p| {
+            p.produce_sync(&[to(payload)])?;
+            Ok(Completion::Commit)
+        })
+    };
+
+    // Fire-and-forget in the body: the commit sees the refusal.
+    refuse();
+    let e = pool
+        .transaction(None, |p| {
+            p.produce_async(&[to("refused-1")])?;
+            Ok(Completion::Commit)
+        })
+        .unwrap_err();
+    assert_eq!((e.kind, e.kafka_code), (ErrorKind::TransactionAborted, RDKafkaErrorCode::MessageSizeTooLarge as i32), "{e:?}");
+    let stats = pool.stats();
+    assert_eq!((stats.creations, stats.replaced, stats.in_use), (1, 1, 0), "{stats:?}");
+    assert_eq!(commit("after-1"), Ok(Completion::Commit), "the first message after the abort");
+    assert_eq!(commit("after-2"), Ok(Completion::Commit));
+
+    // produce_sync in the body: the body fails with the delivery error.
+    refuse();
+    let e = commit("refused-2").unwrap_err();
+    assert_eq!((e.kind, e.kafka_code), (ErrorKind::Kafka, RDKafkaErrorCode::MessageSizeTooLarge as i32), "{e:?}");
+    assert_eq!(commit("after-3"), Ok(Completion::Commit), "the first message after the second abort");
+
+    // A produce outside a transaction gets one of its own: the same.
+    refuse();
+    let e = pool.with(None, |p| p.produce_sync(&[to("refused-3")])).unwrap_err();
+    assert_eq!(e.kafka_code, RDKafkaErrorCode::MessageSizeTooLarge as i32, "{e:?}");
+    pool.with(None, |p| p.produce_sync(&[to("after-4")])).expect("the first message after the third abort");
+
+    let stats = pool.stats();
+    assert_eq!((stats.creations, stats.replaced, stats.in_use), (4, 3, 0), "{stats:?}");
+    assert_eq!(pool.with(None, |p| Ok(p.index())), Ok(0), "the same slot");
+    assert_eq!(log.count(pool.id(), EventKind::ProducerReplaced), 3);
+
+    // Within the lease that saw the refusal, the producer is not replaced
+    // yet: its next transaction to the partition fails (purged, as
+    // librdkafka bumps the epoch then), saying why; the one after commits.
+    refuse();
+    pool.with(None, |p| {
+        let e = p
+            .transaction(|| {
+                p.produce_async(&[to("refused-4")])?;
+                Ok(Completion::Commit)
+            })
+            .unwrap_err();
+        assert_eq!(e.kafka_code, RDKafkaErrorCode::MessageSizeTooLarge as i32, "{e:?}");
+        let e = p
+            .transaction(|| {
+                p.produce_sync(&[to("purged")])?;
+                Ok(Completion::Commit)
+            })
+            .unwrap_err();
+        assert_eq!((e.kind, e.kafka_code), (ErrorKind::Kafka, RDKafkaErrorCode::PurgeQueue as i32), "{e:?}");
+        assert!(e.message.contains("refused by the broker earlier") && e.message.contains("replaced when it is checked in"), "{e}");
+        p.transaction(|| {
+            p.produce_sync(&[to("after-5")])?;
+            Ok(Completion::Commit)
+        })
+    })
+    .expect("the transaction after the purged one");
+    let stats = pool.stats();
+    assert_eq!((stats.creations, stats.replaced, stats.in_use), (4, 4, 0), "{stats:?}");
+
+    // The mock cannot hide aborted records, and none of the refused or
+    // purged ones reached its log.
+    let records = consume_all(&bootstrap, &topic, 5, DEADLINE);
+    assert_eq!(sorted_payloads(&records), strings(&["after-1", "after-2", "after-3", "after-4", "after-5"]));
 }
 
 /// A fatal transactional error (INVALID_TXN_STATE on EndTxn) breaks the

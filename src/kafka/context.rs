@@ -9,6 +9,7 @@ use std::time::Instant;
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 use super::delivery::Ticket;
@@ -19,7 +20,12 @@ pub struct Context {
     origin: Origin,
     index: usize,
     id: String,
+    /// The producer has a `transactional.id` (see [`Context::note_sequence_gap`]).
+    transactional: bool,
     broken: AtomicBool,
+    /// Set once a message of this transactional producer was refused by
+    /// the broker (see [`leaves_sequence_gap`]): which one, and why.
+    sequence_gap: Mutex<Option<String>>,
     /// Messages handed to librdkafka whose report has not been served yet.
     outstanding: AtomicU64,
     /// Messages whose report was a failure, over the producer's life.
@@ -36,12 +42,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(origin: Origin, index: usize, id: String) -> Self {
+    pub fn new(origin: Origin, index: usize, id: String, transactional: bool) -> Self {
         Context {
             origin,
             index,
             id,
+            transactional,
             broken: AtomicBool::new(false),
+            sequence_gap: Mutex::new(None),
             outstanding: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -102,6 +110,41 @@ impl Context {
 
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::Release);
+    }
+
+    /// A message of this transactional producer was refused by the broker
+    /// for good: librdkafka (2.12) raises an abortable transaction error
+    /// for it without bumping the producer epoch (`rd_kafka_txn_set_abortable_error`
+    /// in `rd_kafka_handle_Produce_error`, rdkafka_request.c, where an idempotent
+    /// producer does bump it), so the sequence number the refused batch
+    /// used stays a gap after the abort. The next message to that
+    /// partition fails with OUT_OF_ORDER_SEQUENCE_NUMBER, which makes
+    /// librdkafka bump the epoch then, failing (purging) that message and
+    /// its whole transaction. Nothing wdpool can call makes the same
+    /// client bump its epoch, so the producer is marked broken: the pool
+    /// replaces it when it is checked in, and a fresh producer starts with
+    /// a new epoch (`init_transactions`) and sequence 0 everywhere.
+    fn note_sequence_gap(&self, topic: &str, partition: i32, error: &KafkaError) {
+        let mut gap = self.sequence_gap.lock().unwrap_or_else(|e| e.into_inner());
+        if gap.is_none() {
+            *gap = Some(format!("{topic} [{partition}]: {error}"));
+        }
+        drop(gap);
+        self.mark_broken();
+    }
+
+    /// What a message purged because of [`Context::note_sequence_gap`]
+    /// says besides librdkafka's "Purged in queue".
+    fn explain_purge(&self) -> Option<String> {
+        let gap = self.sequence_gap.lock().unwrap_or_else(|e| e.into_inner());
+        gap.as_ref().map(|refused| {
+            format!(
+                "; producer {} had a message refused by the broker earlier ({refused}), which leaves a gap in its \
+                 sequence numbers that librdkafka only repairs by failing the next transaction to that partition: \
+                 the producer is replaced when it is checked in",
+                self.id
+            )
+        })
     }
 
     fn event(&self, kind: EventKind) -> Event {
@@ -166,8 +209,13 @@ impl ProducerContext for Context {
     type DeliveryOpaque = Ticket;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Ticket) {
-        if result.is_err() {
+        if let Err((e, m)) = result {
             self.failed.fetch_add(1, Ordering::AcqRel);
+            // Before the ticket completes: whoever waits on it sees the
+            // producer marked.
+            if self.transactional && leaves_sequence_gap(e) {
+                self.note_sequence_gap(m.topic(), m.partition(), e);
+            }
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         ticket.complete(|| {
@@ -176,7 +224,29 @@ impl ProducerContext for Context {
             if let Some(e) = report.error.as_mut().filter(|e| e.kafka_code == RDKafkaErrorCode::MessageTimedOut as i32) {
                 e.message.push_str(&self.explain());
             }
+            if let Some(e) = report.error.as_mut().filter(|e| e.kafka_code == RDKafkaErrorCode::PurgeQueue as i32) {
+                if let Some(why) = self.explain_purge() {
+                    e.message.push_str(&why);
+                }
+            }
             report
         });
+    }
+}
+
+/// Whether a failed delivery report of a transactional producer leaves a
+/// gap in the partition's sequence numbers (see
+/// [`Context::note_sequence_gap`]): any error the broker returned (a
+/// positive code), except those librdkafka answers with an epoch bump of
+/// its own (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID) or a fatal
+/// error (a fenced producer, INVALID_PRODUCER_EPOCH, is broken anyway).
+/// Local errors (purged, timed out, ...) leave none: librdkafka moves the
+/// partition's base past purged messages, and bumps the epoch after a
+/// timeout.
+fn leaves_sequence_gap(error: &KafkaError) -> bool {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::OutOfOrderSequenceNumber | RDKafkaErrorCode::UnknownProducerId) => false,
+        Some(code) => (code as i32) > 0,
+        None => false,
     }
 }

@@ -51,7 +51,7 @@ impl Producer {
     /// run in the background.
     pub fn create(config: &ProducerConfig, origin: Origin, index: usize, budget: Duration) -> Result<Created<Self, Error>> {
         let id = config.id_or(origin.pool_id, index);
-        let context = Context::new(origin, index, id.clone());
+        let context = Context::new(origin, index, id.clone(), config.is_transactional());
         let (backend, context) = if config.deliver {
             let client = config.client_config(&id);
             let producer: ThreadedProducer<Context> = client

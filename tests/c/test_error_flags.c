@@ -75,7 +75,9 @@ static void test_transaction_flags(void) {
   CHECK_EQ(wdpool_error_kafka_code(err), ERR_MSG_SIZE_TOO_LARGE);
   CHECK_EQ(wdpool_error_kafka_flags(err), WDPOOL_KAFKA_TXN_REQUIRES_ABORT);
   wdpool_error_free(err);
-  CHECK_EQ(stats_of(pool).replaced, 0);
+  /* Replaced when checked in: librdkafka left a gap in its sequence numbers
+     (README "Failure modes"). */
+  CHECK_EQ(stats_of(pool).replaced, 1);
 
   /* EndTxn refused with INVALID_TXN_STATE: fatal, the producer is replaced. */
   err = NULL;
@@ -85,7 +87,7 @@ static void test_transaction_flags(void) {
   CHECK(wdpool_error_kafka_flags(err) & WDPOOL_KAFKA_FATAL);
   CHECK_EQ(wdpool_error_kafka_flags(err) & WDPOOL_KAFKA_TXN_REQUIRES_ABORT, 0);
   wdpool_error_free(err);
-  CHECK_EQ(stats_of(pool).replaced, 1);
+  CHECK_EQ(stats_of(pool).replaced, 2);
 
   CHECK_RC(wdpool_pool_close(pool, true, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
