@@ -29,6 +29,7 @@ wdpool_result wdpool_go_setup(size_t size, uint64_t timeout_ms, uintptr_t h, wdp
 wdpool_result wdpool_go_subscribe(uintptr_t h, uint64_t *id, wdpool_error **err) {
   return wdpool_subscribe(wdpool_go_event_shim, (void *)h, wdpool_go_finalize_shim, id, err);
 }
+
 */
 import "C"
 

@@ -8,6 +8,22 @@ package wdpool
 // Declared in cgo.go's preamble, defined there.
 wdpool_result wdpool_go_pool_new(size_t, uint64_t, uintptr_t, wdpool_pool **, wdpool_error **);
 wdpool_result wdpool_go_setup(size_t, uint64_t, uintptr_t, wdpool_error **);
+
+// The hot path of With: results come back by value, so no Go pointer is
+// passed to C (nothing escapes to the heap, nothing for cgocheck to walk).
+typedef struct { wdpool_result rc; wdpool_producer *producer; wdpool_error *err; } wdpool_go_checkout_result;
+static inline wdpool_go_checkout_result wdpool_go_checkout(const wdpool_pool *pool, wdpool_owner owner, int64_t timeout_ms) {
+  wdpool_go_checkout_result r = {WDPOOL_OK, NULL, NULL};
+  r.rc = pool != NULL ? wdpool_pool_checkout(pool, owner, timeout_ms, &r.producer, &r.err)
+                      : wdpool_checkout(owner, timeout_ms, &r.producer, &r.err);
+  return r;
+}
+typedef struct { wdpool_result rc; wdpool_error *err; } wdpool_go_status;
+static inline wdpool_go_status wdpool_go_checkin(wdpool_producer *producer) {
+  wdpool_go_status s = {WDPOOL_OK, NULL};
+  s.rc = wdpool_producer_checkin(producer, &s.err);
+  return s;
+}
 */
 import "C"
 
@@ -270,7 +286,7 @@ func (p *Pool) ID() uint64 { return uint64(C.wdpool_pool_id(p.h)) }
 // ctx's deadline bounds the wait for a producer (else the pool's Timeout);
 // a ctx already done returns ctx.Err() at once.
 func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
-	return run(ctx, p.checkout, false, fn)
+	return run(ctx, p, false, fn)
 }
 
 // Transaction is With with fn as one transaction: committed when fn
@@ -280,13 +296,21 @@ func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
 // through p.Context() is part of the enclosing one. The commit is bounded
 // by ctx's deadline (else the producer's max_wait_timeout).
 func (p *Pool) Transaction(ctx context.Context, fn func(*Producer) error) error {
-	return run(ctx, p.checkout, true, fn)
+	return run(ctx, p, true, fn)
 }
 
-func (p *Pool) checkout(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32 {
-	rc := C.wdpool_pool_checkout(p.h, C.wdpool_owner(owner), cTimeout(timeout), out, cerr)
+// checkout checks a producer out of p, or of the global pool when p is nil.
+func checkout(p *Pool, owner uint64, timeout int64) (*C.wdpool_producer, error) {
+	var h *C.wdpool_pool
+	if p != nil {
+		h = p.h
+	}
+	r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeout))
 	runtime.KeepAlive(p)
-	return rc
+	if err := takeError(r.rc, r.err); err != nil {
+		return nil, err
+	}
+	return r.producer, nil
 }
 
 // CloseReport says what closing a pool did.
@@ -443,9 +467,8 @@ func timeoutOf(ctx context.Context) int64 {
 	return int64((left + time.Millisecond - 1) / time.Millisecond)
 }
 
-type checkoutFunc func(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32
-
-func run(ctx context.Context, checkout checkoutFunc, txn bool, fn func(*Producer) error) (err error) {
+// run is With and Transaction, on p or (nil) the global pool.
+func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -453,9 +476,8 @@ func run(ctx context.Context, checkout checkoutFunc, txn bool, fn func(*Producer
 		return err
 	}
 	owner, owned := ownerOf(ctx)
-	var h *C.wdpool_producer
-	var cerr *C.wdpool_error
-	if err := takeError(checkout(owner, timeoutOf(ctx), &h, &cerr), cerr); err != nil {
+	h, err := checkout(p, owner, timeoutOf(ctx))
+	if err != nil {
 		return err
 	}
 	prod := &Producer{h: h, parent: ctx, owner: owner, owned: owned}
@@ -484,8 +506,8 @@ func run(ctx context.Context, checkout checkoutFunc, txn bool, fn func(*Producer
 			var ecerr *C.wdpool_error
 			endErr = takeError(C.wdpool_producer_end(h, outcome, cTimeout(timeout), &ended, &ecerr), ecerr)
 		}
-		var icerr *C.wdpool_error
-		checkinErr := takeError(C.wdpool_producer_checkin(h, &icerr), icerr)
+		in := C.wdpool_go_checkin(h)
+		checkinErr := takeError(in.rc, in.err)
 		if !completed {
 			return
 		}
@@ -527,18 +549,14 @@ func Setup(opts *Options, configure ConfigureFunc) error {
 	})
 }
 
-func globalCheckout(owner uint64, timeout int64, out **C.wdpool_producer, cerr **C.wdpool_error) uint32 {
-	return C.wdpool_checkout(C.wdpool_owner(owner), cTimeout(timeout), out, cerr)
-}
-
 // With is Pool.With on the global pool (ErrNotSetUp before Setup).
 func With(ctx context.Context, fn func(*Producer) error) error {
-	return run(ctx, globalCheckout, false, fn)
+	return run(ctx, nil, false, fn)
 }
 
 // Transaction is Pool.Transaction on the global pool.
 func Transaction(ctx context.Context, fn func(*Producer) error) error {
-	return run(ctx, globalCheckout, true, fn)
+	return run(ctx, nil, true, fn)
 }
 
 // Close closes the global pool gracefully; harmless without one.

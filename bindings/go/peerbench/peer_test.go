@@ -43,9 +43,15 @@ func BenchmarkWdpoolSend(b *testing.B) {
 	defer pool.Close()
 	ctx := context.Background()
 	for i := 0; i < 2; i++ { // creates the topic and both producers: not measured
-		go pool.With(ctx, func(p *wdpool.Producer) error { _, err := p.ProduceSync(ctx, &wdpool.Message{Topic: t, Payload: payload}); return err })
+		go pool.With(ctx, func(p *wdpool.Producer) error {
+			_, err := p.ProduceSync(ctx, &wdpool.Message{Topic: t, Payload: payload})
+			return err
+		})
 	}
-	pool.With(ctx, func(p *wdpool.Producer) error { _, err := p.ProduceSync(ctx, &wdpool.Message{Topic: t, Payload: payload}); return err })
+	pool.With(ctx, func(p *wdpool.Producer) error {
+		_, err := p.ProduceSync(ctx, &wdpool.Message{Topic: t, Payload: payload})
+		return err
+	})
 	b.ResetTimer()
 	b.SetBytes(100)
 	b.SetParallelism(2) // 4 goroutines on 2 cores, through 2 producers
