@@ -400,7 +400,10 @@ impl<T> Registry<T> {
                 (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
                 _ => return Err(self.gone()),
             }
-            cell.live.store(0, Ordering::SeqCst);
+            // Sequentially consistent where lock-free readers pin values
+            // (pools: see `super::pins`); a plain store elsewhere.
+            let order = if self.kind == Kind::Pool { Ordering::SeqCst } else { Ordering::Release };
+            cell.live.store(0, order);
             let value = state.1.take().expect("checked above");
             state.0 = state.0.wrapping_add(1);
             Ok(value)
