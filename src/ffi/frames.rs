@@ -30,9 +30,9 @@ use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::registry::{stale, Kind, GENERATION_SHIFT, INDEX_BITS, INDEX_MASK, KIND_MASK, MADE_BEFORE_FORK};
+use super::registry::{stale, FreeList, Kind, GENERATION_SHIFT, INDEX_BITS, INDEX_MASK, KIND_MASK, MADE_BEFORE_FORK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kafka::Producer;
 use crate::pool::{fork_generation, OwnerId};
@@ -103,8 +103,9 @@ struct Record {
 
 static CHUNK_TABLE: [AtomicPtr<Record>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
 static NEXT_RECORD: AtomicU32 = AtomicU32::new(0);
-/// Records of threads that ended, to reuse.
-static FREE_RECORDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Records of threads that ended, to reuse (a lock a forked child can take
+/// over, like the registries').
+static FREE_RECORDS: FreeList = FreeList::new();
 
 /// The calling thread's record; given back when the thread ends.
 struct Mine {
@@ -116,7 +117,7 @@ struct Mine {
 impl Drop for Mine {
     fn drop(&mut self) {
         if let Some(index) = self.index.get() {
-            FREE_RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(index);
+            FREE_RECORDS.push(index);
         }
     }
 }
@@ -136,7 +137,7 @@ fn record(index: u32) -> Option<&'static Record> {
 /// A record for a thread that has none yet, or None when every index is in
 /// use (the caller falls back to the registry).
 fn new_record() -> Option<u32> {
-    let reused = FREE_RECORDS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let reused = FREE_RECORDS.pop();
     let index = match reused {
         Some(index) => index,
         None => {

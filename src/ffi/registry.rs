@@ -160,11 +160,11 @@ pub(crate) struct FreeList {
 unsafe impl Sync for FreeList {}
 
 impl FreeList {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         FreeList { lock: ForkSafeLock::new(), items: UnsafeCell::new(Vec::new()) }
     }
 
-    fn push(&self, index: u32) {
+    pub(crate) fn push(&self, index: u32) {
         self.lock.locked(|| {
             // SAFETY: under the lock.
             let items = unsafe { &mut *self.items.get() };
@@ -175,7 +175,7 @@ impl FreeList {
         })
     }
 
-    fn pop(&self) -> Option<u32> {
+    pub(crate) fn pop(&self) -> Option<u32> {
         // SAFETY: under the lock.
         self.lock.locked(|| unsafe { &mut *self.items.get() }.pop())
     }
