@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc bench bench-quick bench-smoke bench-build kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc bench bench-quick bench-smoke bench-build bench-pc kafka-start kafka-stop clean
 
 all: build
 
@@ -280,9 +280,20 @@ test-ruby: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 BENCH      := target/bench
 GO         ?= go
 BENCH_GO_ENV := GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
+# gobench links wdpool's Go binding against the RELEASE library: cgo finds
+# it through this wdpool.pc (the bench-pc target), never an installed one.
+BENCH_PC_DIR := $(CURDIR)/.cache/bench/pkgconfig
+BENCH_GO_ENV += PKG_CONFIG_PATH=$(BENCH_PC_DIR) PKG_CONFIG_LIBDIR=$(BENCH_PC_DIR)
+# The Ruby rows load the release library through WDPOOL_LIB (bench/driver.py
+# sets it; PKG_CONFIG_LIBDIR hides an installed wdpool.pc).
 BENCH_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Wpedantic -Werror -pthread
 
-bench-build: release
+bench-pc: release
+	@mkdir -p $(BENCH_PC_DIR)
+	@printf 'Name: wdpool\nDescription: wdpool (release build tree, for make bench)\nVersion: $(VERSION)\nCflags: -I%s/include\nLibs: -L%s/$(RELEASE_LIB) -Wl,-rpath,%s/$(RELEASE_LIB) -lwdpool\n' \
+	  '$(CURDIR)' '$(CURDIR)' '$(CURDIR)' > $(BENCH_PC_DIR)/wdpool.pc
+
+bench-build: release bench-pc
 	@mkdir -p $(BENCH)
 	$(CC) $(BENCH_CFLAGS) -I include bench/wdpool_bench.c -L $(RELEASE_LIB) -lwdpool \
 	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/wdpool_bench

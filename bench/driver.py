@@ -53,13 +53,20 @@ FRANZ_SAME = ["-linger", "5ms", "-compression", "none", "-max-buffered", "100000
 # franz-go at its best on this workload.
 FRANZ_BEST = ["-linger", "20ms", "-compression", "lz4", "-max-buffered", "1000000"]
 
+# rb_ops / go_with_ops: empty `with`s of the Ruby / Go binding per run
+# (all threads together); go_async_messages: the messages of the Go
+# binding's ProduceAsync run (a Delivery per message makes it the slowest
+# throughput run: fewer messages keep `make bench` within its time).
 PROFILES = {
     "full": dict(rounds=3, messages=5_000_000, txn_seconds=5, lat_messages=2000, lat_warmup=100,
-                 lat_repeat=3, with_ops=5_000_000, with_ops_2t=2_000_000, close_repeat=5, timeout=900),
+                 lat_repeat=3, with_ops=5_000_000, with_ops_2t=2_000_000, close_repeat=5, timeout=900,
+                 rb_ops=600_000, go_with_ops=4_000_000, go_async_messages=1_000_000),
     "quick": dict(rounds=1, messages=1_000_000, txn_seconds=3, lat_messages=500, lat_warmup=50,
-                  lat_repeat=2, with_ops=1_000_000, with_ops_2t=500_000, close_repeat=3, timeout=300),
+                  lat_repeat=2, with_ops=1_000_000, with_ops_2t=500_000, close_repeat=3, timeout=300,
+                  rb_ops=300_000, go_with_ops=1_000_000, go_async_messages=500_000),
     "smoke": dict(rounds=1, messages=2_000, txn_seconds=0.5, lat_messages=20, lat_warmup=5,
-                  lat_repeat=1, with_ops=2_000, with_ops_2t=2_000, close_repeat=1, timeout=120),
+                  lat_repeat=1, with_ops=2_000, with_ops_2t=2_000, close_repeat=1, timeout=120,
+                  rb_ops=2_000, go_with_ops=2_000, go_async_messages=2_000),
 }
 
 
@@ -75,8 +82,11 @@ def sets(flag, props):
 class Variant:
     """One program invocation, run once per round."""
 
-    def __init__(self, key, kind, argv, watermarks=False):
+    def __init__(self, key, kind, argv, watermarks=False, env=None, lib=None):
         self.key, self.kind, self.argv, self.watermarks = key, kind, argv, watermarks
+        # env: added to the environment; lib: the libwdpool.so a binding
+        # must have loaded (its RESULT line says lib=...).
+        self.env, self.lib = env or {}, lib
 
 
 def variants(a, p):
@@ -87,6 +97,15 @@ def variants(a, p):
     gconn = ["-bootstrap", a.bootstrap, "-topic", a.topic]
     n = str(p["messages"])
     groups = []
+    # The bindings' rows run on the release library: the Go binding was
+    # linked against it (make bench-pc), Ruby loads it through WDPOOL_LIB.
+    rel = a.release_lib
+    ruby_env = {"WDPOOL_LIB": rel, "PKG_CONFIG_LIBDIR": "/nonexistent"}
+
+    def tp_go(mode, messages):
+        return Variant(f"tp2.go.{mode}", "throughput",
+                       [gob, "-client", "wdpool", "-mode", mode, "-variant", mode, *gconn, "-messages", str(messages),
+                        "-threads", "4", "-producers", "2", *sets("-set", BASE)], True, lib=rel)
 
     def tp_wd(pool, per_with, props, many=False):
         return [wd, "throughput", *conn, "--messages", n, "--threads", "4", "--pool", str(pool),
@@ -106,6 +125,8 @@ def variants(a, p):
         Variant("tp2.franz", "throughput",
                 [gob, "-client", "franz", *gconn, "-messages", n, "-threads", "4", "-producers", "2",
                  *FRANZ_SAME], True),
+        tp_go("send", n),
+        tp_go("async", p["go_async_messages"]),
     ])
     groups.append([
         Variant("tp4.wdpool.with1", "throughput", tp_wd(4, 1, BASE), True),
@@ -141,6 +162,20 @@ def variants(a, p):
             Variant(f"with{t}.wdpool.checkout", "with",
                     [wd, "with", "--threads", str(t), "--ops", str(ops), "--mode", "checkout"]),
             Variant(f"with{t}.c_pool", "with", [cpool, "--threads", str(t), "--ops", str(ops)]),
+        ])
+    # The bindings' empty `with` against the pool a Ruby or Go user would
+    # take instead, on a pool of 2: 1 thread, and 4 threads sharing it.
+    for t in (1, 4):
+        rb = [a.ruby, a.ruby_with, "--threads", str(t), "--pool", "2", "--ops", str(p["rb_ops"])]
+        groups.append([
+            Variant(f"rbwith{t}.wdpool", "with", [*rb, "--impl", "wdpool"], env=ruby_env, lib=rel),
+            Variant(f"rbwith{t}.connection_pool", "with", [*rb, "--impl", "connection_pool"], env=ruby_env),
+        ])
+    for t in (1, 4):
+        gw = [gob, "-bench", "with", "-threads", str(t), "-pool", "2", "-ops", str(p["go_with_ops"])]
+        groups.append([
+            Variant(f"gowith{t}.wdpool", "with", [*gw, "-client", "wdpool"], lib=rel),
+            Variant(f"gowith{t}.chan", "with", [*gw, "-client", "chan"]),
         ])
     for m in (0, 1000):
         common = [*conn, "--inflight", str(m), "--repeat", str(p["close_repeat"]), *sets("--set", BASE)]
@@ -184,10 +219,12 @@ def run_variant(a, p, v, rnd):
     if v.kind == "txn":  # transactional ids unique to this run
         argv += ["--txn-prefix", f"bench-{os.getpid()}-{rnd}-{v.key}"]
     rec = {"key": v.key, "round": rnd, "kind": v.kind, "argv": argv, "load1": round(os.getloadavg()[0], 2)}
+    if v.lib:
+        rec["expect_lib"] = v.lib
     try:
         before = high_watermarks(a) if v.watermarks else None
         t0 = time.monotonic()
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=p["timeout"])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=p["timeout"], env={**os.environ, **v.env})
         rec["wall_s"] = round(time.monotonic() - t0, 3)
         res = parse_result(r.stdout)
         if r.returncode != 0 or res is None:
@@ -228,6 +265,8 @@ def check(rec):
     if "error" in rec:
         return [rec["error"]]
     kind, bad = rec["kind"], []
+    if "expect_lib" in rec and os.path.realpath(str(rec.get("lib"))) != os.path.realpath(rec["expect_lib"]):
+        bad.append(f"loaded libwdpool {rec.get('lib')}, not {rec['expect_lib']}")
     if kind == "throughput":
         if rec["delivered_broker"] != rec["sent"]:
             bad.append(f"broker stored {rec['delivered_broker']} of {rec['sent']} messages")
@@ -242,7 +281,7 @@ def check(rec):
         if rec["delivered_broker"] != rec["sent"] or rec["delivered"] != rec["sent"]:
             bad.append(f"delivered {rec['delivered']} (broker {rec['delivered_broker']}) of {rec['sent']}")
     elif kind == "with":
-        if not rec.get("ops") or not rec.get("ns_per_op", 0) > 0:
+        if not rec.get("ops") or not rec.get("ns_per_op", rec.get("wall_ns_per_op", 0)) > 0:
             bad.append("no operation timed")
     elif kind == "close":
         if rec.get("undelivered") != 0:
@@ -269,6 +308,7 @@ FORMATS = {
     "p50_us": ("µs", lambda x: f"{x:.0f}"),
     "p99_us": ("µs", lambda x: f"{x:.0f}"),
     "ns_per_op": ("ns/op", lambda x: f"{x:.0f}"),
+    "wall_ns_per_op": ("ns/op (wall)", lambda x: f"{x:.0f}"),
     "close_ms": ("ms", lambda x: f"{x:.1f}"),
     "flush_ms": ("ms", lambda x: f"{x:.1f}"),
 }
@@ -320,6 +360,22 @@ ROWS = [
      "franz-go ×2"),
     ("8c", "best settings (below), pool 2, produce_many_async of 100 per `with`", "best.wdpool", "best.franz", None, "msgs_per_s",
      (">=", 1.0), "franz-go ×2, best settings"),
+    ("9a", "Ruby: empty `with`, 1 thread, pool 2", "rbwith1.wdpool", "rbwith1.connection_pool", None,
+     "wall_ns_per_op", ("<=", 0.25), "connection_pool gem `with`"),
+    ("9b", "Ruby: empty `with`, 4 threads, pool 2", "rbwith4.wdpool", "rbwith4.connection_pool", None,
+     "wall_ns_per_op", ("<=", 0.25), "connection_pool gem `with`"),
+    ("10a", "Go: empty `With`, 1 goroutine, pool 2", "gowith1.wdpool", "gowith1.chan", None, "wall_ns_per_op",
+     ("+ns", 300), "buffered-channel pool"),
+    ("10b", "Go: empty `With`, 4 goroutines, pool 2", "gowith4.wdpool", "gowith4.chan", None, "wall_ns_per_op",
+     ("+ns", 300), "buffered-channel pool"),
+    ("10c", "Go: `With` + `Send` per message, pool 2, 4 goroutines", "tp2.go.send", "tp2.confluent", None,
+     "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10d", "Go: `With` + `Send` per message, pool 2, 4 goroutines", "tp2.go.send", "tp2.franz", None,
+     "msgs_per_s", (">=", 1.0), "franz-go ×2"),
+    ("10e", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async", "tp2.confluent", None,
+     "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10f", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async", "tp2.franz", None,
+     "msgs_per_s", (">=", 1.0), "franz-go ×2"),
 ]
 
 
@@ -368,14 +424,16 @@ def table(results):
         if "{close}" in blabel:
             cm = med(values(results, bkey, "close_ms"))
             blabel = blabel.format(close=(fmt(cm) + " ms") if cm is not None else "?")
-        # A ratio to a flush of ~0 ms says nothing: the close rows show the difference.
-        diff = bool(goal) and goal[0] == "+ms"
+        # A ratio to a flush of ~0 ms says nothing: the close rows show the
+        # difference; so do the Go `With` rows, whose goal is one.
+        diff = bool(goal) and goal[0].startswith("+")
+        dunit = goal[0][1:] if diff else ""
         pairs = paired(results, wkey, bkey, metric, bmetric or metric, diff)
         ratio = med(pairs)
         if ratio is None:
             ratio_s, range_s = "n/a", "-"
         elif diff:
-            ratio_s = f"{ratio:+.1f} ms"
+            ratio_s = f"{ratio:+.1f} {dunit}" if dunit == "ms" else f"{ratio:+.0f} {dunit}"
             range_s = f"{min(pairs):+.0f}…{max(pairs):+.0f}" if len(pairs) > 1 else "-"
         else:
             ratio_s = f"{ratio:.2f}"
@@ -388,7 +446,7 @@ def table(results):
             elif op == "<=":
                 goal_s, ok = f"≤ {g}×", ratio <= g
             else:
-                goal_s, ok = f"≤ baseline + {g} ms", ratio <= g
+                goal_s, ok = f"≤ baseline + {g} {dunit}", ratio <= g
             holds = "yes" if ok else "**no**"
             verdicts.append((rid, ok))
         lines.append(
@@ -409,6 +467,8 @@ def notes(results):
             ("tp2.confluent", "confluent-kafka-go", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.franz", "franz-go", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.wdpool.with1", "wdpool, `with` per message", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.send", "wdpool's Go binding, `With` + `Send`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.async", "wdpool's Go binding, `With` + `ProduceAsync`", "tp2.raw", "raw rdkafka (row 1)"),
             ("best.raw", "raw rdkafka, best settings", None, None),
             ("best.wdpool", "wdpool, best settings", "best.raw", "raw rdkafka with the same settings"),
             ("best.franz", "franz-go, best settings", "best.raw", "raw rdkafka with wdpool's best settings")):
@@ -468,6 +528,10 @@ def main():
     ap.add_argument("--topic", default="bench")
     ap.add_argument("--bin", default="target/bench", help="where wdpool_bench, c_pool and gobench are")
     ap.add_argument("--raw", default="target/release/wdpool-bench-raw")
+    ap.add_argument("--release-lib", default="target/release/libwdpool.so",
+                    help="the library the Ruby and Go rows must load")
+    ap.add_argument("--ruby", default="ruby")
+    ap.add_argument("--ruby-with", default="bindings/ruby/bench/with.rb")
     ap.add_argument("--rounds", type=int, help="override the profile's rounds")
     ap.add_argument("--only", help="run only the groups whose first key starts with one of these (comma list)")
     ap.add_argument("--broker-version", default="?")
@@ -486,6 +550,8 @@ def main():
     a.wdpool_bench = os.path.join(a.bin, "wdpool_bench")
     a.c_pool = os.path.join(a.bin, "c_pool")
     a.gobench = os.path.join(a.bin, "gobench")
+    a.release_lib = os.path.abspath(a.release_lib)
+    a.ruby_with = os.path.abspath(a.ruby_with)
     groups = variants(a, p)
     if a.only:
         prefixes = tuple(a.only.split(","))
@@ -513,7 +579,7 @@ def main():
                     out.flush()
                 status = "FAILED: " + "; ".join(rec["problems"]) if rec["problems"] else "ok"
                 shown = {k: rec[k] for k in ("msgs_per_s", "cpu_s_per_1m", "txns_per_s", "p50_us", "p99_us",
-                                             "ns_per_op", "close_ms", "flush_ms") if k in rec}
+                                             "ns_per_op", "wall_ns_per_op", "close_ms", "flush_ms") if k in rec}
                 summary = " ".join(f"{k}={x:.6g}" if isinstance(x, float) else f"{k}={x}" for k, x in shown.items())
                 print(f"round {rnd + 1}/{p['rounds']} {v.key:<24} {summary} [{rec.get('wall_s', '?')} s, "
                       f"load {rec['load1']:.1f}] {status}", flush=True)
@@ -556,6 +622,10 @@ def print_table(results):
     print(f"- row 5: {' '.join(LATENCY)}")
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
+    sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
+    print("- rows 10c-f: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
+          f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
+          "ns/op (wall) = wall time / operations of all threads together")
     return verdicts
 
 

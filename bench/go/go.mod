@@ -12,3 +12,9 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 )
+
+// wdpool's Go binding, from this tree (cgo: pkg-config wdpool, the
+// release library's wdpool.pc that make bench-build writes).
+require github.com/wdpool/wdpool-go v0.0.0
+
+replace github.com/wdpool/wdpool-go => ../../bindings/go

@@ -1,14 +1,18 @@
-// Command gobench: the Go peers of `make bench` on the throughput workload
-// of row 1 (4 goroutines sharing 2 producers, 100-byte messages, drained to
-// the end).
+// Command gobench: the Go peers of `make bench` and wdpool's Go binding on
+// the throughput workload of row 1 (4 goroutines sharing 2 producers,
+// 100-byte messages, drained to the end), and the empty With of the Go
+// binding against a buffered-channel pool (wdpool.go).
 //
 //	gobench -client confluent -bootstrap B -topic T -messages N -threads 4 -producers 2 [-set key=value]...
 //	gobench -client franz     -bootstrap B -topic T -messages N -threads 4 -producers 2
 //	        [-linger 5ms] [-compression none|snappy|lz4|zstd] [-max-buffered 100000]
 //	        [-batch-max-bytes 1000012]
+//	gobench -client wdpool -mode send|async [-window 10000] -bootstrap B -topic T -messages N
+//	        -threads 4 -producers 2 [-set key=value]...
+//	gobench -bench with -client wdpool|chan -threads T -pool 2 -ops N
 //
-// confluent-kafka-go (cgo, its bundled librdkafka) takes librdkafka
-// properties with -set, as wdpool and the raw baseline do. franz-go (pure
+// confluent-kafka-go (cgo, its bundled librdkafka) and wdpool take
+// librdkafka properties with -set, as the raw baseline does. franz-go (pure
 // Go) is idempotent by default and always waits for all in-sync replicas
 // here; its settings are flags. Prints one line "RESULT key=value ...".
 package main
@@ -106,6 +110,7 @@ type result struct {
 	elapsed, sendS float64
 	cpu            float64
 	queueFull      int64
+	noReports      bool // fire-and-forget: no delivery report counted
 }
 
 // --------------------------------------------------------------- confluent
@@ -265,7 +270,12 @@ func runFranz(cfg config, c *counts) result {
 
 func main() {
 	var cfg config
-	client := flag.String("client", "", "confluent | franz")
+	client := flag.String("client", "", "confluent | franz | wdpool (-bench with: wdpool | chan)")
+	bench := flag.String("bench", "throughput", "throughput | with")
+	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited)")
+	window := flag.Int("window", 10000, "wdpool -mode async: Deliveries pending per goroutine")
+	ops := flag.Int64("ops", 1000000, "-bench with: operations in all")
+	size := flag.Int("pool", 2, "-bench with: pool size")
 	variant := flag.String("variant", "default", "a label for the RESULT line")
 	flag.StringVar(&cfg.bootstrap, "bootstrap", "", "bootstrap servers")
 	flag.StringVar(&cfg.topic, "topic", "bench", "topic")
@@ -278,6 +288,16 @@ func main() {
 	flag.IntVar(&cfg.maxBuffered, "max-buffered", 100000, "franz: MaxBufferedRecords")
 	flag.IntVar(&cfg.batchMaxBytes, "batch-max-bytes", 1000012, "franz: ProducerBatchMaxBytes")
 	flag.Parse()
+	if *bench == "with" {
+		if cfg.threads < 1 || *size < 1 || *ops < 1 {
+			die("-threads, -pool and -ops at least 1")
+		}
+		benchWith(*client, cfg.threads, *size, *ops)
+		return
+	}
+	if *bench != "throughput" {
+		die("-bench throughput|with")
+	}
 	if cfg.bootstrap == "" || cfg.threads < 1 || cfg.producers < 1 {
 		die("-bootstrap is required; -threads and -producers at least 1")
 	}
@@ -288,14 +308,26 @@ func main() {
 		r = runConfluent(cfg, &c)
 	case "franz":
 		r = runFranz(cfg, &c)
+	case "wdpool":
+		if *window < 1 {
+			die("-window at least 1")
+		}
+		r = runWdpool(cfg, &c, *mode, *window)
 	default:
-		die("-client confluent|franz")
+		die("-client confluent|franz|wdpool")
 	}
 	if e := c.firstErr.Load(); e != nil {
 		die("%d messages failed; first: %v", c.failed.Load(), e)
 	}
+	delivered, lib := c.delivered.Load()-r.warmup, "-"
+	if r.noReports {
+		delivered = -1
+	}
+	if *client == "wdpool" {
+		lib = loadedLibrary()
+	}
 	fmt.Printf("RESULT bench=throughput impl=%s variant=%s producers=%d threads=%d sent=%d warmup=%d delivered=%d "+
-		"queue_full=%d elapsed_s=%.6f send_s=%.6f cpu_s=%.6f\n",
-		*client, *variant, cfg.producers, cfg.threads, cfg.messages, r.warmup, c.delivered.Load()-r.warmup,
-		r.queueFull, r.elapsed, r.sendS, r.cpu)
+		"queue_full=%d elapsed_s=%.6f send_s=%.6f cpu_s=%.6f lib=%s\n",
+		*client, *variant, cfg.producers, cfg.threads, cfg.messages, r.warmup, delivered,
+		r.queueFull, r.elapsed, r.sendS, r.cpu, lib)
 }
