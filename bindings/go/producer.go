@@ -5,6 +5,39 @@ package wdpool
 #include <stdlib.h>
 #include <string.h>
 #include "wdpool.h"
+
+// One message without headers, produced in one cgo call: the topic, key,
+// payload and partition key are Go memory (bytes, no pointers) used for
+// the call only, as the cgo rules allow; the topic is copied here to get
+// its NUL. Results come back by value.
+typedef struct { wdpool_result rc; wdpool_delivery *delivery; wdpool_error *err; } wdpool_go_async_result;
+static const uint8_t wdpool_go_empty[1];
+static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int given) {
+  wdpool_bytes b = {NULL, 0};
+  if (given) { b.data = len > 0 ? data : wdpool_go_empty; b.len = len; }
+  return b;
+}
+static inline wdpool_go_async_result wdpool_go_produce_one(
+    wdpool_producer *producer, const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len, int has_payload,
+    const uint8_t *key, size_t key_len, int has_key,
+    const uint8_t *pkey, size_t pkey_len, int has_pkey,
+    int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery) {
+  wdpool_go_async_result r = {WDPOOL_OK, NULL, NULL};
+  char name[256];
+  memcpy(name, topic, topic_len);
+  name[topic_len] = 0;
+  wdpool_message m;
+  wdpool_message_init(&m);
+  m.topic = name;
+  m.payload = wdpool_go_bytes(payload, payload_len, has_payload);
+  m.key = wdpool_go_bytes(key, key_len, has_key);
+  m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
+  if (has_partition) m.partition = partition;
+  m.timestamp_ms = timestamp_ms;
+  r.rc = wdpool_producer_produce_async(producer, &m, want_delivery ? &r.delivery : NULL, &r.err);
+  return r;
+}
 */
 import "C"
 
@@ -14,6 +47,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -252,6 +286,12 @@ func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]Deli
 // returned Delivery, or Close it to drop its reports (the message is still
 // delivered).
 func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
+	if d, err, ok := p.produceOne(m, true); ok {
+		if err != nil {
+			return nil, err
+		}
+		return newDelivery(d, []string{m.Topic}), nil
+	}
 	cm, err := buildMessages([]*Message{m})
 	if err != nil {
 		return nil, err
@@ -267,6 +307,9 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 
 // Send produces m fire-and-forget: no delivery report is kept.
 func (p *Producer) Send(m *Message) error {
+	if _, err, ok := p.produceOne(m, false); ok {
+		return err
+	}
 	cm, err := buildMessages([]*Message{m})
 	if err != nil {
 		return err
@@ -274,6 +317,48 @@ func (p *Producer) Send(m *Message) error {
 	defer cm.free()
 	var cerr *C.wdpool_error
 	return takeError(C.wdpool_producer_produce_async(p.h, cm.msgs, nil, &cerr), cerr)
+}
+
+// produceOne is the one-cgo-call path of ProduceAsync and Send, for a
+// message without headers whose topic fits a stack buffer (ok false:
+// take the general path).
+func (p *Producer) produceOne(m *Message, wantDelivery bool) (*C.wdpool_delivery, error, bool) {
+	if m == nil || len(m.Headers) > 0 || len(m.Topic) >= 256 || strings.IndexByte(m.Topic, 0) >= 0 {
+		return nil, nil, false
+	}
+	var partition C.int32_t
+	var hasPartition C.int
+	if m.Partition != nil {
+		partition, hasPartition = C.int32_t(*m.Partition), 1
+	}
+	var ts C.int64_t
+	if !m.Timestamp.IsZero() {
+		ts = C.int64_t(m.Timestamp.UnixMilli())
+	}
+	topic := (*C.char)(unsafe.Pointer(unsafe.StringData(m.Topic)))
+	payload, payloadLen, hasPayload := goBytes(m.Payload)
+	key, keyLen, hasKey := goBytes(m.Key)
+	pkey, pkeyLen, hasPkey := goBytes(m.PartitionKey)
+	want := C.int(0)
+	if wantDelivery {
+		want = 1
+	}
+	r := C.wdpool_go_produce_one(p.h, topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
+		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want)
+	runtime.KeepAlive(m)
+	return r.delivery, takeError(r.rc, r.err), true
+}
+
+// goBytes passes b to C for one call: its data (nil when empty), length,
+// and whether it was given at all (nil: not given).
+func goBytes(b []byte) (*C.uint8_t, C.size_t, C.int) {
+	if b == nil {
+		return nil, 0, 0
+	}
+	if len(b) == 0 {
+		return nil, 0, 1
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b)), 1
 }
 
 // ProduceManyAsync produces msgs without waiting; one Delivery covers them.
@@ -361,22 +446,15 @@ type Delivery struct {
 }
 
 // deliveriesLive counts C delivery handles not yet freed (for tests).
-var deliveriesLive = struct {
-	sync.Mutex
-	n int
-}{}
+var deliveriesLive atomic.Int64
 
 func freeDelivery(h *C.wdpool_delivery) {
-	deliveriesLive.Lock()
-	deliveriesLive.n--
-	deliveriesLive.Unlock()
+	deliveriesLive.Add(-1)
 	C.wdpool_delivery_free(h)
 }
 
 func newDelivery(h *C.wdpool_delivery, topics []string) *Delivery {
-	deliveriesLive.Lock()
-	deliveriesLive.n++
-	deliveriesLive.Unlock()
+	deliveriesLive.Add(1)
 	d := &Delivery{h: h, topics: topics}
 	d.cleanup = runtime.AddCleanup(d, freeDelivery, h)
 	return d

@@ -219,19 +219,14 @@ func TestAsyncDeliveriesFreedOnce(t *testing.T) {
 		d.Close()
 	}
 	kept = nil
-	deliveriesLive.Lock()
-	n := deliveriesLive.n
-	deliveriesLive.Unlock()
-	if n != 0 {
+	if n := deliveriesLive.Load(); n != 0 {
 		t.Fatalf("%d delivery handles not freed", n)
 	}
 	// Dropped without Wait or Close: the garbage collector frees it.
 	p.With(ctx, func(pr *Producer) error { _, err := pr.ProduceAsync(&Message{Topic: "gc"}); return err })
 	eventually(t, "the dropped delivery to be freed", func() bool {
 		runtime.GC()
-		deliveriesLive.Lock()
-		defer deliveriesLive.Unlock()
-		return deliveriesLive.n == 0
+		return deliveriesLive.Load() == 0
 	})
 }
 

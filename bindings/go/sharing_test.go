@@ -88,9 +88,7 @@ func TestDeliveryWaitAndCloseConcurrently(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	deliveriesLive.Lock()
-	defer deliveriesLive.Unlock()
-	if deliveriesLive.n != 0 {
-		t.Fatalf("%d delivery handles live", deliveriesLive.n)
+	if n := deliveriesLive.Load(); n != 0 {
+		t.Fatalf("%d delivery handles live", n)
 	}
 }
