@@ -32,7 +32,7 @@
  * (/proc/self/fd), threads and librdkafka's (rdk:*) among them
  * (/proc/self/task), producers, messages delivered. Samples are taken with
  * no reload, close or setup in progress. After SOAK_WARMUP_S (default
- * SOAK_SECONDS/4, which holds reloads and a broker restart) the bounds
+ * SOAK_SECONDS/4: reloads; the first broker restart comes at its end) the bounds
  * (see the README's "Soak test"):
  *   - RSS: the median of the last window of samples exceeds the median of
  *     the first window after warm-up by at most SOAK_RSS_GROWTH_MIB (8); a
@@ -41,11 +41,15 @@
  *     librdkafka's allocations alike, not given back): the same, at most
  *     SOAK_HEAP_GROWTH_MIB (2); the records of this program are made for
  *     the whole run before it starts, so they are not growth;
- *   - threads: no sample above the warm-up maximum; fds and sockets: none
- *     above the warm-up maximum plus SOAK_FD_SLACK (4: connections being
- *     made again while a broker restarts);
- *   - and for all three, the last window's minimum is at most the first
- *     window's maximum (a leak raises the floor, not only the peaks).
+ *   - threads, fds, sockets: no sample above the warm-up maximum plus the
+ *     transient of producers made while a broker is down or coming back
+ *     (seen in a full run: 3 rdk:* threads more for 4 fresh producers, gone
+ *     10 s later): one thread, one socket and one wake-up pipe (2 fds) per
+ *     producer and broker (TRANSIENT_*);
+ *   - and for all three, the last window's minimum is at most the warm-up
+ *     maximum: a leak raises the floor, not only the peaks. (Not the first
+ *     window's maximum: a broker restart can fall into that window and
+ *     lower it, as it did at 300 s of a full run.)
  * Counts go down legitimately (a broker that is down has no thread in a
  * producer, a reload leaves producers to be made on demand), so there is
  * no lower bound.
@@ -87,6 +91,14 @@ enum { POOL_SIZE = 4, THREADS = 8, BATCH = 4, BROKERS = 3 };
 /* The program's own threads while it runs: main, the workers, the sampler,
  * the lifecycle thread (reload, close, setup) and the broker restarter. */
 enum { OWN_THREADS = 1 + THREADS + 3 };
+/* What producers made while a broker is down or coming back may hold for a
+ * while beyond the steady state: one broker thread, its wake-up pipe and
+ * one connection per producer and broker. */
+enum {
+  TRANSIENT_THREADS = POOL_SIZE * BROKERS,
+  TRANSIENT_FDS = POOL_SIZE * BROKERS * 3,
+  TRANSIENT_SOCKETS = POOL_SIZE * BROKERS
+};
 
 static const uint64_t CHECKOUT_TIMEOUT_MS = 10000;
 /* A producer's max_wait_timeout: bounds a sync produce and a delivery
@@ -103,7 +115,7 @@ static const int64_t RESETUP_DEADLINE_MS = 120000;
 
 typedef struct params {
   long seconds, reload_s, restart_s, close_s, sample_s, warmup_s, rate;
-  long rss_growth_mib, heap_growth_mib, fd_slack;
+  long rss_growth_mib, heap_growth_mib;
   const char *brokers, *tool, *kafka_sh, *cluster, *topic;
 } params;
 
@@ -611,16 +623,16 @@ static band band_of(size_t field, size_t from, size_t to) {
 }
 
 /* Threads, fds or sockets after warm-up: never above the warm-up maximum
- * plus `slack`, and the last window's floor not above the first window's
- * peak. */
+ * plus `slack`, and the last window's floor not above the warm-up
+ * maximum. */
 static void check_count_flat(const char *name, size_t field, size_t warm, size_t window, long slack) {
   band before = band_of(field, 1, warm); /* the first sample may predate the producers */
   band after = band_of(field, warm, n_samples);
-  band first = band_of(field, warm, warm + window), last = band_of(field, n_samples - window, n_samples);
-  printf("soak: %s: warm-up [%ld, %ld], after [%ld, %ld] (bound %ld), first window max %ld, last window min %ld\n",
-         name, before.min, before.max, after.min, after.max, before.max + slack, first.max, last.min);
+  band last = band_of(field, n_samples - window, n_samples);
+  printf("soak: %s: warm-up [%ld, %ld], after [%ld, %ld] (bound %ld), last window min %ld (bound %ld)\n", name,
+         before.min, before.max, after.min, after.max, before.max + slack, last.min, before.max);
   if (!CHECK(after.max <= before.max + slack)) fprintf(stderr, "soak: %s above the warm-up band\n", name);
-  if (!CHECK(last.min <= first.max)) fprintf(stderr, "soak: %s: the floor rose\n", name);
+  if (!CHECK(last.min <= before.max)) fprintf(stderr, "soak: %s: the floor rose\n", name);
 }
 
 static void check_flat(void) {
@@ -637,9 +649,9 @@ static void check_flat(void) {
   printf("soak: after warm-up: %zu samples from %.0f s, windows of %zu\n", after, samples[warm].at_s, window);
   check_growth("RSS", offsetof(sample, c.rss_kib), warm, window, P.rss_growth_mib);
   check_growth("heap in use", offsetof(sample, heap_kib), warm, window, P.heap_growth_mib);
-  check_count_flat("threads", offsetof(proc_counts, threads), warm, window, 0);
-  check_count_flat("fds", offsetof(proc_counts, fds), warm, window, P.fd_slack);
-  check_count_flat("sockets", offsetof(proc_counts, sockets), warm, window, P.fd_slack);
+  check_count_flat("threads", offsetof(proc_counts, threads), warm, window, TRANSIENT_THREADS);
+  check_count_flat("fds", offsetof(proc_counts, fds), warm, window, TRANSIENT_FDS);
+  check_count_flat("sockets", offsetof(proc_counts, sockets), warm, window, TRANSIENT_SOCKETS);
 }
 
 /* ------------------------------------------------------------------------
@@ -737,7 +749,6 @@ int main(int argc, char **argv) {
   P.rate = env_long("SOAK_RATE", 400);
   P.rss_growth_mib = env_long("SOAK_RSS_GROWTH_MIB", 8);
   P.heap_growth_mib = env_long("SOAK_HEAP_GROWTH_MIB", 2);
-  P.fd_slack = env_long("SOAK_FD_SLACK", 4);
   if (P.seconds < 1 || P.sample_s < 1 || P.rate < 1) {
     fprintf(stderr, "soak: SOAK_SECONDS, SOAK_SAMPLE_S and SOAK_RATE must be at least 1\n");
     return 2;
