@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
+#include "kafka_read.h"
 #include "support.h"
 #include "wdpool.h"
 
@@ -158,112 +159,46 @@ static void *run_worker(void *arg) {
 }
 
 /* ------------------------------------------------------------------------
- * Reading back with kafka_read. */
-
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-/* Decodes lowercase hex into `out` (NUL-terminated); false if malformed. */
-static bool unhex(const char *hex, char *out, size_t cap) {
-  size_t len = strlen(hex);
-  if (len % 2 != 0 || len / 2 >= cap) return false;
-  for (size_t i = 0; i < len; i += 2) {
-    int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i / 2] = (char)(hi * 16 + lo);
-  }
-  out[len / 2] = '\0';
-  return true;
-}
-
-/* Only these characters go into the shell command line (unquoted). */
-static bool shell_safe(const char *s) {
-  if (s == NULL || s[0] == '\0') return false;
-  for (const char *p = s; *p != '\0'; p++) {
-    char c = *p;
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_' || c == '.' || c == ':' || c == ',' || c == '/';
-    if (!ok) return false;
-  }
-  return true;
-}
+ * Reading back with kafka_read (kafka_read.h). */
 
 typedef struct read_result {
-  long lines;
-  long malformed;
+  kafka_read_result tool;
   long foreign; /* payloads that are not "t<thread>-<seq>" of this test */
   long key_mismatch;
   long partition_regressions; /* an offset not above the previous one of its partition */
-  int exit_status;            /* kafka_read's; -1 if it did not exit normally */
+  int64_t last_offset[64];
 } read_result;
+
+static void on_record(void *ctx, long partition, long long offset, const char *key, const char *payload) {
+  read_result *r = ctx;
+  if (partition >= 64) {
+    if (r->foreign++ < 5) fprintf(stderr, "real_load: partition %ld\n", partition);
+    return;
+  }
+  if (offset <= r->last_offset[partition]) r->partition_regressions++;
+  r->last_offset[partition] = offset;
+
+  int thread = -1, seq = -1, used = 0;
+  if (sscanf(payload, "t%d-%d%n", &thread, &seq, &used) != 2 || payload[used] != '\0' || thread < 0 ||
+      thread >= THREADS || seq < 0 || seq >= PER_THREAD) {
+    if (r->foreign++ < 5) fprintf(stderr, "real_load: unexpected payload \"%s\"\n", payload);
+    return;
+  }
+  char want_key[16];
+  snprintf(want_key, sizeof want_key, "t%d", thread);
+  if (strcmp(key, want_key) != 0 && r->key_mismatch++ < 5) {
+    fprintf(stderr, "real_load: payload %s has key \"%s\"\n", payload, key);
+  }
+  seen *s = &seen_[thread][seq];
+  s->count++;
+  s->partition = (int32_t)partition;
+  s->offset = offset;
+}
 
 static bool read_back(const char *tool, const char *brokers, const char *topic, read_result *r) {
   memset(r, 0, sizeof *r);
-  r->exit_status = -1;
-  char command[2048];
-  int n = snprintf(command, sizeof command,
-                   "'%s' --bootstrap %s --topic %s --isolation read_uncommitted --expect %d --timeout-ms %d", tool,
-                   brokers, topic, TOTAL, READ_TIMEOUT_MS);
-  if (n < 0 || (size_t)n >= sizeof command) return false;
-  fflush(NULL);
-  FILE *in = popen(command, "r");
-  if (in == NULL) {
-    fprintf(stderr, "real_load: popen(%s): %s\n", command, strerror(errno));
-    return false;
-  }
-  int64_t last_offset[64];
-  for (size_t i = 0; i < sizeof last_offset / sizeof last_offset[0]; i++) last_offset[i] = -1;
-
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t got;
-  while ((got = getline(&line, &cap, in)) != -1) {
-    r->lines++;
-    if (got > 0 && line[got - 1] == '\n') line[got - 1] = '\0';
-    /* partition \t offset \t key \t payload \t timestamp */
-    char *fields[5] = {0};
-    int nf = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(line, "\t", &save); tok != NULL && nf < 5; tok = strtok_r(NULL, "\t", &save)) {
-      fields[nf++] = tok;
-    }
-    char *end = NULL;
-    long partition = nf == 5 ? strtol(fields[0], &end, 10) : -1;
-    bool ok = nf == 5 && *end == '\0' && partition >= 0 && partition < 64;
-    long long offset = ok ? strtoll(fields[1], &end, 10) : -1;
-    ok = ok && *end == '\0' && offset >= 0;
-    char key[64], payload[64];
-    ok = ok && unhex(fields[2], key, sizeof key) && unhex(fields[3], payload, sizeof payload);
-    if (!ok) {
-      if (r->malformed++ < 5) fprintf(stderr, "real_load: malformed kafka_read line %ld\n", r->lines);
-      continue;
-    }
-    if (offset <= last_offset[partition]) r->partition_regressions++;
-    last_offset[partition] = offset;
-
-    int thread = -1, seq = -1, used = 0;
-    if (sscanf(payload, "t%d-%d%n", &thread, &seq, &used) != 2 || payload[used] != '\0' || thread < 0 ||
-        thread >= THREADS || seq < 0 || seq >= PER_THREAD) {
-      if (r->foreign++ < 5) fprintf(stderr, "real_load: unexpected payload \"%s\"\n", payload);
-      continue;
-    }
-    char want_key[16];
-    snprintf(want_key, sizeof want_key, "t%d", thread);
-    if (strcmp(key, want_key) != 0 && r->key_mismatch++ < 5) {
-      fprintf(stderr, "real_load: payload %s has key \"%s\"\n", payload, key);
-    }
-    seen *s = &seen_[thread][seq];
-    s->count++;
-    s->partition = (int32_t)partition;
-    s->offset = offset;
-  }
-  free(line);
-  int status = pclose(in);
-  if (status != -1 && WIFEXITED(status)) r->exit_status = WEXITSTATUS(status);
-  return true;
+  for (size_t i = 0; i < sizeof r->last_offset / sizeof r->last_offset[0]; i++) r->last_offset[i] = -1;
+  return kafka_read_each("real_load", tool, brokers, topic, TOTAL, READ_TIMEOUT_MS, on_record, r, &r->tool);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -272,8 +207,7 @@ int main(int argc, char **argv) {
   const char *topic = argc > 1 ? argv[1] : NULL;
   const char *brokers = getenv("WDPOOL_BROKERS");
   const char *tool = getenv("WDPOOL_KAFKA_READ");
-  if (topic == NULL || !shell_safe(topic) || brokers == NULL || !shell_safe(brokers) || tool == NULL ||
-      tool[0] == '\0' || strchr(tool, '\'') != NULL) {
+  if (!kafka_read_shell_safe(topic) || !kafka_read_shell_safe(brokers) || !kafka_read_tool_ok(tool)) {
     fprintf(stderr,
             "usage: WDPOOL_BROKERS=host:port WDPOOL_KAFKA_READ=path/to/kafka_read real_load <topic>\n"
             "(topic and brokers: letters, digits and -_.:,/ only; the tool path without single quotes)\n");
@@ -360,11 +294,11 @@ int main(int argc, char **argv) {
   int64_t read_started = now_ms();
   read_result rr;
   CHECK(read_back(tool, brokers, topic, &rr));
-  printf("real_load: kafka_read returned %ld records in %" PRId64 " ms (exit status %d)\n", rr.lines,
-         now_ms() - read_started, rr.exit_status);
-  CHECK_EQ(rr.exit_status, 0);
-  CHECK_EQ(rr.lines, TOTAL);
-  CHECK_EQ(rr.malformed, 0);
+  printf("real_load: kafka_read returned %ld records in %" PRId64 " ms (exit status %d)\n", rr.tool.lines,
+         now_ms() - read_started, rr.tool.exit_status);
+  CHECK_EQ(rr.tool.exit_status, 0);
+  CHECK_EQ(rr.tool.lines, TOTAL);
+  CHECK_EQ(rr.tool.malformed, 0);
   CHECK_EQ(rr.foreign, 0);
   CHECK_EQ(rr.key_mismatch, 0);
   CHECK_EQ(rr.partition_regressions, 0);
