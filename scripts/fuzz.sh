@@ -5,7 +5,7 @@
 # out-of-memory fails the run; libFuzzer's input that caused it is kept in
 # fuzz/artifacts/<target>/ (git-ignored) and the command to replay it printed.
 #
-#   scripts/fuzz.sh [--seconds N] [--scratch] [TARGET...]   fuzz (default: every target, 300 s each)
+#   scripts/fuzz.sh [--seconds N] [--scratch] [TARGET...]   fuzz (default: every target, 300 s each; make fuzz: 600)
 #   scripts/fuzz.sh --cmin [TARGET...]                      minimize fuzz/corpus/<target> in place
 #
 #   --scratch   new inputs go to a temporary directory: the committed corpus

@@ -894,7 +894,9 @@ thread_local! {
     static LEAKED_BOXES: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Threads when the fuzzer started (after the shared mock cluster).
+/// Threads when the fuzzer started (after the shared mock cluster), and
+/// the threads an iteration may leave for good (wdpool's or librdkafka's
+/// made once per process).
 fn baseline_threads() -> usize {
     static BASELINE: OnceLock<usize> = OnceLock::new();
     *BASELINE.get_or_init(|| {
@@ -903,18 +905,32 @@ fn baseline_threads() -> usize {
     })
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+static SETTLED: AtomicUsize = AtomicUsize::new(0);
+const THREADS_MADE_ONCE: usize = 32;
+
+/// Waits until the threads an iteration started (librdkafka's, background
+/// creations and closes, bounded by max_wait_timeout) have ended: a thread
+/// still starting or ending when libFuzzer looks for leaks may hide the
+/// pointers it holds from LeakSanitizer, and threads must not pile up.
+fn wait_for_threads() {
     let baseline = baseline_threads();
+    let settled = SETTLED.load(Ordering::Relaxed).max(baseline);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while thread_count() > settled {
+        if Instant::now() >= deadline {
+            let now = thread_count();
+            assert!(now <= baseline + THREADS_MADE_ONCE, "threads leak: {now} now, {baseline} at start");
+            SETTLED.store(now, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fuzz_target!(|ops: Vec<Op>| {
     let ops = &ops[..ops.len().min(MAX_OPS)];
     let mut runner = Runner { state: State::default(), _ops: std::marker::PhantomData };
     runner.run(ops, 0);
     runner.finish();
-    // librdkafka's threads end a little after their handles are destroyed,
-    // and background closes and creations end within max_wait_timeout: the
-    // count must come back near where it started.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while thread_count() > baseline + 32 {
-        assert!(Instant::now() < deadline, "threads leak: {} now, {baseline} at start", thread_count());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_threads();
 });
