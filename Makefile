@@ -285,7 +285,7 @@ clean:
 # (commit it; make fuzz-cmin first when it grew); make test-fuzz (part of
 # make test) runs 30 s each from the committed corpus and writes nothing
 # there. FUZZ_TARGETS picks targets.
-FUZZ_SECONDS ?= 600
+FUZZ_SECONDS ?= 900
 FUZZ_TARGETS ?= message config sequence
 fuzz: deps
 	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)

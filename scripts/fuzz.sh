@@ -5,7 +5,7 @@
 # out-of-memory fails the run; libFuzzer's input that caused it is kept in
 # fuzz/artifacts/<target>/ (git-ignored) and the command to replay it printed.
 #
-#   scripts/fuzz.sh [--seconds N] [--scratch] [TARGET...]   fuzz (default: every target, 300 s each; make fuzz: 600)
+#   scripts/fuzz.sh [--seconds N] [--scratch] [TARGET...]   fuzz (default: every target, 300 s each; make fuzz: 900)
 #   scripts/fuzz.sh --cmin [TARGET...]                      minimize fuzz/corpus/<target> in place
 #
 #   --scratch   new inputs go to a temporary directory: the committed corpus
@@ -87,7 +87,9 @@ for t in "${targets[@]}"; do
       -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -detect_leaks=1 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" ${FUZZ_ARGS:-} \
       >"$logs/$t.log" 2>&1; then
-    tail -60 "$logs/$t.log" >&2
+    # The report (sanitizer, panic or timeout), then how it ended.
+    grep -v '^"' "$logs/$t.log" | grep -m1 -A80 -E '^==[0-9]+==|panicked at|ALARM|out-of-memory' >&2 || true
+    tail -30 "$logs/$t.log" >&2
     echo "fuzz: $t FAILED: the input is in fuzz/artifacts/$t/; replay it with" >&2
     echo "      cargo +nightly fuzz run $t fuzz/artifacts/$t/<file>" >&2
     exit 1
@@ -97,6 +99,7 @@ for t in "${targets[@]}"; do
   [[ "$runs" =~ ^[0-9]+$ ]] || { tail -20 "$logs/$t.log" >&2; die "$t: libFuzzer printed no execution count"; }
   cov=$(grep -o 'cov: [0-9]*' "$logs/$t.log" | tail -1 | cut -d' ' -f2)
   rows+=("$(printf '%-10s %12d %8d %10d %8s' "$t" "$runs" "$secs" $((runs / (secs > 0 ? secs : 1))) "${cov:-?}")")
+  echo "fuzz: ${rows[-1]}" >&2
   total_runs=$((total_runs + runs))
   total_secs=$((total_secs + secs))
 done

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wdpool::ffi::*;
-use wdpool_fuzz::{call, OptStr};
+use wdpool_fuzz::{call, How, OptStr};
 
 const MAX_TOPIC_LEN: usize = 249;
 const PLAIN_MAX_PAYLOAD: usize = 16;
@@ -58,14 +58,6 @@ struct Msg {
     headers: Vec<Header>,
     /// `headers` NULL with this `headers_len`.
     null_headers: Option<u8>,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum How {
-    Sync,
-    Async,
-    ManySync,
-    ManyAsync,
 }
 
 #[derive(Arbitrary, Debug)]

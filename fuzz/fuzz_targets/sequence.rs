@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wdpool::ffi::*;
-use wdpool_fuzz::{call, call_maybe, thread_count, Outcome};
+use wdpool_fuzz::{call, call_maybe, thread_count, How, Outcome};
 
 use wdpool_result::*;
 
@@ -104,14 +104,6 @@ struct PoolSpec {
 struct Body {
     len: u8,
     returns: u8,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum How {
-    Sync,
-    Async,
-    ManySync,
-    ManyAsync,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -293,8 +285,13 @@ unsafe extern "C" fn inside(user_data: *mut c_void, producer: *mut wdpool_produc
     let inside = unsafe { &mut *user_data.cast::<Inside<'_>>() };
     // SAFETY: the runner outlives the call that called back.
     let runner = unsafe { &mut *inside.runner };
-    runner.state.producers.push(Handle { token: producer as usize, live: true, leased: false });
-    inside.slot = Some(runner.state.producers.len() - 1);
+    // wdpool_producer_transaction lends the caller's own handle: it stays
+    // valid after the callback. The other calls lend one of the callback's.
+    let token = producer as usize;
+    if !runner.state.producers.iter().any(|h| h.live && h.token == token) {
+        runner.state.producers.push(Handle { token, live: true, leased: false });
+        inside.slot = Some(runner.state.producers.len() - 1);
+    }
     runner.run(inside.ops, inside.depth + 1);
     inside.returns
 }
@@ -894,9 +891,7 @@ thread_local! {
     static LEAKED_BOXES: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Threads when the fuzzer started (after the shared mock cluster), and
-/// the threads an iteration may leave for good (wdpool's or librdkafka's
-/// made once per process).
+/// Threads when the fuzzer started (after the shared mock cluster).
 fn baseline_threads() -> usize {
     static BASELINE: OnceLock<usize> = OnceLock::new();
     *BASELINE.get_or_init(|| {
@@ -905,23 +900,24 @@ fn baseline_threads() -> usize {
     })
 }
 
-static SETTLED: AtomicUsize = AtomicUsize::new(0);
-const THREADS_MADE_ONCE: usize = 32;
-
 /// Waits until the threads an iteration started (librdkafka's, background
-/// creations and closes, bounded by max_wait_timeout) have ended: a thread
-/// still starting or ending when libFuzzer looks for leaks may hide the
-/// pointers it holds from LeakSanitizer, and threads must not pile up.
+/// creations and closes, each bounded by max_wait_timeout) have ended: none
+/// may pile up, and a thread still starting or ending when libFuzzer looks
+/// for leaks can hide the pointers it holds from LeakSanitizer. wdpool and
+/// librdkafka keep no thread of their own between iterations.
 fn wait_for_threads() {
     let baseline = baseline_threads();
-    let settled = SETTLED.load(Ordering::Relaxed).max(baseline);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while thread_count() > settled {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while thread_count() > baseline {
         if Instant::now() >= deadline {
-            let now = thread_count();
-            assert!(now <= baseline + THREADS_MADE_ONCE, "threads leak: {now} now, {baseline} at start");
-            SETTLED.store(now, Ordering::Relaxed);
-            return;
+            let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect();
+            panic!("threads leak: {} 30 s after the iteration, {baseline} at start: {names:?}", names.len());
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -7,7 +7,17 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr;
 
+use arbitrary::Arbitrary;
 use wdpool::ffi::*;
+
+/// Which produce call a target makes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum How {
+    Sync,
+    Async,
+    ManySync,
+    ManyAsync,
+}
 
 /// The string C sees in `bytes`: up to the first NUL.
 pub fn c_string(bytes: &[u8]) -> CString {
