@@ -40,7 +40,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # when not root, is ignored); LDCONFIG=true skips it.
 LDCONFIG   ?= ldconfig
 
-.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc bench bench-quick bench-smoke bench-build bench-pc soak soak-build test-soak-short kafka-start kafka-stop clean
+.PHONY: all deps build release header demo install uninstall test test-rust test-go test-c test-valgrind test-header-cpp test-examples test-real test-install test-ruby test-go-real go-pc bench bench-quick bench-smoke bench-build bench-pc soak soak-build test-soak-short kafka-start kafka-stop clean fuzz test-fuzz fuzz-cmin
 
 all: build
 
@@ -112,6 +112,7 @@ test: deps
 	$(MAKE) test-install
 	$(MAKE) test-ruby
 	$(MAKE) bench-smoke
+	$(MAKE) test-fuzz
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -344,3 +345,21 @@ kafka-stop:
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Fuzzing (fuzz/, cargo-fuzz + libFuzzer under AddressSanitizer; needs the
+# nightly toolchain and cargo-fuzz, which make deps installs): the message,
+# config and sequence targets, FUZZ_SECONDS each, one after another; a crash,
+# panic, leak or hang fails. make fuzz adds what it finds to fuzz/corpus/
+# (commit it; make fuzz-cmin first when it grew); make test-fuzz (part of
+# make test) runs 30 s each from the committed corpus and writes nothing
+# there. FUZZ_TARGETS picks targets.
+FUZZ_SECONDS ?= 900
+FUZZ_TARGETS ?= message config sequence
+fuzz: deps
+	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+test-fuzz:
+	scripts/fuzz.sh --seconds 30 --scratch $(FUZZ_TARGETS)
+
+fuzz-cmin:
+	scripts/fuzz.sh --cmin $(FUZZ_TARGETS)

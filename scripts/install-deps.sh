@@ -123,6 +123,27 @@ else
   fi
 fi
 
+# ------------------------------------------------------------ fuzzing
+# make fuzz / make test-fuzz (scripts/fuzz.sh): cargo-fuzz from crates.io,
+# pinned, and the nightly toolchain (cannot be installed from here: only
+# said).
+CARGO_FUZZ_VERSION=0.13.2
+if command -v cargo >/dev/null 2>&1; then
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    log "error: no nightly Rust toolchain; make fuzz and make test-fuzz need it: rustup toolchain install nightly"
+    status=1
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install --locked, a few minutes)"
+    if ! cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet; then
+      log "error: cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION --locked failed"
+      status=1
+    fi
+  elif [[ "$(cargo fuzz --version)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    log "note: $(cargo fuzz --version) found; the fuzz targets are tested with $CARGO_FUZZ_VERSION"
+  fi
+fi
+
 if ((status == 0)); then
   if ((${#missing[@]})); then
     echo "deps: installed ${missing[*]}; all present"
