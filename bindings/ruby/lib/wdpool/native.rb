@@ -169,7 +169,7 @@ module WdPool
     # Pools. Creating runs the configure block (Ruby) on this thread: not blocking.
     attach_function :wdpool_pool_new, [:pointer, :configure_cb, :pointer, :pointer, :pointer], :int
     attach_function :wdpool_setup, [:pointer, :configure_cb, :pointer, :pointer], :int, blocking: true
-    # Checkout: a try (timeout 0) that holds the GVL, and a wait that releases it.
+    # Checkout: a try that never waits (holding the GVL), and a wait that releases it.
     # Never blocks: attached without releasing the GVL.
     attach_function :wdpool_pool_try_checkout, %i[pointer uint64 pointer pointer], :int
     attach_function :wdpool_pool_checkout, %i[pointer uint64 int64 pointer pointer], :int, blocking: true
