@@ -14,8 +14,8 @@
  *   - A pool handle freed while another thread's callback runs on it: the
  *     callback goes on (its producer works), new calls with the handle get
  *     STALE_HANDLE, and the pool's shutdown comes only after the callback
- *     returned; and 8 threads calling with on handles another thread frees
- *     and replaces, 300 times (each call: OK or STALE_HANDLE, nothing else).
+ *     returned; and 4 threads calling with on handles another thread frees
+ *     and replaces, 150 times (each call: OK or STALE_HANDLE, nothing else).
  *
  * Under ASan, UBSan and LeakSanitizer, against librdkafka's in-process mock
  * cluster (api_harness.h), with deliver = false producers (no broker
@@ -37,7 +37,7 @@
 #include "wdpool.h"
 
 #define THREAD_DEADLINE_MS 30000
-#define ROUNDS 200
+#define ROUNDS 100
 #define NEST_DEPTH 40
 
 /* ------------------------------------------------------------------------
@@ -268,25 +268,44 @@ static void test_free_while_in_use(void) {
   CHECK_EQ(event_log_drain_until(&events, id, WDPOOL_EVENT_SHUTDOWN, 1, THREAD_DEADLINE_MS), 1);
 }
 
-enum { CHURN_THREADS = 8, CHURN_ROUNDS = 300 };
+/* As many threads as producers: nobody waits for one (under valgrind,
+ * which runs one thread at a time, waiting threads would starve the main
+ * one that frees and replaces the pools). */
+enum { CHURN_THREADS = 4, CHURN_ROUNDS = 150 };
 
 typedef struct churn {
   atomic_uintptr_t pool; /* the current handle */
+  atomic_long round;     /* bumped when the handle is replaced */
+  atomic_long ready;     /* users that did their calls of this round */
   atomic_bool stop;
   atomic_long ok, stale, other;
 } churn;
 
+/* Two calls per round (the first ones racing the free of the previous
+ * handle), then a pause until the next round: busy threads would starve
+ * the main one under valgrind, which runs one thread at a time. */
 static void churn_user(void *arg) {
   churn *c = arg;
+  long seen = -1;
+  int calls = 0;
   while (!atomic_load(&c->stop)) {
+    long round = atomic_load(&c->round);
+    if (round != seen) {
+      seen = round;
+      calls = 0;
+    } else if (calls >= 2) {
+      poll_pause();
+      continue;
+    }
     const wdpool_pool *pool = (const wdpool_pool *)atomic_load(&c->pool);
     wdpool_producer *p = NULL;
-    wdpool_result rc = (atomic_load(&c->ok) & 1) ? wdpool_pool_with(pool, 100, noop_callback, NULL, NULL)
-                                                 : wdpool_pool_try_checkout(pool, WDPOOL_OWNER_NONE, &p, NULL);
+    wdpool_result rc = (calls & 1) ? wdpool_pool_with(pool, 100, noop_callback, NULL, NULL)
+                                   : wdpool_pool_try_checkout(pool, WDPOOL_OWNER_NONE, &p, NULL);
     if (rc == WDPOOL_OK && p != NULL) rc = wdpool_producer_checkin(p, NULL);
     if (rc == WDPOOL_OK) atomic_fetch_add(&c->ok, 1);
     else if (rc == WDPOOL_STALE_HANDLE || rc == WDPOOL_CLOSED || rc == WDPOOL_TIMEOUT) atomic_fetch_add(&c->stale, 1);
     else atomic_fetch_add(&c->other, 1);
+    if (++calls == 2) atomic_fetch_add(&c->ready, 1);
   }
 }
 
@@ -294,20 +313,22 @@ static void test_free_churn(void) {
   pool_setup setup = {.no_deliver = true};
   churn c;
   memset(&c, 0, sizeof c);
-  atomic_store(&c.pool, (uintptr_t)make_pool(2, 100, &setup));
+  atomic_store(&c.pool, (uintptr_t)make_pool(CHURN_THREADS, 100, &setup));
   bounded_thread users[CHURN_THREADS];
   for (int i = 0; i < CHURN_THREADS; i++) CHECK(bounded_start(&users[i], churn_user, &c));
   for (int round = 0; round < CHURN_ROUNDS; round++) {
-    wdpool_pool *next = make_pool(2, 100, &setup);
+    wdpool_pool *next = make_pool(CHURN_THREADS, 100, &setup);
+    atomic_store(&c.ready, 0);
     wdpool_pool *old = (wdpool_pool *)atomic_exchange(&c.pool, (uintptr_t)next);
-    long before = atomic_load(&c.ok);
-    WAIT_UNTIL(atomic_load(&c.ok) > before + 4, THREAD_DEADLINE_MS);
-    wdpool_pool_free(old);
+    atomic_fetch_add(&c.round, 1);
+    wdpool_pool_free(old); /* while users may still be in calls on it */
+    WAIT_UNTIL(atomic_load(&c.ready) >= CHURN_THREADS, THREAD_DEADLINE_MS);
   }
   atomic_store(&c.stop, true);
   for (int i = 0; i < CHURN_THREADS; i++) BOUNDED_JOIN(&users[i], THREAD_DEADLINE_MS);
   wdpool_pool_free((wdpool_pool *)atomic_load(&c.pool));
   CHECK_EQ(atomic_load(&c.other), 0);
+  CHECK(atomic_load(&c.ok) + atomic_load(&c.stale) >= (long)CHURN_ROUNDS * CHURN_THREADS * 2);
   CHECK(atomic_load(&c.ok) > CHURN_ROUNDS);
   /* Every pool freed gets its shutdown (queued: drained here). */
   wdpool_events_drain(100, 100000, NULL, NULL);
