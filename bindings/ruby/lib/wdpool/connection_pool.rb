@@ -161,7 +161,7 @@ module WdPool
     def close(force: false)
       report = Native::CloseReport.new
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_pool_close(@handle, force, report, err)
+      rc = native_close(force, report, err)
       Events.raise_deferred if Events.deferred.positive?
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -176,7 +176,7 @@ module WdPool
     # replaced when they come back.
     def reload
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_pool_reload(@handle, err)
+      rc = native_reload(err)
       Events.raise_deferred if Events.deferred.positive?
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -186,7 +186,7 @@ module WdPool
     def stats
       s = Native::Statistics.new
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_pool_stats(@handle, s, err)
+      rc = stats_into(s, err)
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       ConnectionPool.stats_hash(s)
@@ -290,8 +290,18 @@ module WdPool
       stats_into(s).zero? && s[:created] + s[:creating] < s[:size] && s[:in_use] < s[:size]
     end
 
-    def stats_into(s)
-      Native.wdpool_pool_stats(@handle, s, nil)
+    # The native calls that differ between an instance and the global pool
+    # (GlobalPool overrides them; everything around them is shared).
+    def stats_into(s, err = nil)
+      Native.wdpool_pool_stats(@handle, s, err)
+    end
+
+    def native_close(force, report, err)
+      Native.wdpool_pool_close(@handle, force, report, err)
+    end
+
+    def native_reload(err)
+      Native.wdpool_pool_reload(@handle, err)
     end
   end
 
@@ -328,34 +338,6 @@ module WdPool
       self
     end
 
-    def close(force: false)
-      report = Native::CloseReport.new
-      err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_close(force, report, err)
-      Events.raise_deferred if Events.deferred.positive?
-      raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
-
-      { closed: report[:closed], undelivered: report[:undelivered], in_use: report[:in_use] }
-    end
-
-    def reload
-      err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_reload(err)
-      Events.raise_deferred if Events.deferred.positive?
-      raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
-
-      true
-    end
-
-    def stats
-      s = Native::Statistics.new
-      err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_stats(s, err)
-      raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
-
-      ConnectionPool.stats_hash(s)
-    end
-
     def active?
       Native.wdpool_active
     end
@@ -378,8 +360,16 @@ module WdPool
       Native.wdpool_checkout(owner, timeout_ms, buf, buf + 8)
     end
 
-    def stats_into(s)
-      Native.wdpool_stats(s, nil)
+    def stats_into(s, err = nil)
+      Native.wdpool_stats(s, err)
+    end
+
+    def native_close(force, report, err)
+      Native.wdpool_close(force, report, err)
+    end
+
+    def native_reload(err)
+      Native.wdpool_reload(err)
     end
   end
 
