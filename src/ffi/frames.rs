@@ -16,9 +16,10 @@
 //!   callback returns) pins the frame, checks it is still the live frame of
 //!   the token, and takes a counted reference to the producer. The owner,
 //!   leaving the frame, marks it dead and waits for the pins to drain (a
-//!   pin lasts a few instructions). Both sides use sequentially consistent
-//!   operations, so either the reader sees the frame dead or the owner sees
-//!   the pin.
+//!   pin lasts a few instructions). Either the reader sees the frame dead
+//!   or the owner sees the pin: see `Sharing` for how the owner's side
+//!   stays free of a sequentially consistent store until some other thread
+//!   uses a handle of the frame.
 //!
 //! Deeper nesting than `DEPTH` levels falls back to the registry. Records
 //! belong to threads while they live and are reused afterwards; their
@@ -29,9 +30,10 @@
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence as full_fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::fence;
 use super::registry::{stale, FreeList, Kind, GENERATION_SHIFT, INDEX_BITS, INDEX_MASK, KIND_MASK, MADE_BEFORE_FORK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kafka::Producer;
@@ -47,12 +49,37 @@ const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
 const RECORDS_PER_CHUNK: usize = 64;
 const CHUNKS: usize = (INDEX_MASK as usize + 1) / RECORDS_PER_CHUNK;
 
+/// Whether other threads use this frame's handles (`Frame::sharing`).
+///
+/// Leaving a frame is a Dekker pair with a pin: the owner stores "dead" and
+/// then loads the pin count; a pinner adds its pin and then loads the
+/// state. Until some other thread pins the frame, the owner uses a plain
+/// store and a compiler fence, and the pinner pays with `fence::heavy` (a
+/// barrier on every running thread). The first pinner also moves the frame
+/// to `STRICT` for good, through `SWITCHING` and a heavy barrier; from then
+/// on the owner uses a sequentially consistent fence and pinners need no
+/// heavy barrier.
+///
+/// Why a pinner that finds `STRICT` may skip the heavy barrier: the switch's
+/// barrier ran on the owner's thread at some point P. The owner loads the
+/// sharing mode after its "dead" store. If that load is after P, it sees
+/// (at least) `SWITCHING` and takes the fence. If it is before P, so is the
+/// store, which P made visible to every thread before the switch finished,
+/// and so before this pinner, which saw the switch finished, loads the state.
+mod sharing {
+    pub(super) const PRIVATE: u8 = 0;
+    pub(super) const SWITCHING: u8 = 1;
+    pub(super) const STRICT: u8 = 2;
+}
+
 struct Frame {
     /// The frame's generation: odd while live, even after. Written only by
     /// the record's thread.
     state: AtomicU64,
     /// Other threads resolving a handle of this frame right now.
     pins: AtomicU32,
+    /// `sharing::*`: never goes back (see there).
+    sharing: AtomicU8,
     producer: AtomicPtr<Producer>,
     owner_kind: AtomicU64,
     owner_value: AtomicU64,
@@ -65,6 +92,7 @@ impl Frame {
         Frame {
             state: AtomicU64::new(0),
             pins: AtomicU32::new(0),
+            sharing: AtomicU8::new(sharing::PRIVATE),
             producer: AtomicPtr::new(ptr::null_mut()),
             owner_kind: AtomicU64::new(0),
             owner_value: AtomicU64::new(0),
@@ -189,9 +217,10 @@ pub(crate) struct Hazard {
 }
 
 impl Hazard {
-    /// Publishes `value` (sequentially consistent: see `super::pins`).
+    /// Publishes `value`, ordered before the loads that follow against a
+    /// `fence::heavy` of the thread that frees (see `super::pins`).
     pub(crate) fn publish(&self, value: u64) {
-        self.record.hazards[self.depth].store(value, Ordering::SeqCst);
+        fence::light_store(&self.record.hazards[self.depth], value);
     }
 }
 
@@ -219,8 +248,9 @@ pub(crate) fn hazard() -> Option<Hazard> {
     .flatten()
 }
 
-/// Whether any thread has `value` published as a hazard now (sequentially
-/// consistent loads; every record ever made, threads that ended included).
+/// Whether any thread has `value` published as a hazard now (every record
+/// ever made, threads that ended included). The first look after the
+/// handle was removed must follow a `fence::heavy`.
 pub(crate) fn any_hazard(value: u64) -> bool {
     let made = NEXT_RECORD.load(Ordering::Acquire).min(INDEX_MASK as u32);
     (0..made).filter_map(record).any(|r| r.hazards.iter().any(|h| h.load(Ordering::SeqCst) == value))
@@ -289,9 +319,12 @@ pub(crate) fn enter(producer: &Arc<Producer>, owner: OwnerId) -> Option<Entered>
 impl Drop for Entered {
     fn drop(&mut self) {
         let generation = self.frame.state.load(Ordering::Relaxed);
-        // Even: dead. Sequentially consistent, paired with the pin in
-        // `resolve_shared`: a reader either sees this or is seen below.
-        self.frame.state.store(generation + 1, Ordering::SeqCst);
+        // Even: dead. Paired with the pin in `resolve`: a reader either
+        // sees this or is seen below (see `sharing`).
+        fence::light_store(&self.frame.state, generation + 1);
+        if self.frame.sharing.load(Ordering::SeqCst) != sharing::PRIVATE {
+            full_fence(Ordering::SeqCst);
+        }
         // A reader of the parent process does not exist in a forked child.
         if self.frame.fork.load(Ordering::Relaxed) == fork_generation() {
             let mut spins = 0u32;
@@ -339,6 +372,21 @@ pub(crate) fn resolve(token: usize) -> Result<Resolved> {
         return Ok(Resolved::Own(alias, frame.owner()));
     }
     frame.pins.fetch_add(1, Ordering::SeqCst);
+    match frame.sharing.load(Ordering::SeqCst) {
+        sharing::STRICT => {}
+        sharing::PRIVATE => {
+            let _ = frame.sharing.compare_exchange(
+                sharing::PRIVATE,
+                sharing::SWITCHING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            fence::heavy();
+            let _ =
+                frame.sharing.compare_exchange(sharing::SWITCHING, sharing::STRICT, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        _ => fence::heavy(),
+    }
     let resolved = (|| {
         if frame.state.load(Ordering::SeqCst) & GENERATION_MASK != generation {
             return Err(gone());

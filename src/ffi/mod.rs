@@ -11,6 +11,7 @@
 mod config;
 mod delivery;
 mod events;
+mod fence;
 mod frames;
 mod message;
 mod mock;
@@ -53,22 +54,32 @@ pub const WDPOOL_TIMEOUT_DEFAULT: i64 = -1;
 ///
 /// # Safety
 /// `err_out` is NULL or valid for writes.
+#[inline(always)]
 pub(crate) unsafe fn boundary(err_out: *mut *mut wdpool_error, body: impl FnOnce() -> Result<()>) -> wdpool_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => wdpool_result::WDPOOL_OK,
         // SAFETY: `err_out` as promised by the caller.
         Ok(Err(e)) => unsafe { result::fail(err_out, e) },
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            let e = Error::new(ErrorKind::Panic, format!("wdpool panicked (a bug): {what}"));
-            // SAFETY: `err_out` as promised by the caller.
-            unsafe { result::fail(err_out, e) }
-        }
+        // SAFETY: as above.
+        Err(panic) => unsafe { panicked(err_out, panic) },
     }
+}
+
+/// A caught panic as a result code (out of line: never on a hot path).
+///
+/// # Safety
+/// `err_out` is NULL or valid for writes.
+#[cold]
+#[inline(never)]
+unsafe fn panicked(err_out: *mut *mut wdpool_error, panic: Box<dyn std::any::Any + Send>) -> wdpool_result {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    let e = Error::new(ErrorKind::Panic, format!("wdpool panicked (a bug): {what}"));
+    // SAFETY: `err_out` as promised by the caller.
+    unsafe { result::fail(err_out, e) }
 }
 
 /// Like [`boundary`] for exports that cannot report errors: a panic gives

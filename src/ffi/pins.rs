@@ -10,10 +10,11 @@
 //!
 //! - Freeing a pool handle removes it from the registry (its cell stops
 //!   being live), then looks for the handle among every thread's hazards.
-//!   The hazard's publication and the liveness check, like the removal and
-//!   the look, are sequentially consistent: either the reader sees the
-//!   handle gone (and fails with STALE_HANDLE, as it would after the free)
-//!   or the freeing thread sees the hazard.
+//!   The reader publishes its hazard with a plain store and a compiler
+//!   fence; the freeing thread makes every running thread execute a memory
+//!   barrier (`super::fence::heavy`) between the removal and the look:
+//!   either the reader sees the handle gone (and fails with STALE_HANDLE,
+//!   as it would after the free) or the freeing thread sees the hazard.
 //! - A pool some thread still uses is *retired*: a thread of wdpool's keeps
 //!   the registry's reference and looks again, with a growing pause, until
 //!   no hazard names the handle, then drops it. Dropping that last
@@ -28,7 +29,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::frames;
+use super::{fence, frames};
 use super::registry::Registry;
 use crate::error::Result;
 use crate::producer_pool::ProducerPool;
@@ -58,6 +59,7 @@ pub(crate) fn with_pool<R>(
 /// Drops the registry's reference of a freed pool handle: now when no
 /// thread uses it, else on a thread of its own once none does.
 pub(crate) fn retire(token: usize, pool: Arc<ProducerPool>) {
+    fence::heavy();
     if !frames::any_hazard(token as u64) {
         return drop(pool);
     }

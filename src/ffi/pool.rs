@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::config::{configure_with, wdpool_configure_cb};
 use super::producer::{call_back, callback_outcome, lease_handle, wdpool_producer, wdpool_producer_cb};
-use super::pins;
+use super::{fence, pins};
 use super::registry::{Kind, Registry};
 use super::{boundary, guarded, null, owner_arg, timeout_arg, wdpool_error, wdpool_owner, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
@@ -259,6 +259,8 @@ pub unsafe extern "C" fn wdpool_pool_new(
             return Err(null("pool_out"));
         }
         let pool = ProducerPool::new(options_of(options)?, configure_with(configure, user_data), false)?;
+        // Before the handle exists: its users' hazards and frames rely on it.
+        fence::init();
         let token = POOLS.insert_arc(Arc::new(pool))?;
         // SAFETY: checked for NULL; the caller passes a writable pointer.
         unsafe { write_out(pool_out, token as *mut wdpool_pool) };
@@ -495,7 +497,11 @@ pub unsafe extern "C" fn wdpool_setup(
     user_data: *mut c_void,
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
-    boundary(err, || pools::setup(options_of(options)?, configure_with(configure, user_data)))
+    boundary(err, || {
+        // Before the pool exists: the frames of its callbacks rely on it.
+        fence::init();
+        pools::setup(options_of(options)?, configure_with(configure, user_data))
+    })
 }
 
 /// `wdpool_pool_with` on the global pool (blocks, calls back and may be

@@ -365,17 +365,34 @@ impl<M: Manager> Pool<M> {
     /// Checks a slot out: its index, epoch, owner and connection (a pointer
     /// to the slot's own `Arc`, valid while the slot is held: see [`Lease`]).
     #[allow(clippy::type_complexity)]
+    #[inline(always)]
     fn checkout_slot(
         &self,
         owner: Owner,
         timeout: Option<Duration>,
     ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), CheckoutError<M::Error>> {
-        let inner = &self.inner;
         let me = owner.resolve();
-        let mut state = match self.start_checkout(me)? {
+        // The common cases inline: nested, or an idle slot at once.
+        let state = match self.start_checkout(me)? {
             Ok(nested) => return Ok(nested),
             Err(state) => state,
         };
+        match self.inner.take_idle_slot(state, me) {
+            Ok(taken) => Ok(taken),
+            Err(state) => self.checkout_wait(state, me, timeout),
+        }
+    }
+
+    /// The rest of a checkout: create a connection, or wait for one.
+    #[allow(clippy::type_complexity)]
+    #[inline(never)]
+    fn checkout_wait<'a>(
+        &'a self,
+        mut state: SpinGuard<'a, State<M::Conn>>,
+        me: OwnerId,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), CheckoutError<M::Error>> {
+        let inner = &self.inner;
         let timeout = timeout.unwrap_or(inner.options.timeout);
         // The call's budget runs from when it first needs time (to create
         // or to wait); only the waits count in the pool's total wait time.
@@ -492,7 +509,7 @@ impl<M: Manager> Pool<M> {
     /// The start of every checkout: the pool open, and a nested checkout
     /// served at once (`Ok(Ok(..))`); otherwise the state, locked.
     #[allow(clippy::type_complexity)]
-    #[inline]
+    #[inline(always)]
     fn start_checkout(
         &self,
         me: OwnerId,
@@ -838,7 +855,7 @@ impl<M: Manager> Inner<M> {
     /// way), or gives the state back, locked, when none is idle (or the
     /// pool closed meanwhile).
     #[allow(clippy::type_complexity)]
-    #[inline]
+    #[inline(always)]
     fn take_idle_slot<'a>(
         &'a self,
         mut state: SpinGuard<'a, State<M::Conn>>,
