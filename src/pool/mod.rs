@@ -11,6 +11,36 @@
 //! the calling thread by default, or a key the caller names (a Ruby fiber, a
 //! Go context), or nobody. A broken connection is never handed out again;
 //! its slot gets a fresh one with the same index.
+//!
+//! # Parked slots: `with` without the pool lock
+//!
+//! Every checkout and checkin takes the pool's state lock, a cache line all
+//! threads share: with 2 threads on 2 producers, moving that line between
+//! cores is most of what an empty `with` costs. So a slot that a thread
+//! gives back on its own thread, when nobody waits, is *parked* instead of
+//! pushed on the idle list: its word in `Inner::fast` (a cache line of its
+//! own) says `PARKED`, and the slot stays outside every list of the state.
+//! The next `Pool::with` of that thread takes it back with one
+//! compare-and-swap on that word (`Inner::fast_checkout`) and gives it back
+//! with another (`Inner::fast_checkin`); a thread that keeps its own
+//! producer never touches a shared line that anybody writes.
+//!
+//! - A slot is in the lock's world (`LOCKED`: idle list, empty list, held
+//!   through the lock, being created) or parked, or held through the fast
+//!   path by thread `t` (`held_word(t)`). Only a compare-and-swap from
+//!   `PARKED` takes a parked slot, so exactly one taker wins.
+//! - Any locked path that wants an idle slot and finds none claims a parked
+//!   one (`claim_parked`) before creating or waiting. The state knows how
+//!   many slots are outside its lists, so it scans only when there are.
+//! - A waiter, a close and a reload publish what they do (`waiting_now`,
+//!   `open`, `generation_now`, sequentially consistent) and then claim the
+//!   parked slots; a fast checkin parks (sequentially consistent
+//!   compare-and-swap) and then reads those. Either the claimer sees the
+//!   slot parked, or the parker sees the news and unparks the slot itself
+//!   into the lock's world (`unpark`), where a checkin would have put it.
+//! - A nested checkout on the thread holding a slot fast moves the slot
+//!   into the lock's world first (it is held; `Slot::fast_outer` marks the
+//!   outer lease, whose checkin then takes the locked path).
 
 mod fork;
 mod lock;
@@ -22,7 +52,7 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use lock::{SpinGuard, SpinLock};
@@ -233,6 +263,11 @@ struct Inner<M: Manager> {
     manager: M,
     options: Options,
     state: SpinLock<State<M::Conn>>,
+    /// The lock-free side of each slot (see "Parked slots" above).
+    fast: Box<[FastSlot<M::Conn>]>,
+    /// Mirrors of the state that fast checkins read (written under the
+    /// state lock, sequentially consistent; see "Parked slots").
+    news: News,
     /// Where threads sleep: checkouts waiting for a slot on `freed`, calls
     /// of `close` waiting for a close in progress on `close_done`. A
     /// sleeper reads `changes` under the state lock, then sleeps only if it
@@ -283,11 +318,44 @@ struct State<C> {
     generation: u64,
 }
 
+/// The word of a slot in the lock's world.
+const LOCKED: u64 = 0;
+/// The word of a parked slot.
+const PARKED: u64 = 1;
+
+/// The word of a slot held through the fast path by thread `token` (even,
+/// at least 2: tokens start at 1).
+fn held_word(token: u64) -> u64 {
+    token << 1
+}
+
+/// One slot's lock-free side, alone on its cache line.
+#[repr(align(64))]
+struct FastSlot<C> {
+    /// `LOCKED`, `PARKED` or `held_word(thread)`.
+    word: AtomicU64,
+    /// The connection (the slot's own `Arc`'s pointee) and its generation,
+    /// written before the slot is parked, read by whoever takes it.
+    conn: AtomicPtr<C>,
+    generation: AtomicU64,
+}
+
+#[repr(align(64))]
+struct News {
+    /// The pool is open.
+    open: AtomicBool,
+    generation: AtomicU64,
+    waiting: AtomicUsize,
+}
+
 struct Slot<C> {
     conn: Option<Arc<C>>,
     /// Who holds this slot, `None` when idle.
     owner: Option<OwnerId>,
     depth: u32,
+    /// Held, and the outermost lease is a fast one (epoch 0) that a nested
+    /// checkout moved into the lock's world.
+    fast_outer: bool,
     /// Bumped on every fresh checkout, so a stale lease cannot check in twice.
     epoch: u64,
     generation: u64,
@@ -301,7 +369,7 @@ impl<M: Manager> Pool<M> {
     pub fn new(manager: M, options: Options) -> Self {
         assert!((1..=MAX_SIZE).contains(&options.size), "pool size must be 1 to {MAX_SIZE}");
         let slots = (0..options.size)
-            .map(|_| Slot { conn: None, owner: None, depth: 0, epoch: 0, generation: 0 })
+            .map(|_| Slot { conn: None, owner: None, depth: 0, fast_outer: false, epoch: 0, generation: 0 })
             .collect();
         let state = State {
             slots,
@@ -321,6 +389,14 @@ impl<M: Manager> Pool<M> {
             manager,
             options,
             state: SpinLock::new(state),
+            fast: (0..options.size)
+                .map(|_| FastSlot {
+                    word: AtomicU64::new(LOCKED),
+                    conn: AtomicPtr::new(std::ptr::null_mut()),
+                    generation: AtomicU64::new(0),
+                })
+                .collect(),
+            news: News { open: AtomicBool::new(true), generation: AtomicU64::new(0), waiting: AtomicUsize::new(0) },
             park: Mutex::new(()),
             freed: Condvar::new(),
             close_done: Condvar::new(),
@@ -477,6 +553,14 @@ impl<M: Manager> Pool<M> {
                 }
             }
             state.waiting += 1;
+            inner.news.waiting.store(state.waiting, Ordering::SeqCst);
+            // Registered: a slot parked from now on is unparked for us; one
+            // parked before is claimed here.
+            if inner.claim_parked(&mut state) {
+                state.waiting -= 1;
+                inner.news.waiting.store(state.waiting, Ordering::SeqCst);
+                continue;
+            }
             let seen = inner.changes.load(Ordering::Relaxed);
             drop(state);
             let before = Instant::now();
@@ -484,6 +568,7 @@ impl<M: Manager> Pool<M> {
             blocked += before.elapsed();
             state = inner.lock();
             state.waiting -= 1;
+            inner.news.waiting.store(state.waiting, Ordering::SeqCst);
             state.wake_pending = false;
         }
     }
@@ -521,6 +606,11 @@ impl<M: Manager> Pool<M> {
         if state.closing != Closing::Open {
             return Err(CheckoutError::Closed);
         }
+        if let OwnerId::Thread(token) = me {
+            if let Some(nested) = inner.nest_in_fast(&mut state, token) {
+                return Ok(Ok(nested));
+            }
+        }
         if let Some(index) = state.held_by(inner.id, me) {
             let slot = &mut state.slots[index];
             if let Some(conn) = slot.conn.as_deref() {
@@ -538,7 +628,10 @@ impl<M: Manager> Pool<M> {
         timeout: Option<Duration>,
         f: impl FnOnce(&Lease<M>) -> T,
     ) -> Result<T, CheckoutError<M::Error>> {
-        let (index, epoch, me, conn) = self.checkout_slot(Owner::Thread, timeout)?;
+        let (index, epoch, me, conn) = match self.inner.fast_checkout() {
+            Some(taken) => taken,
+            None => self.checkout_slot(Owner::Thread, timeout)?,
+        };
         // Borrowed: `self` outlives the lease, which never leaves this call.
         let lease = Lease::new(LeasedPool::Borrowed(NonNull::from(&*self.inner)), index, epoch, me, conn);
         Ok(f(&lease))
@@ -565,8 +658,10 @@ impl<M: Manager> Pool<M> {
             }
         }
         state.closing = Closing::InProgress { force };
+        inner.news.open.store(false, Ordering::SeqCst);
+        inner.claim_all_parked(&mut state);
         let conns = state.take_idle();
-        let in_use = state.in_use;
+        let in_use = state.in_use + inner.held_fast();
         inner.changed(&mut state);
         drop(state);
         inner.wake(&inner.freed, true);
@@ -596,6 +691,8 @@ impl<M: Manager> Pool<M> {
             return 0;
         }
         state.generation += 1;
+        self.inner.news.generation.store(state.generation, Ordering::SeqCst);
+        self.inner.claim_all_parked(&mut state);
         let conns = state.take_idle();
         self.inner.changed(&mut state);
         drop(state);
@@ -608,11 +705,16 @@ impl<M: Manager> Pool<M> {
         let inner = &self.inner;
         inner.check_fork();
         let state = inner.lock();
+        let (parked, held_fast) = if state.outside(inner.options.size) > 0 {
+            (inner.fast.iter().filter(|f| f.word.load(Ordering::SeqCst) == PARKED).count(), inner.held_fast())
+        } else {
+            (0, 0)
+        };
         Stats {
             size: inner.options.size,
             created: state.slots.iter().filter(|s| s.conn.is_some()).count(),
-            idle: state.idle.len(),
-            in_use: state.in_use,
+            idle: state.idle.len() + parked,
+            in_use: state.in_use + held_fast,
             creating: state.creating,
             waiting: state.waiting,
             checkout_timeouts: inner.checkout_timeouts.load(Ordering::Relaxed),
@@ -642,13 +744,16 @@ impl<M: Manager> Inner<M> {
             return;
         }
         state.generation += 1;
-        for slot in state.slots.iter_mut() {
+        self.news.generation.store(state.generation, Ordering::SeqCst);
+        for (slot, fast) in state.slots.iter_mut().zip(self.fast.iter()) {
             if let Some(conn) = slot.conn.take() {
                 std::mem::forget(conn);
             }
             slot.owner = None;
             slot.depth = 0;
+            slot.fast_outer = false;
             slot.epoch += 1;
+            fast.word.store(LOCKED, Ordering::SeqCst);
         }
         state.idle.clear();
         state.empty = (0..self.options.size).rev().collect();
@@ -656,6 +761,7 @@ impl<M: Manager> Inner<M> {
         state.creating = 0;
         state.pending = None;
         state.waiting = 0;
+        self.news.waiting.store(0, Ordering::SeqCst);
         state.wake_pending = false;
         // A close the parent was running goes on in the parent only.
         if let Closing::InProgress { force } = state.closing {
@@ -861,8 +967,18 @@ impl<M: Manager> Inner<M> {
         mut state: SpinGuard<'a, State<M::Conn>>,
         me: OwnerId,
     ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), SpinGuard<'a, State<M::Conn>>> {
+        let hint = if let OwnerId::Thread(_) = me { reentrancy::last_slot(self.id) } else { None };
+        if let Some(hint) = hint {
+            // This thread's own slot, parked: its first choice.
+            self.claim_parked_slot(&mut state, hint);
+        }
         loop {
-            let Some(index) = state.pop_idle(self.id, me) else { return Err(state) };
+            let index = match state.pop_idle(self.id, me) {
+                Some(index) => index,
+                // Other threads' parked slots come last.
+                None if self.claim_parked(&mut state) => continue,
+                None => return Err(state),
+            };
             let slot = &mut state.slots[index];
             let conn = NonNull::from(slot.conn.as_deref().expect("an idle slot holds a connection"));
             // SAFETY: the slot's own `Arc`, borrowed under the lock.
@@ -898,23 +1014,47 @@ impl<M: Manager> Inner<M> {
         self.check_fork();
         let mut state = self.lock();
         let slot = &mut state.slots[index];
-        if slot.epoch != epoch || slot.depth == 0 {
+        // Epoch 0: a fast lease whose slot a nested checkout moved here.
+        let current = if epoch == 0 { slot.fast_outer } else { slot.epoch == epoch };
+        if !current || slot.depth == 0 {
             // A lease from before a fork (or a reset): nothing to return.
             return;
+        }
+        if epoch == 0 {
+            slot.fast_outer = false;
         }
         slot.depth -= 1;
         if slot.depth > 0 {
             return;
         }
-        if slot.owner == Some(OwnerId::Thread(thread_token())) {
-            reentrancy::forget(self.id);
-            reentrancy::set_last_slot(self.id, index);
+        let mine = slot.owner == Some(OwnerId::Thread(thread_token()));
+        if mine {
+            reentrancy::released(self.id, index);
         }
         state.release_slot(index);
+        self.settle(state, index, conn, mine);
+    }
+
+    /// Puts a slot nobody holds any more where it belongs: parked (when
+    /// `park`, the pool open, nobody waiting), on the idle list, or closed
+    /// (pool closing, broken, or of an older generation).
+    fn settle(&self, mut state: SpinGuard<'_, State<M::Conn>>, index: usize, conn: &M::Conn, park: bool) {
         let closing = state.closing;
         let broken = self.manager.is_broken(conn);
         let stale = state.slots[index].generation != state.generation;
         if closing == Closing::Open && !broken && !stale {
+            if park && state.waiting == 0 {
+                let slot = &state.slots[index];
+                let fast = &self.fast[index];
+                let conn = slot.conn.as_deref().expect("a held slot holds a connection");
+                fast.conn.store(NonNull::from(conn).as_ptr(), Ordering::Relaxed);
+                fast.generation.store(slot.generation, Ordering::Relaxed);
+                // (Sequentially consistent: publishes the two above, and
+                // spinning checkouts claim it once they look.)
+                fast.word.store(PARKED, Ordering::SeqCst);
+                self.changed(&mut state);
+                return;
+            }
             state.idle.push(index);
             self.unlock_and_wake(state);
             return;
@@ -930,6 +1070,130 @@ impl<M: Manager> Inner<M> {
             let force = matches!(closing, Closing::InProgress { force: true } | Closing::Done { force: true, .. });
             self.manager.close(conn, force);
         }
+    }
+
+    /// `Pool::with`'s checkout without the pool lock: the slot this thread
+    /// gave back last, if it is parked and usable. None sends the caller to
+    /// the locked path (nested, nothing parked, pool closed, a fork...).
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn fast_checkout(&self) -> Option<(usize, u64, OwnerId, NonNull<M::Conn>)> {
+        if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
+            return None;
+        }
+        let (index, token) = reentrancy::fast_hint(self.id)?;
+        let fast = self.fast.get(index)?;
+        fast.word.compare_exchange(PARKED, held_word(token), Ordering::SeqCst, Ordering::Relaxed).ok()?;
+        // Written before the slot was parked; the exchange acquired them.
+        let conn = NonNull::new(fast.conn.load(Ordering::Relaxed));
+        let generation = fast.generation.load(Ordering::Relaxed);
+        let usable = conn.is_some_and(|conn| {
+            self.news.open.load(Ordering::SeqCst)
+                && generation == self.news.generation.load(Ordering::SeqCst)
+                // SAFETY: a parked slot's connection is the slot's own
+                // `Arc`, which stays while the slot is parked or held.
+                && !self.manager.is_broken(unsafe { conn.as_ref() })
+        });
+        if !usable {
+            // Let the locked path deal with it (close, replace).
+            fast.word.store(PARKED, Ordering::SeqCst);
+            self.unpark(index);
+            return None;
+        }
+        reentrancy::hold(self.id, index);
+        Some((index, 0, OwnerId::Thread(token), conn?))
+    }
+
+    /// The checkin of a lease of `fast_checkout` (epoch 0), on its thread.
+    fn fast_checkin(&self, index: usize, conn: &M::Conn) {
+        if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
+            // The slot was reset with the rest: nothing to give back.
+            return self.check_fork();
+        }
+        let token = thread_token();
+        let fast = &self.fast[index];
+        if fast.word.compare_exchange(held_word(token), PARKED, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            // A nested checkout moved it into the lock's world (where a
+            // nested lease may still hold it).
+            return self.checkin(index, 0, conn);
+        }
+        reentrancy::released(self.id, index);
+        let news = &self.news;
+        if !news.open.load(Ordering::SeqCst)
+            || news.waiting.load(Ordering::SeqCst) > 0
+            || fast.generation.load(Ordering::Relaxed) != news.generation.load(Ordering::SeqCst)
+            || self.manager.is_broken(conn)
+        {
+            self.unpark(index);
+        }
+    }
+
+    /// Moves slot `index` from parked into the lock's world, as a checkin
+    /// would, unless somebody took it meanwhile.
+    fn unpark(&self, index: usize) {
+        let state = self.lock();
+        if self.fast[index].word.compare_exchange(PARKED, LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return;
+        }
+        let conn = NonNull::from(state.slots[index].conn.as_deref().expect("a parked slot holds a connection"));
+        // SAFETY: the slot's own `Arc`, which `settle` takes out (if at
+        // all) only after its last use of `conn`.
+        self.settle(state, index, unsafe { conn.as_ref() }, false);
+    }
+
+    /// Claims a parked slot onto the idle list; whether it did.
+    fn claim_parked(&self, state: &mut SpinGuard<'_, State<M::Conn>>) -> bool {
+        state.outside(self.options.size) > 0 && (0..self.fast.len()).any(|i| self.claim_parked_slot(state, i))
+    }
+
+    /// Claims slot `index` onto the idle list if it is parked.
+    fn claim_parked_slot(&self, state: &mut SpinGuard<'_, State<M::Conn>>, index: usize) -> bool {
+        let Some(fast) = self.fast.get(index) else { return false };
+        let claimed = fast.word.load(Ordering::Relaxed) == PARKED
+            && fast.word.compare_exchange(PARKED, LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok();
+        if claimed {
+            state.idle.push(index);
+        }
+        claimed
+    }
+
+    /// Claims every parked slot onto the idle list (close, reload).
+    fn claim_all_parked(&self, state: &mut SpinGuard<'_, State<M::Conn>>) {
+        if state.outside(self.options.size) == 0 {
+            return;
+        }
+        for (index, fast) in self.fast.iter().enumerate() {
+            if fast.word.compare_exchange(PARKED, LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                state.idle.push(index);
+            }
+        }
+    }
+
+    /// Slots held through the fast path now.
+    fn held_fast(&self) -> usize {
+        self.fast.iter().filter(|f| f.word.load(Ordering::SeqCst) > PARKED).count()
+    }
+
+    /// A nested checkout by thread `token` of the slot it holds through
+    /// the fast path: the slot moves into the lock's world, held by the
+    /// thread (the fast lease becomes its outermost level), one level up.
+    #[allow(clippy::type_complexity)]
+    fn nest_in_fast(
+        &self,
+        state: &mut SpinGuard<'_, State<M::Conn>>,
+        token: u64,
+    ) -> Option<(usize, u64, OwnerId, NonNull<M::Conn>)> {
+        let index = reentrancy::held_slot(self.id)?;
+        let fast = self.fast.get(index)?;
+        // Only this thread moves its own word away from `held_word(token)`.
+        fast.word.compare_exchange(held_word(token), LOCKED, Ordering::SeqCst, Ordering::Relaxed).ok()?;
+        let me = OwnerId::Thread(token);
+        let epoch = state.take_slot(index, me);
+        let slot = &mut state.slots[index];
+        slot.fast_outer = true;
+        slot.depth += 1;
+        let conn = NonNull::from(slot.conn.as_deref().expect("a held slot holds a connection"));
+        Some((index, epoch, me, conn))
     }
 }
 
@@ -1002,6 +1266,12 @@ impl<C> State<C> {
             reentrancy::forget(pool);
             None
         }
+    }
+
+    /// Slots in none of the state's lists and not held through it: parked,
+    /// or held through the fast path.
+    fn outside(&self, size: usize) -> usize {
+        size - self.idle.len() - self.empty.len() - self.in_use - self.creating
     }
 
     fn take_idle(&mut self) -> Vec<Arc<C>> {
@@ -1092,6 +1362,10 @@ impl<M: Manager> Deref for Lease<M> {
 
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
-        self.inner().checkin(self.index, self.epoch, &self.conn);
+        if self.epoch == 0 {
+            self.inner().fast_checkin(self.index, &self.conn);
+        } else {
+            self.inner().checkin(self.index, self.epoch, &self.conn);
+        }
     }
 }

@@ -46,11 +46,12 @@ fn a_thread_gets_back_the_slot_it_returned_last_when_idle() {
     drop(other);
     drop(again);
 
-    // When this thread's slot is taken, the LIFO top.
+    // Another thread takes the idle slot before this thread's own, which
+    // this thread gave back on its own thread (parked: see "Parked slots").
     let taken = checkout_elsewhere(&pool);
-    assert_eq!(taken.index(), im, "the LIFO top: this thread returned it last");
+    assert_eq!(taken.index(), it, "an idle slot before another thread's parked one");
     let next = pool.checkout(Some(ZERO)).unwrap();
-    assert_eq!(next.index(), it);
+    assert_eq!(next.index(), im, "this thread's own slot again");
     drop(next);
     drop(taken);
     assert_eq!(pool.manager().attempts(), vec![0, 1], "slot 2 was never needed");

@@ -330,3 +330,4 @@ mod concurrency;
 mod owners;
 mod unfinished;
 mod try_checkout;
+mod parked;
