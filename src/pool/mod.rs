@@ -6,8 +6,9 @@
 //! blocks checkouts of other slots; a creation that outlives the caller's
 //! timeout goes on in the background and the slot becomes idle when it is
 //! done). Checkout is LIFO over idle connections (except that a thread gets
-//! back the slot it gave back last when that one is idle, so that with
-//! enough producers each thread keeps its own) and re-entrant per owner:
+//! back the slot it gave back last when that one is idle, and other threads
+//! take such a slot only when no other is idle, so that with enough
+//! producers each thread keeps its own) and re-entrant per owner:
 //! the calling thread by default, or a key the caller names (a Ruby fiber, a
 //! Go context), or nobody. A broken connection is never handed out again;
 //! its slot gets a fresh one with the same index.
