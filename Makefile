@@ -167,6 +167,10 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	@set -e; for t in $(C_TESTS); do \
 	  echo "== $$t (ASan+UBSan)"; \
 	  $(SANITIZER_ENV) $(BUILD)/$$t; \
+	done; \
+	for t in test_callback_handles test_threads test_lifecycle; do \
+	  echo "== $$t (ASan+UBSan, without membarrier: sequentially consistent hot paths)"; \
+	  WDPOOL_NO_MEMBARRIER=1 $(SANITIZER_ENV) $(BUILD)/$$t; \
 	done
 
 # The conformance scenarios (tests/conformance/scenarios/*.json, see
