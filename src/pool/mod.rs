@@ -435,7 +435,11 @@ impl<M: Manager> Pool<M> {
     /// Checks a connection out for `owner`, waiting at most `timeout` (the
     /// pool's default when `None`) for a free one and for its creation.
     pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
-        let (index, epoch, me, conn) = self.checkout_slot(owner, timeout)?;
+        let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
+        let (index, epoch, me, conn) = match fast {
+            Some(taken) => taken,
+            None => self.checkout_slot(owner, timeout)?,
+        };
         Ok(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn))
     }
 
@@ -579,6 +583,11 @@ impl<M: Manager> Pool<M> {
     /// is counted as a checkout timeout and no event fires when there is
     /// none.
     pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<Lease<M>>, CheckoutError<M::Error>> {
+        if owner == Owner::Thread {
+            if let Some((index, epoch, me, conn)) = self.inner.fast_checkout() {
+                return Ok(Some(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn)));
+            }
+        }
         let me = owner.resolve();
         let taken = match self.start_checkout(me)? {
             Ok(nested) => nested,
@@ -1105,20 +1114,22 @@ impl<M: Manager> Inner<M> {
         Some((index, 0, OwnerId::Thread(token), conn?))
     }
 
-    /// The checkin of a lease of `fast_checkout` (epoch 0), on its thread.
-    fn fast_checkin(&self, index: usize, conn: &M::Conn) {
+    /// The checkin of a lease of `fast_checkout` (epoch 0) held by thread
+    /// `token`, on any thread.
+    fn fast_checkin(&self, index: usize, token: u64, conn: &M::Conn) {
         if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
             // The slot was reset with the rest: nothing to give back.
             return self.check_fork();
         }
-        let token = thread_token();
         let fast = &self.fast[index];
         if fast.word.compare_exchange(held_word(token), PARKED, Ordering::SeqCst, Ordering::Relaxed).is_err() {
             // A nested checkout moved it into the lock's world (where a
             // nested lease may still hold it).
             return self.checkin(index, 0, conn);
         }
-        reentrancy::released(self.id, index);
+        if thread_token() == token {
+            reentrancy::released(self.id, index);
+        }
         let news = &self.news;
         if !news.open.load(Ordering::SeqCst)
             || news.waiting.load(Ordering::SeqCst) > 0
@@ -1363,8 +1374,8 @@ impl<M: Manager> Deref for Lease<M> {
 
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
-        if self.epoch == 0 {
-            self.inner().fast_checkin(self.index, &self.conn);
+        if let (0, OwnerId::Thread(token)) = (self.epoch, self.owner) {
+            self.inner().fast_checkin(self.index, token, &self.conn);
         } else {
             self.inner().checkin(self.index, self.epoch, &self.conn);
         }

@@ -199,3 +199,27 @@ fn fast_and_locked_paths_together_stay_exclusive() {
     assert_eq!(report.in_use, 0);
     assert_eq!(pool.stats().created, 0, "every connection closed");
 }
+
+#[test]
+fn a_thread_owned_checkout_takes_the_parked_slot_and_may_be_checked_in_elsewhere() {
+    let pool = new_pool(1);
+    with_index(&pool);
+    let lease = pool.checkout(Some(ZERO)).unwrap();
+    assert_eq!((lease.index(), lease.epoch), (0, 0), "the parked slot, through the fast path");
+    assert_eq!(pool.stats().in_use, 1);
+    thread::spawn(move || drop(lease)).join().unwrap();
+    let s = pool.stats();
+    assert_eq!((s.idle, s.in_use), (1, 0), "given back from another thread");
+    // This thread still has its old hint; every path still works.
+    assert_eq!(with_index(&pool), (0, 1));
+    let lease = pool.try_checkout_as(Owner::Thread).unwrap().expect("idle");
+    assert_eq!(lease.index(), 0);
+    let nested = pool.checkout(Some(ZERO)).expect("nested, same thread");
+    assert_eq!(nested.index(), 0);
+    drop(lease);
+    assert_eq!(pool.stats().in_use, 1, "the nested lease still holds it");
+    drop(nested);
+    assert_eq!(pool.stats().in_use, 0);
+    assert_eq!(with_elsewhere(&pool, ZERO).unwrap(), (0, 1));
+    assert_eq!(pool.manager().attempts(), vec![0]);
+}
