@@ -671,7 +671,9 @@ impl<M: Manager> Pool<M> {
         inner.news.open.store(false, Ordering::SeqCst);
         inner.claim_all_parked(&mut state);
         let conns = state.take_idle();
-        let in_use = state.in_use + inner.held_fast();
+        // Held through the fast path, or parked since the claim (by a
+        // checkin that will see the close and close it): in use.
+        let in_use = state.in_use + inner.fast.iter().filter(|f| f.word.load(Ordering::SeqCst) != LOCKED).count();
         inner.changed(&mut state);
         drop(state);
         inner.wake(&inner.freed, true);
