@@ -417,6 +417,12 @@ typedef struct wdpool_pool wdpool_pool;
  * checkout with WDPOOL_OWNER_THREAD), for the calling thread. Another
  * owner's transaction is never joined: transactional calls wait for it to
  * end, bounded by their timeout.
+ *
+ * Cost: a callback's handle is cheapest on the callback's own thread. The
+ * first time another thread uses a handle of a given callback nesting level
+ * of a thread, that call makes one `membarrier` system call (a few
+ * microseconds; see README "Performance"); later uses from other threads
+ * cost an atomic operation or two, as on the callback's thread.
  */
 typedef struct wdpool_producer wdpool_producer;
 

@@ -37,6 +37,12 @@ use rdkafka::types::RDKafkaRespErr;
 /// checkout with WDPOOL_OWNER_THREAD), for the calling thread. Another
 /// owner's transaction is never joined: transactional calls wait for it to
 /// end, bounded by their timeout.
+///
+/// Cost: a callback's handle is cheapest on the callback's own thread. The
+/// first time another thread uses a handle of a given callback nesting level
+/// of a thread, that call makes one `membarrier` system call (a few
+/// microseconds; see README "Performance"); later uses from other threads
+/// cost an atomic operation or two, as on the callback's thread.
 #[allow(non_camel_case_types)]
 pub struct wdpool_producer {
     _private: [u8; 0],
