@@ -198,12 +198,14 @@ impl ProducerPool {
 
     /// Checks a producer out for `owner`, waiting at most `timeout` (the
     /// pool's when `None`) for a free one and for its creation.
+    #[inline]
     pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<ProducerLease> {
         self.pool.checkout_as(owner, timeout).map_err(checkout_error)
     }
 
     /// A producer for `owner` only if one is free now: never waits, never
     /// creates one, counts no checkout timeout.
+    #[inline]
     pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<ProducerLease>> {
         self.pool.try_checkout_as(owner).map_err(checkout_error)
     }

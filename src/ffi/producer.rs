@@ -203,6 +203,7 @@ pub(crate) fn callback_outcome(rc: c_int) -> Result<Completion> {
 }
 
 /// Registers a lease for the checkout API; returns the handle.
+#[inline]
 pub(crate) fn lease_handle(lease: ProducerLease) -> Result<*mut wdpool_producer> {
     let open_before = lease.in_transaction();
     Ok(PRODUCERS.insert(Held::Leased { lease, open_before })? as *mut wdpool_producer)

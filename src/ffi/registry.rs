@@ -321,6 +321,7 @@ impl<T> Registry<T> {
     }
 
     /// Inserts `value`, publishing `published` for `live_ptr` readers.
+    #[inline]
     fn insert_publishing(&'static self, value: T, published: *mut ()) -> Result<usize> {
         let index = self.take_free();
         let cell = self.cell_or_alloc(index)?;
@@ -392,6 +393,7 @@ impl<T> Registry<T> {
 
     /// Takes the value out when `take` allows it; the token is stale from
     /// then on.
+    #[inline]
     pub(crate) fn remove_if(&'static self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
         let (index, _) = self.decode(token)?;
         let (cell, generation) = self.live_cell(token)?;

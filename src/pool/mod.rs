@@ -434,6 +434,7 @@ impl<M: Manager> Pool<M> {
 
     /// Checks a connection out for `owner`, waiting at most `timeout` (the
     /// pool's default when `None`) for a free one and for its creation.
+    #[inline]
     pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
         let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
         let (index, epoch, me, conn) = match fast {
@@ -582,6 +583,7 @@ impl<M: Manager> Pool<M> {
     /// `owner` already holds (nested), or an idle one, or `None`. Nothing
     /// is counted as a checkout timeout and no event fires when there is
     /// none.
+    #[inline]
     pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<Lease<M>>, CheckoutError<M::Error>> {
         if owner == Owner::Thread {
             if let Some((index, epoch, me, conn)) = self.inner.fast_checkout() {
