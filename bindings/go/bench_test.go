@@ -163,3 +163,67 @@ func BenchmarkRawCheckoutCheckin(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// ProduceAsync and Wait of one 100-byte message on a deliver=false
+// producer (acknowledged at once, no broker): what a Delivery costs the
+// binding, inside one With.
+func BenchmarkProduceAsyncWaitOffline(b *testing.B) {
+	p := newOffline(b, 2, 10*time.Second)
+	ctx := context.Background()
+	b.SetBytes(100)
+	b.RunParallel(func(pb *testing.PB) {
+		p.With(ctx, func(pr *Producer) error {
+			for pb.Next() {
+				d, err := pr.ProduceAsync(&Message{Topic: "bench", Payload: payload100})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Wait(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// Row 10e's loop offline: a With per message, ProduceAsync inside, the
+// Deliveries waited on (oldest first) once 1,000 are pending.
+func BenchmarkWithProduceAsyncOffline(b *testing.B) {
+	p := newOffline(b, 2, 10*time.Second)
+	ctx := context.Background()
+	b.SetBytes(100)
+	b.RunParallel(func(pb *testing.PB) {
+		var pending []*Delivery
+		for pb.Next() {
+			if err := p.With(ctx, func(pr *Producer) error {
+				d, err := pr.ProduceAsync(&Message{Topic: "bench", Payload: payload100})
+				if err == nil {
+					pending = append(pending, d)
+				}
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if len(pending) >= 1000 {
+				if err := pending[0].Wait(ctx); err != nil {
+					b.Fatal(err)
+				}
+				pending = pending[1:]
+			}
+		}
+		for _, d := range pending {
+			if err := d.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// One cgo call to a C function that does nothing but return a constant:
+// what crossing into C and back costs.
+func BenchmarkCgoCall(b *testing.B) {
+	for b.Loop() {
+		abiVersion()
+	}
+}
