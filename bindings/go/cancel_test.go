@@ -20,7 +20,7 @@ type leftovers struct {
 }
 
 func countLeftovers() leftovers {
-	return leftovers{runtime.NumGoroutine(), liveHandles(), deliveriesLive.Load()}
+	return leftovers{runtime.NumGoroutine(), liveHandles(), liveDeliveries()}
 }
 
 // settle waits until the package is back to base.
