@@ -157,10 +157,10 @@ func (d *Delivery) take(h uintptr) (pending int, err error) {
 	if r.rc == C.WDPOOL_DELIVERY_TIMEOUT {
 		return int(r.pending), nil
 	}
-	err = takeError(r.rc, r.err)
-	if isCode(err, ResultStaleHandle) {
-		return 0, err
+	if r.rc != C.WDPOOL_OK && r.rc != C.WDPOOL_KAFKA {
+		return 0, &Error{Code: Result(r.rc), Message: "delivery closed"}
 	}
+	err = takeError(r.rc, r.err)
 	// Every report is in and C freed the handle.
 	d.handle.Store(0)
 	d.live.Add(-1)

@@ -23,12 +23,6 @@ static inline void wdpool_go_report_of(const wdpool_report *r, wdpool_go_report 
   out->timestamp_ms = r->timestamp_ms;
 }
 
-static inline void wdpool_go_read_report(const wdpool_delivery *d, size_t i, wdpool_go_report *out) {
-  wdpool_report r = {NULL, -1, -1, -1, 0};
-  wdpool_delivery_report(d, i, &r, NULL);
-  wdpool_go_report_of(&r, out);
-}
-
 typedef struct {
   wdpool_result rc;
   wdpool_error *err;
@@ -39,22 +33,30 @@ typedef struct {
 // Never blocks. When every report of delivery is in: its outcome (OK, or
 // KAFKA with the first failure), report 0 in the result and reports 1 to
 // n-1 in rest, and the handle freed. Else DELIVERY_TIMEOUT with how many
-// reports are missing (no error allocated), or STALE_HANDLE.
+// reports are missing (no error allocated), or the code of the failed
+// call (STALE_HANDLE, without an error). Reads the reports first: only a
+// failed delivery pays wdpool_delivery_wait's look for its error.
 static inline wdpool_go_take_result wdpool_go_delivery_take(uintptr_t delivery, wdpool_go_report *rest, size_t n) {
   const wdpool_delivery *d = (const wdpool_delivery *)delivery;
   wdpool_go_take_result r = {WDPOOL_OK, NULL, 0, {-1, 0, -1, -1}};
-  r.pending = wdpool_delivery_pending(d);
-  if (r.pending > 0) {
-    r.rc = WDPOOL_DELIVERY_TIMEOUT;
-    return r;
+  int failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    wdpool_report rep = {NULL, -1, -1, -1, 0};
+    wdpool_result rc = wdpool_delivery_report(d, i, &rep, NULL);
+    if (rc == WDPOOL_PENDING) {
+      r.rc = WDPOOL_DELIVERY_TIMEOUT;
+      r.pending = wdpool_delivery_pending(d);
+      return r;
+    }
+    if (rc != WDPOOL_OK) {
+      r.rc = rc;
+      return r;
+    }
+    wdpool_go_report_of(&rep, i == 0 ? &r.first : &rest[i - 1]);
+    failed |= rep.error_code != 0;
   }
-  r.rc = wdpool_delivery_wait(d, 0, &r.err);
-  if (r.rc != WDPOOL_OK && r.rc != WDPOOL_KAFKA) {
-    return r;
-  }
-  wdpool_go_read_report(d, 0, &r.first);
-  for (size_t i = 1; i < n; i++) {
-    wdpool_go_read_report(d, i, &rest[i - 1]);
+  if (failed) {
+    r.rc = wdpool_delivery_wait(d, 0, &r.err); // KAFKA, with the first failure
   }
   wdpool_delivery_free((wdpool_delivery *)d);
   return r;
