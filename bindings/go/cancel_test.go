@@ -192,6 +192,21 @@ func TestCancelWaitForBroker(t *testing.T) {
 		if err := d.Wait(short); !errors.Is(err, ErrDeliveryTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("Wait at the deadline: %v", err)
 		}
+		// Closed while a Wait waits: that Wait returns at once.
+		d2, err := pr.ProduceAsync(msg)
+		if err != nil {
+			return err
+		}
+		before := callsWaiting.Load()
+		ctx, cancel := context.WithCancel(bg)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- d2.Wait(ctx) }()
+		eventually(t, "Wait to wait in C", func() bool { return callsWaiting.Load() > before })
+		d2.Close()
+		if err := <-errc; !errors.Is(err, ErrStaleHandle) {
+			return fmt.Errorf("Wait on a closed delivery: %v", err)
+		}
 		return cancelled("Flush", pr.Flush)
 	})
 	if err != nil {

@@ -124,8 +124,9 @@ func (d *Delivery) Count() int {
 // by itself (every report in, or its timeout).
 type deliveryWaiter struct {
 	done    chan struct{}
-	timeout int64 // the timeout it was given (-1: max_wait_timeout)
-	err     error // once done: nil (every report is in), DELIVERY_TIMEOUT or STALE_HANDLE
+	closed  chan struct{} // closed by Delivery.Close: the Waits stop waiting for it
+	timeout int64         // the timeout it was given (-1: max_wait_timeout)
+	err     error         // once done: nil (every report is in), DELIVERY_TIMEOUT or STALE_HANDLE
 }
 
 // waitDelivery waits in C; nil when every report is in (failed or not).
@@ -219,7 +220,7 @@ func (d *Delivery) Wait(ctx context.Context) error {
 		}
 		w := d.waiter
 		if w == nil {
-			w = &deliveryWaiter{done: make(chan struct{}), timeout: timeoutOf(ctx)}
+			w = &deliveryWaiter{done: make(chan struct{}), closed: make(chan struct{}), timeout: timeoutOf(ctx)}
 			callsWaiting.Add(1)
 			go func() { // holds the handle's value only: d may be collected meanwhile
 				w.err = waitDelivery(h, w.timeout)
@@ -231,6 +232,8 @@ func (d *Delivery) Wait(ctx context.Context) error {
 		d.mu.Unlock()
 		select {
 		case <-w.done:
+		case <-w.closed:
+			continue // Close freed the handle: the look finds it gone
 		case <-ctx.Done():
 			if ctx.Err() == context.Canceled || !isDeadline(ctx) {
 				return ctx.Err()
@@ -297,5 +300,9 @@ func (d *Delivery) Close() {
 	defer d.mu.Unlock()
 	if h := d.handle.Swap(0); h != 0 {
 		freeDelivery(h, d.live)
+		if d.waiter != nil {
+			close(d.waiter.closed) // a Wait waiting for it returns now
+			d.waiter = nil
+		}
 	}
 }

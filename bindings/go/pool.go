@@ -473,8 +473,10 @@ func newOwner() uint64 {
 // ownerOf returns ctx's owner, or a new one; owned reports whether ctx
 // already carries it.
 func ownerOf(ctx context.Context) (owner uint64, owned bool) {
-	if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
-		return o, true
+	if ctx != context.Background() { // the common case carries none: no look-up
+		if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
+			return o, true
+		}
 	}
 	return newOwner(), false
 }
