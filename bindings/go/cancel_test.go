@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -256,4 +259,56 @@ func TestCancelledTransactionRollsBack(t *testing.T) {
 	if got := last(events()); got != "transaction.committed" {
 		t.Fatalf("last event %q", got)
 	}
+}
+
+// Many goroutines through a pool of 2, each With cancelled at a random
+// moment (before, while or after it waits): each returns nil (its function
+// ran) or context.Canceled (it did not), and afterwards every producer is
+// back and nothing is left behind.
+func TestCancelUnderLoad(t *testing.T) {
+	p := newOffline(t, 2, time.Minute)
+	bg := context.Background()
+	if err := p.With(bg, func(*Producer) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	base := countLeftovers()
+	var wg sync.WaitGroup
+	var ran, cancelled atomic.Int64
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for i := 0; i < 30; i++ {
+				ctx, cancel := context.WithCancel(bg)
+				if rng.IntN(2) == 0 {
+					go cancel() // races with the checkout
+				}
+				didRun := false
+				err := p.With(ctx, func(*Producer) error {
+					didRun = true
+					for range 50 {
+						runtime.Gosched() // hold it a while: the others wait
+					}
+					return nil
+				})
+				cancel()
+				switch {
+				case err == nil && didRun:
+					ran.Add(1)
+				case errors.Is(err, context.Canceled) && !didRun:
+					cancelled.Add(1)
+				default:
+					t.Errorf("err %v, ran %v", err, didRun)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	settle(t, base)
+	if s, _ := p.Stats(); s.InUse != 0 || s.Waiting != 0 || s.Available() != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	t.Logf("%d ran, %d cancelled", ran.Load(), cancelled.Load())
 }
