@@ -292,8 +292,9 @@ func (p *Pool) ID() uint64 { return uint64(C.wdpool_pool_id(p.h)) }
 //
 // ctx's deadline bounds the wait for a producer (else the pool's Timeout).
 // A ctx already done returns ctx.Err() at once; one cancelled while
-// waiting makes With return ctx.Err() as soon as it is (a producer that
-// becomes free afterwards is not taken from the pool).
+// waiting makes With return ctx.Err() as soon as it is, without running
+// fn (the checkout it leaves behind gives the producer it gets, if any,
+// straight back).
 func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
 	return run(ctx, p, false, fn)
 }
