@@ -41,6 +41,13 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   r.delivery = (uintptr_t)d;
   return r;
 }
+static inline wdpool_go_async_result wdpool_go_produce_async(wdpool_producer *producer, const wdpool_message *m) {
+  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
+  wdpool_delivery *d = NULL;
+  r.rc = wdpool_producer_produce_async(producer, m, &d, &r.err);
+  r.delivery = (uintptr_t)d;
+  return r;
+}
 static inline wdpool_go_async_result wdpool_go_produce_many_async(wdpool_producer *producer,
     const wdpool_message *msgs, size_t count) {
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
@@ -348,7 +355,7 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 		return nil, err
 	}
 	defer cm.free()
-	r := C.wdpool_go_produce_many_async(p.h, cm.msgs, 1)
+	r := C.wdpool_go_produce_async(p.h, cm.msgs)
 	if err := takeError(r.rc, r.err); err != nil {
 		return nil, err
 	}
