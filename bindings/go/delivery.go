@@ -235,8 +235,8 @@ func (d *Delivery) Wait(ctx context.Context) error {
 		case <-w.closed:
 			continue // Close freed the handle: the look finds it gone
 		case <-ctx.Done():
-			if ctx.Err() == context.Canceled || !isDeadline(ctx) {
-				return ctx.Err()
+			if !isDeadline(ctx) {
+				return ctx.Err() // cancelled
 			}
 			continue // the deadline: one last look
 		}
