@@ -7,7 +7,7 @@
 //	gobench -client franz     -bootstrap B -topic T -messages N -threads 4 -producers 2
 //	        [-linger 5ms] [-compression none|snappy|lz4|zstd] [-max-buffered 100000]
 //	        [-batch-max-bytes 1000012]
-//	gobench -client wdpool -mode send|async [-window 10000] -bootstrap B -topic T -messages N
+//	gobench -client wdpool -mode send|async [-window 10000] [-per-with 1] -bootstrap B -topic T -messages N
 //	        -threads 4 -producers 2 [-set key=value]...
 //	gobench -bench with -client wdpool|chan -threads T -pool 2 -ops N
 //
@@ -274,6 +274,7 @@ func main() {
 	bench := flag.String("bench", "throughput", "throughput | with")
 	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited)")
 	window := flag.Int("window", 10000, "wdpool -mode async: Deliveries pending per goroutine")
+	perWith := flag.Int("per-with", 1, "wdpool: messages per With")
 	ops := flag.Int64("ops", 1000000, "-bench with: operations in all")
 	size := flag.Int("pool", 2, "-bench with: pool size")
 	variant := flag.String("variant", "default", "a label for the RESULT line")
@@ -309,10 +310,10 @@ func main() {
 	case "franz":
 		r = runFranz(cfg, &c)
 	case "wdpool":
-		if *window < 1 {
-			die("-window at least 1")
+		if *window < 1 || *perWith < 1 {
+			die("-window and -per-with at least 1")
 		}
-		r = runWdpool(cfg, &c, *mode, *window)
+		r = runWdpool(cfg, &c, *mode, *window, *perWith)
 	default:
 		die("-client confluent|franz|wdpool")
 	}

@@ -68,13 +68,13 @@ func loadedLibrary() string {
 	return "?"
 }
 
-// runWdpool: -mode send is a With per message and a fire-and-forget Send
-// inside (row 1a through Go); -mode async a With per message and
-// ProduceAsync inside, each goroutine waiting for its Deliveries, the
-// oldest first, once it has window of them pending, and counting their
-// reports. The run ends when every producer is flushed (send) or every
-// Delivery waited on (async).
-func runWdpool(cfg config, c *counts, mode string, window int) result {
+// runWdpool: -mode send is a With per message (per perWith messages) and
+// a fire-and-forget Send inside (row 1a through Go); -mode async a With
+// per message (per perWith) and ProduceAsync inside, each goroutine
+// waiting for its Deliveries, the oldest first, once it has window of them
+// pending, and counting their reports. The run ends when every producer
+// is flushed (send) or every Delivery waited on (async).
+func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	if mode != "send" && mode != "async" {
 		die("-mode send|async")
 	}
@@ -116,21 +116,29 @@ func runWdpool(cfg config, c *counts, mode string, window int) result {
 		go func(n int64) {
 			defer wg.Done()
 			var pending []*wdpool.Delivery
-			for i := int64(0); i < n; i++ {
+			for i := int64(0); i < n; {
+				k := min(int64(perWith), n-i)
 				err := pool.With(ctx, func(p *wdpool.Producer) error {
-					if mode == "send" {
-						return p.Send(msg())
-					}
-					d, err := p.ProduceAsync(msg())
-					if err == nil {
+					for j := int64(0); j < k; j++ {
+						if mode == "send" {
+							if err := p.Send(msg()); err != nil {
+								return err
+							}
+							continue
+						}
+						d, err := p.ProduceAsync(msg())
+						if err != nil {
+							return err
+						}
 						pending = append(pending, d)
 					}
-					return err
+					return nil
 				})
 				if err != nil {
 					die("wdpool With: %v", err)
 				}
-				if len(pending) >= window {
+				i += k
+				for len(pending) >= window {
 					c.report(pending[0].Wait(ctx))
 					pending = pending[1:]
 				}

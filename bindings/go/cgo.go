@@ -68,3 +68,6 @@ func deleteHandle(h cgo.Handle) {
 // timeoutArg is what a timeout_ms argument gets: -1 (the default) or 0 and
 // up from a deadline.
 func cTimeout(ms int64) C.int64_t { return C.int64_t(ms) }
+
+// abiVersion is one cgo call that does nothing (for the benchmarks).
+func abiVersion() uint32 { return uint32(C.wdpool_abi_version()) }

@@ -31,12 +31,32 @@
 // other goroutine. Goroutines are not threads: two goroutines never share
 // a producer unless the code hands one the other's producer or context.
 //
-// # Deadlines, errors, panics
+// # Deadlines and cancellation
 //
 // A context's deadline bounds the wait for a free producer (else the
 // pool's Timeout), produce calls, Flush, Delivery.Wait and a transaction's
 // commit; rollbacks always run, bounded by the producer's
-// max_wait_timeout. Failed calls return an *Error that errors.Is matches
+// max_wait_timeout.
+//
+// A context cancelled while a call waits makes that call return ctx.Err()
+// at once (errors.Is(err, context.Canceled)): the wait for a free producer
+// in With and Transaction, ProduceSync, ProduceManySync, Flush and
+// Delivery.Wait. wdpool's C calls cannot be interrupted, so a wait that a
+// context can cancel runs in C on a goroutine of the package while the
+// caller waits for it or for ctx.Done(); a call given up ends there by
+// itself, within its timeout: a producer it gets afterwards goes straight
+// back to the pool, and a message already handed to librdkafka may still
+// be delivered (a Delivery given up on can be waited on again). A free
+// producer is taken in one C call whatever the context, and a context that
+// nothing can cancel (context.Background) waits in place. A
+// Transaction's commit cannot be abandoned half-way: when its function
+// returns nil with ctx already done, the transaction is rolled back and
+// Transaction returns ctx.Err() (as database/sql does); a commit under way
+// runs to its end, bounded by ctx's deadline.
+//
+// # Errors and panics
+//
+// Failed calls return an *Error that errors.Is matches
 // against ErrPoolTimeout, ErrPoolClosed, ErrNotTransactional,
 // ErrInvalidMessage, ErrInvalidConfig, ErrEarlyExit and the other
 // sentinels; errors.As finds a *KafkaError with librdkafka's code and its

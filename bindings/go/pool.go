@@ -18,6 +18,13 @@ static inline wdpool_go_checkout_result wdpool_go_checkout(const wdpool_pool *po
                       : wdpool_checkout(owner, timeout_ms, &r.producer, &r.err);
   return r;
 }
+// Never waits: the owner's producer, an idle one, or none (producer NULL).
+static inline wdpool_go_checkout_result wdpool_go_try_checkout(const wdpool_pool *pool, wdpool_owner owner) {
+  wdpool_go_checkout_result r = {WDPOOL_OK, NULL, NULL};
+  r.rc = pool != NULL ? wdpool_pool_try_checkout(pool, owner, &r.producer, &r.err)
+                      : wdpool_try_checkout(owner, &r.producer, &r.err);
+  return r;
+}
 typedef struct { wdpool_result rc; wdpool_error *err; } wdpool_go_status;
 static inline wdpool_go_status wdpool_go_checkin(wdpool_producer *producer) {
   wdpool_go_status s = {WDPOOL_OK, NULL};
@@ -283,8 +290,11 @@ func (p *Pool) ID() uint64 { return uint64(C.wdpool_pool_id(p.h)) }
 // on a pool of 1 never deadlock. A With with any other context is a fresh
 // owner and waits for a free producer like any other goroutine.
 //
-// ctx's deadline bounds the wait for a producer (else the pool's Timeout);
-// a ctx already done returns ctx.Err() at once.
+// ctx's deadline bounds the wait for a producer (else the pool's Timeout).
+// A ctx already done returns ctx.Err() at once; one cancelled while
+// waiting makes With return ctx.Err() as soon as it is, without running
+// fn (the checkout it leaves behind gives the producer it gets, if any,
+// straight back).
 func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
 	return run(ctx, p, false, fn)
 }
@@ -293,24 +303,58 @@ func (p *Pool) With(ctx context.Context, fn func(*Producer) error) error {
 // returns nil, rolled back when it returns ErrAbortTransaction (Transaction
 // returns nil), another error (returned unchanged) or panics / calls
 // runtime.Goexit (re-panicked after the rollback). A Transaction nested
-// through p.Context() is part of the enclosing one. The commit is bounded
-// by ctx's deadline (else the producer's max_wait_timeout).
+// through p.Context() is part of the enclosing one.
+//
+// ctx: as With for the wait for a producer. When fn returns nil but ctx
+// is done (cancelled, or its deadline passed), the transaction is rolled
+// back and Transaction returns ctx.Err(), as database/sql does. A commit
+// once begun cannot be abandoned half-way (librdkafka's commit has no
+// cancellation): it is bounded by ctx's deadline (else the producer's
+// max_wait_timeout), and a cancellation during it is not noticed:
+// Transaction returns the commit's own outcome.
 func (p *Pool) Transaction(ctx context.Context, fn func(*Producer) error) error {
 	return run(ctx, p, true, fn)
 }
 
-// checkout checks a producer out of p, or of the global pool when p is nil.
-func checkout(p *Pool, owner uint64, timeout int64) (*C.wdpool_producer, error) {
+// checkout checks a producer out of p, or of the global pool when p is
+// nil, for owner, waiting up to ctx's deadline (else the pool's timeout)
+// or until ctx is cancelled.
+//
+// A context nothing can cancel waits in one C call. Otherwise a producer
+// free right now is taken in one C call that never waits, and only when
+// none is the blocking checkout made on a goroutine of the package (await):
+// a caller that gives up returns ctx.Err() at once, and the producer that
+// checkout gets later (before the pool's timeout) goes straight back.
+func checkout(ctx context.Context, p *Pool, owner uint64) (*C.wdpool_producer, error) {
 	var h *C.wdpool_pool
 	if p != nil {
 		h = p.h
 	}
-	r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeout))
-	runtime.KeepAlive(p)
-	if err := takeError(r.rc, r.err); err != nil {
+	if ctx.Done() == nil {
+		r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeoutOf(ctx)))
+		runtime.KeepAlive(p)
+		return r.producer, takeError(r.rc, r.err)
+	}
+	r := C.wdpool_go_try_checkout(h, C.wdpool_owner(owner))
+	if r.rc != C.WDPOOL_OK || r.producer != nil {
+		runtime.KeepAlive(p)
+		return r.producer, takeError(r.rc, r.err)
+	}
+	timeout := timeoutOf(ctx)
+	r, err := await(ctx, func() C.wdpool_go_checkout_result {
+		r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeout))
+		runtime.KeepAlive(p)
+		return r
+	}, func(r C.wdpool_go_checkout_result) {
+		if takeError(r.rc, r.err) == nil {
+			in := C.wdpool_go_checkin(r.producer)
+			takeError(in.rc, in.err)
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
-	return r.producer, nil
+	return r.producer, takeError(r.rc, r.err)
 }
 
 // CloseReport says what closing a pool did.
@@ -430,8 +474,10 @@ func newOwner() uint64 {
 // ownerOf returns ctx's owner, or a new one; owned reports whether ctx
 // already carries it.
 func ownerOf(ctx context.Context) (owner uint64, owned bool) {
-	if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
-		return o, true
+	if ctx != context.Background() { // the common case carries none: no look-up
+		if o, ok := ctx.Value(ownerKey{}).(uint64); ok {
+			return o, true
+		}
 	}
 	return newOwner(), false
 }
@@ -476,7 +522,7 @@ func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err 
 		return err
 	}
 	owner, owned := ownerOf(ctx)
-	h, err := checkout(p, owner, timeoutOf(ctx))
+	h, err := checkout(ctx, p, owner)
 	if err != nil {
 		return err
 	}
@@ -487,7 +533,7 @@ func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err 
 	defer func() {
 		// Runs on return, panic and runtime.Goexit alike; a panic or a
 		// Goexit goes on once this returns, with the producer back.
-		var endErr error
+		var endErr, doneErr error
 		if began {
 			outcome := C.int(C.WDPOOL_TXN_COMMIT)
 			timeout := timeoutOf(ctx)
@@ -498,6 +544,10 @@ func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err 
 				outcome = C.WDPOOL_TXN_ABORT
 			case fnErr != nil:
 				outcome = C.WDPOOL_TXN_FAIL
+			default:
+				if doneErr = ctxErr(ctx); doneErr != nil {
+					outcome = C.WDPOOL_TXN_FAIL // ctx is done: roll back, never commit
+				}
 			}
 			if outcome != C.WDPOOL_TXN_COMMIT {
 				timeout = C.WDPOOL_TIMEOUT_DEFAULT // a rollback must happen whatever the deadline
@@ -516,6 +566,8 @@ func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err 
 			err = endErr
 		case fnErr != nil:
 			err = fnErr
+		case doneErr != nil:
+			err = doneErr
 		case endErr != nil:
 			err = endErr
 		default:

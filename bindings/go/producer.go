@@ -5,12 +5,13 @@ package wdpool
 #include <stdlib.h>
 #include <string.h>
 #include "wdpool.h"
+#include "delivery.h"
 
 // One message without headers, produced in one cgo call: the topic, key,
 // payload and partition key are Go memory (bytes, no pointers) used for
 // the call only, as the cgo rules allow; the topic is copied here to get
 // its NUL. Results come back by value.
-typedef struct { wdpool_result rc; wdpool_delivery *delivery; wdpool_error *err; } wdpool_go_async_result;
+typedef struct { wdpool_result rc; uintptr_t delivery; wdpool_error *err; } wdpool_go_async_result;
 static const uint8_t wdpool_go_empty[1];
 static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int given) {
   wdpool_bytes b = {NULL, 0};
@@ -23,7 +24,7 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
     int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery) {
-  wdpool_go_async_result r = {WDPOOL_OK, NULL, NULL};
+  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
   memcpy(name, topic, topic_len);
   name[topic_len] = 0;
@@ -35,7 +36,48 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
   if (has_partition) m.partition = partition;
   m.timestamp_ms = timestamp_ms;
-  r.rc = wdpool_producer_produce_async(producer, &m, want_delivery ? &r.delivery : NULL, &r.err);
+  wdpool_delivery *d = NULL;
+  r.rc = wdpool_producer_produce_async(producer, &m, want_delivery ? &d : NULL, &r.err);
+  r.delivery = (uintptr_t)d;
+  return r;
+}
+static inline wdpool_go_async_result wdpool_go_produce_async(wdpool_producer *producer, const wdpool_message *m) {
+  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
+  wdpool_delivery *d = NULL;
+  r.rc = wdpool_producer_produce_async(producer, m, &d, &r.err);
+  r.delivery = (uintptr_t)d;
+  return r;
+}
+static inline wdpool_go_async_result wdpool_go_produce_many_async(wdpool_producer *producer,
+    const wdpool_message *msgs, size_t count) {
+  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
+  wdpool_delivery *d = NULL;
+  r.rc = wdpool_producer_produce_many_async(producer, msgs, count, &d, &r.err);
+  r.delivery = (uintptr_t)d;
+  return r;
+}
+
+// produce_sync with its report by value, without the topic pointer (the
+// message's memory is freed before the report is read).
+typedef struct { wdpool_result rc; wdpool_error *err; wdpool_go_report report; } wdpool_go_sync_result;
+static inline wdpool_go_sync_result wdpool_go_produce_sync(wdpool_producer *producer, const wdpool_message *m,
+    int64_t timeout_ms) {
+  wdpool_go_sync_result r = {WDPOOL_OK, NULL, {-1, 0, -1, -1}};
+  wdpool_report rep = {NULL, -1, -1, -1, 0};
+  r.rc = wdpool_producer_produce_sync(producer, m, timeout_ms, &rep, &r.err);
+  wdpool_go_report_of(&rep, &r.report);
+  return r;
+}
+typedef struct { wdpool_result rc; wdpool_error *err; } wdpool_go_call_result;
+static inline wdpool_go_call_result wdpool_go_produce_many_sync(wdpool_producer *producer,
+    const wdpool_message *msgs, size_t count, int64_t timeout_ms, wdpool_report *reports) {
+  wdpool_go_call_result r = {WDPOOL_OK, NULL};
+  r.rc = wdpool_producer_produce_many_sync(producer, msgs, count, timeout_ms, reports, &r.err);
+  return r;
+}
+static inline wdpool_go_call_result wdpool_go_flush(wdpool_producer *producer, int64_t timeout_ms) {
+  wdpool_go_call_result r = {WDPOOL_OK, NULL};
+  r.rc = wdpool_producer_flush(producer, timeout_ms, &r.err);
   return r;
 }
 */
@@ -43,11 +85,9 @@ import "C"
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -83,11 +123,8 @@ type DeliveryReport struct {
 	Err       error // nil: delivered; else a *KafkaError
 }
 
-func reportFromC(r *C.wdpool_report, topic string) DeliveryReport {
+func reportFromC(r *C.wdpool_go_report, topic string) DeliveryReport {
 	d := DeliveryReport{Topic: topic, Partition: int32(r.partition), Offset: int64(r.offset)}
-	if r.topic != nil && topic == "" {
-		d.Topic = C.GoString(r.topic)
-	}
 	if r.timestamp_ms >= 0 {
 		d.Timestamp = time.UnixMilli(int64(r.timestamp_ms))
 	}
@@ -237,24 +274,33 @@ func buildMessages(msgs []*Message) (*cMessages, error) {
 
 // ProduceSync produces m and waits for its delivery report, up to ctx's
 // deadline (else the producer's max_wait_timeout). The report is returned
-// also when delivery failed.
+// also when delivery failed. When ctx is cancelled first, ProduceSync
+// returns ctx.Err() at once; the message may still be delivered (librdkafka
+// cannot take it back), and on a transactional producer outside a
+// transaction, its own transaction still commits or aborts.
 func (p *Producer) ProduceSync(ctx context.Context, m *Message) (DeliveryReport, error) {
+	none := DeliveryReport{Partition: -1, Offset: -1}
 	if err := ctx.Err(); err != nil {
-		return DeliveryReport{Partition: -1, Offset: -1}, err
+		return none, err
 	}
 	cm, err := buildMessages([]*Message{m})
 	if err != nil {
-		return DeliveryReport{Partition: -1, Offset: -1}, err
+		return none, err
 	}
-	defer cm.free()
-	r := C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
-	var cerr *C.wdpool_error
-	err = takeError(C.wdpool_producer_produce_sync(p.h, cm.msgs, cTimeout(timeoutOf(ctx)), &r, &cerr), cerr)
-	return reportFromC(&r, m.Topic), err
+	h, timeout := p.h, timeoutOf(ctx)
+	r, err := await(ctx, func() C.wdpool_go_sync_result {
+		defer cm.free()
+		return C.wdpool_go_produce_sync(h, cm.msgs, cTimeout(timeout))
+	}, func(r C.wdpool_go_sync_result) { takeError(r.rc, r.err) })
+	if err != nil {
+		return none, err
+	}
+	return reportFromC(&r.report, m.Topic), takeError(r.rc, r.err)
 }
 
 // ProduceManySync produces msgs (all validated first: if one is invalid
-// none is sent) and waits for every report, up to ctx's deadline.
+// none is sent) and waits for every report, up to ctx's deadline; ctx's
+// cancellation as ProduceSync.
 func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]DeliveryReport, error) {
 	if len(msgs) == 0 {
 		return nil, nil
@@ -266,20 +312,32 @@ func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]Deli
 	if err != nil {
 		return nil, err
 	}
-	defer cm.free()
-	reps := (*C.wdpool_report)(C.calloc(C.size_t(len(msgs)), C.size_t(unsafe.Sizeof(C.wdpool_report{}))))
-	defer C.free(unsafe.Pointer(reps))
-	crs := unsafe.Slice(reps, len(msgs))
+	n := len(msgs)
+	reps := (*C.wdpool_report)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.wdpool_report{}))))
+	crs := unsafe.Slice(reps, n)
 	for i := range crs {
 		crs[i] = C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
 	}
-	var cerr *C.wdpool_error
-	err = takeError(C.wdpool_producer_produce_many_sync(p.h, cm.msgs, C.size_t(len(msgs)), cTimeout(timeoutOf(ctx)), reps, &cerr), cerr)
-	out := make([]DeliveryReport, len(msgs))
-	for i := range crs {
-		out[i] = reportFromC(&crs[i], msgs[i].Topic)
+	h, timeout := p.h, timeoutOf(ctx)
+	release := func(r C.wdpool_go_call_result) {
+		takeError(r.rc, r.err)
+		C.free(unsafe.Pointer(reps))
 	}
-	return out, err
+	r, err := await(ctx, func() C.wdpool_go_call_result {
+		defer cm.free()
+		return C.wdpool_go_produce_many_sync(h, cm.msgs, C.size_t(n), cTimeout(timeout), reps)
+	}, release)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeliveryReport, n)
+	for i := range crs {
+		var gr C.wdpool_go_report
+		C.wdpool_go_report_of(&crs[i], &gr)
+		out[i] = reportFromC(&gr, msgs[i].Topic)
+	}
+	C.free(unsafe.Pointer(reps))
+	return out, takeError(r.rc, r.err)
 }
 
 // ProduceAsync produces m without waiting for its delivery. Wait on the
@@ -290,19 +348,18 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newDelivery(d, []string{m.Topic}), nil
+		return newDelivery(d, m.Topic, nil), nil
 	}
 	cm, err := buildMessages([]*Message{m})
 	if err != nil {
 		return nil, err
 	}
 	defer cm.free()
-	var d *C.wdpool_delivery
-	var cerr *C.wdpool_error
-	if err := takeError(C.wdpool_producer_produce_async(p.h, cm.msgs, &d, &cerr), cerr); err != nil {
+	r := C.wdpool_go_produce_async(p.h, cm.msgs)
+	if err := takeError(r.rc, r.err); err != nil {
 		return nil, err
 	}
-	return newDelivery(d, []string{m.Topic}), nil
+	return newDelivery(uintptr(r.delivery), m.Topic, nil), nil
 }
 
 // Send produces m fire-and-forget: no delivery report is kept.
@@ -322,9 +379,9 @@ func (p *Producer) Send(m *Message) error {
 // produceOne is the one-cgo-call path of ProduceAsync and Send, for a
 // message without headers whose topic fits a stack buffer (ok false:
 // take the general path).
-func (p *Producer) produceOne(m *Message, wantDelivery bool) (*C.wdpool_delivery, error, bool) {
+func (p *Producer) produceOne(m *Message, wantDelivery bool) (uintptr, error, bool) {
 	if m == nil || len(m.Headers) > 0 || len(m.Topic) >= 256 || strings.IndexByte(m.Topic, 0) >= 0 {
-		return nil, nil, false
+		return 0, nil, false
 	}
 	var partition C.int32_t
 	var hasPartition C.int
@@ -346,7 +403,7 @@ func (p *Producer) produceOne(m *Message, wantDelivery bool) (*C.wdpool_delivery
 	r := C.wdpool_go_produce_one(p.h, topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
 		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want)
 	runtime.KeepAlive(m)
-	return r.delivery, takeError(r.rc, r.err), true
+	return uintptr(r.delivery), takeError(r.rc, r.err), true
 }
 
 // goBytes passes b to C for one call: its data (nil when empty), length,
@@ -368,180 +425,31 @@ func (p *Producer) ProduceManyAsync(msgs []*Message) (*Delivery, error) {
 		return nil, err
 	}
 	defer cm.free()
-	var d *C.wdpool_delivery
-	var cerr *C.wdpool_error
-	if err := takeError(C.wdpool_producer_produce_many_async(p.h, cm.msgs, C.size_t(len(msgs)), &d, &cerr), cerr); err != nil {
+	r := C.wdpool_go_produce_many_async(p.h, cm.msgs, C.size_t(len(msgs)))
+	if err := takeError(r.rc, r.err); err != nil {
 		return nil, err
 	}
 	topics := make([]string, len(msgs))
 	for i, m := range msgs {
 		topics[i] = m.Topic
 	}
-	return newDelivery(d, topics), nil
-}
-
-// waitSlice bounds each blocking C wait when ctx can be cancelled without
-// a deadline, so that the cancellation is noticed.
-const waitSlice = 50 * time.Millisecond
-
-// waitLoop calls wait with timeouts derived from ctx until it returns
-// something other than DELIVERY_TIMEOUT or ctx is done.
-func waitLoop(ctx context.Context, wait func(timeout int64) error) error {
-	for {
-		timeout := timeoutOf(ctx)
-		sliced := false
-		if ctx.Done() != nil && (timeout < 0 || timeout > int64(waitSlice/time.Millisecond)) {
-			timeout, sliced = int64(waitSlice/time.Millisecond), true
-		}
-		err := wait(timeout)
-		if !sliced || err == nil || !isCode(err, ResultDeliveryTimeout) {
-			return err
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return err
-		}
-	}
-}
-
-// ctxErrAfterWait is ctx.Err(), or DeadlineExceeded when the deadline is
-// reached but ctx's timer has not fired yet (C's clock may run out first).
-func ctxErrAfterWait(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < time.Millisecond {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-func isCode(err error, code Result) bool {
-	e, ok := err.(*Error)
-	return ok && e.Code == code
+	return newDelivery(uintptr(r.delivery), topics[0], topics), nil
 }
 
 // Flush waits until everything this producer queued is delivered or
-// failed, up to ctx's deadline (else its max_wait_timeout).
+// failed, up to ctx's deadline (else its max_wait_timeout). When ctx is
+// cancelled first, Flush returns ctx.Err() at once (librdkafka's flush
+// goes on, within that timeout, on a goroutine of the package).
 func (p *Producer) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return waitLoop(ctx, func(timeout int64) error {
-		var cerr *C.wdpool_error
-		return takeError(C.wdpool_producer_flush(p.h, cTimeout(timeout), &cerr), cerr)
-	})
-}
-
-// Delivery is the pending reports of one async produce call. Wait reads
-// them and frees the C handle; Close frees it without waiting; a Delivery
-// dropped without either is freed by the garbage collector.
-type Delivery struct {
-	mu      sync.Mutex
-	h       *C.wdpool_delivery // nil once freed
-	cleanup runtime.Cleanup
-	topics  []string
-	reports []DeliveryReport
-	err     error
-	done    bool
-}
-
-// deliveriesLive counts C delivery handles not yet freed (for tests).
-var deliveriesLive atomic.Int64
-
-func freeDelivery(h *C.wdpool_delivery) {
-	deliveriesLive.Add(-1)
-	C.wdpool_delivery_free(h)
-}
-
-func newDelivery(h *C.wdpool_delivery, topics []string) *Delivery {
-	deliveriesLive.Add(1)
-	d := &Delivery{h: h, topics: topics}
-	d.cleanup = runtime.AddCleanup(d, freeDelivery, h)
-	return d
-}
-
-// Count is how many messages the Delivery covers.
-func (d *Delivery) Count() int { return len(d.topics) }
-
-// Wait waits for every report, up to ctx's deadline (else the producer's
-// max_wait_timeout). It returns nil when all were delivered, the first
-// failure (a *Error wrapping a *KafkaError) otherwise, or a
-// DELIVERY_TIMEOUT / ctx error when reports are still missing (Wait may
-// then be called again). Once all reports are in, it frees the C handle;
-// later calls return the same result.
-func (d *Delivery) Wait(ctx context.Context) error {
-	d.mu.Lock()
-	if d.done || d.h == nil {
-		defer d.mu.Unlock()
-		if !d.done {
-			return &Error{Code: ResultStaleHandle, Message: "delivery closed"}
-		}
-		return d.err
-	}
-	h := d.h
-	d.mu.Unlock() // waiting needs no lock: a concurrent Close is safe in C
-	if err := ctx.Err(); err != nil {
+	h, timeout := p.h, timeoutOf(ctx)
+	r, err := await(ctx, func() C.wdpool_go_call_result {
+		return C.wdpool_go_flush(h, cTimeout(timeout))
+	}, func(r C.wdpool_go_call_result) { takeError(r.rc, r.err) })
+	if err != nil {
 		return err
 	}
-	err := waitLoop(ctx, func(timeout int64) error {
-		var cerr *C.wdpool_error
-		return takeError(C.wdpool_delivery_wait(h, cTimeout(timeout), &cerr), cerr)
-	})
-	if err != nil && (isCode(err, ResultDeliveryTimeout) || isCode(err, ResultStaleHandle)) {
-		if cerr := ctxErrAfterWait(ctx); cerr != nil && isCode(err, ResultDeliveryTimeout) {
-			return fmt.Errorf("%w (%w)", err, cerr)
-		}
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.done || d.h == nil {
-		if d.done {
-			return d.err
-		}
-		return &Error{Code: ResultStaleHandle, Message: "delivery closed"}
-	}
-	reports := make([]DeliveryReport, len(d.topics))
-	for i := range reports {
-		r := C.wdpool_report{partition: -1, offset: -1, timestamp_ms: -1}
-		C.wdpool_delivery_report(h, C.size_t(i), &r, nil)
-		reports[i] = reportFromC(&r, d.topics[i])
-	}
-	d.reports, d.err, d.done = reports, err, true
-	d.freeLocked()
-	return err
-}
-
-// Reports returns the reports read by a successful or failed Wait (nil
-// before).
-func (d *Delivery) Reports() []DeliveryReport {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.reports
-}
-
-// Report is the first report (of a single-message ProduceAsync).
-func (d *Delivery) Report() DeliveryReport {
-	r := d.Reports()
-	if len(r) == 0 {
-		return DeliveryReport{Partition: -1, Offset: -1}
-	}
-	return r[0]
-}
-
-// Close frees the C handle without waiting (the messages are still
-// delivered). Harmless after Wait and when called twice.
-func (d *Delivery) Close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.freeLocked()
-}
-
-func (d *Delivery) freeLocked() {
-	if d.h == nil {
-		return
-	}
-	d.cleanup.Stop()
-	freeDelivery(d.h)
-	d.h = nil
+	return takeError(r.rc, r.err)
 }

@@ -219,14 +219,14 @@ func TestAsyncDeliveriesFreedOnce(t *testing.T) {
 		d.Close()
 	}
 	kept = nil
-	if n := deliveriesLive.Load(); n != 0 {
+	if n := liveDeliveries(); n != 0 {
 		t.Fatalf("%d delivery handles not freed", n)
 	}
 	// Dropped without Wait or Close: the garbage collector frees it.
 	p.With(ctx, func(pr *Producer) error { _, err := pr.ProduceAsync(&Message{Topic: "gc"}); return err })
 	eventually(t, "the dropped delivery to be freed", func() bool {
 		runtime.GC()
-		return deliveriesLive.Load() == 0
+		return liveDeliveries() == 0
 	})
 }
 

@@ -88,7 +88,7 @@ func TestDeliveryWaitAndCloseConcurrently(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	if n := deliveriesLive.Load(); n != 0 {
+	if n := liveDeliveries(); n != 0 {
 		t.Fatalf("%d delivery handles live", n)
 	}
 }

@@ -1,0 +1,74 @@
+package wdpool
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Failed deliveries read by Wait: the outcome is ErrKafka with the first
+// failure's *KafkaError, every report carries its own, and the handles are
+// freed once.
+func TestDeliveryFailuresReadByWait(t *testing.T) {
+	cluster, err := NewMockCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	if err := cluster.CreateTopic("gone", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(&Options{Size: 1}, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(),
+			"linger.ms": "0", "message.timeout.ms": "300"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(true)
+	ctx := ctxTimeout(t, 30*time.Second)
+	base := liveDeliveries()
+	var one, many *Delivery
+	err = p.With(ctx, func(pr *Producer) error {
+		if _, err := pr.ProduceSync(ctx, &Message{Topic: "gone", Payload: []byte("warm")}); err != nil {
+			return err
+		}
+		if err := cluster.SetBrokerUp(1, false); err != nil {
+			return err
+		}
+		var err error
+		if one, err = pr.ProduceAsync(&Message{Topic: "gone", Payload: []byte("x")}); err != nil {
+			return err
+		}
+		many, err = pr.ProduceManyAsync([]*Message{{Topic: "gone", Payload: []byte("a")}, {Topic: "gone", Payload: []byte("b")}})
+		return err
+	})
+	defer cluster.SetBrokerUp(1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*Delivery{one, many} {
+		err := d.Wait(context.Background())
+		var k *KafkaError
+		if !errors.Is(err, ErrKafka) || !errors.As(err, &k) || k.Code == 0 {
+			t.Fatalf("want ErrKafka with a *KafkaError, got %v", err)
+		}
+		reports := d.Reports()
+		if len(reports) != d.Count() {
+			t.Fatalf("%d reports for %d messages", len(reports), d.Count())
+		}
+		for _, r := range reports {
+			var rk *KafkaError
+			if r.Topic != "gone" || r.Offset != -1 || !errors.As(r.Err, &rk) || rk.Code != k.Code {
+				t.Fatalf("report %+v (first failure %v)", r, k)
+			}
+		}
+		if again := d.Wait(context.Background()); again != err {
+			t.Fatalf("a second Wait: %v, then %v", err, again)
+		}
+	}
+	if n := liveDeliveries(); n != base {
+		t.Fatalf("%d delivery handles live, %d before", n, base)
+	}
+}
