@@ -44,8 +44,13 @@ static inline wdpool_go_take_result wdpool_go_delivery_take(uintptr_t delivery, 
     wdpool_report rep = {NULL, -1, -1, -1, 0};
     wdpool_result rc = wdpool_delivery_report(d, i, &rep, NULL);
     if (rc == WDPOOL_PENDING) {
-      r.rc = WDPOOL_DELIVERY_TIMEOUT;
       r.pending = wdpool_delivery_pending(d);
+      if (r.pending == 0) {
+        // Every report came in between the two calls: read them again
+        // (a caller told "0 missing" would take reports it never read).
+        return wdpool_go_delivery_take(delivery, rest, n);
+      }
+      r.rc = WDPOOL_DELIVERY_TIMEOUT;
       return r;
     }
     if (rc != WDPOOL_OK) {

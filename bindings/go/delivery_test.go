@@ -3,6 +3,7 @@ package wdpool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -70,5 +71,55 @@ func TestDeliveryFailuresReadByWait(t *testing.T) {
 	}
 	if n := liveDeliveries(); n != base {
 		t.Fatalf("%d delivery handles live, %d before", n, base)
+	}
+}
+
+// A Wait that returns nil has read every report, however the reports race
+// its reads: many deliveries waited while their reports arrive, from
+// several goroutines (a report that came in between the look at the
+// reports and the count of missing ones once made Wait return nil with
+// nothing read).
+func TestDeliveryWaitNilMeansEveryReportRead(t *testing.T) {
+	cluster, err := NewMockCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	if err := cluster.CreateTopic("race", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(&Options{Size: 2}, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(), "linger.ms": "0"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(true)
+	ctx := ctxTimeout(t, 60*time.Second)
+	errs := make(chan error, 2)
+	for g := 0; g < 2; g++ {
+		go func() {
+			errs <- p.With(ctx, func(pr *Producer) error {
+				for i := 0; i < 400; i++ {
+					d, err := pr.ProduceManyAsync([]*Message{{Topic: "race", Payload: []byte("a")}, {Topic: "race", Payload: []byte("b")}})
+					if err != nil {
+						return err
+					}
+					if err := d.Wait(context.Background()); err != nil {
+						return err
+					}
+					reports := d.Reports()
+					if len(reports) != 2 || reports[0].Offset < 0 || reports[1].Offset <= reports[0].Offset {
+						return fmt.Errorf("delivery %d: Wait returned nil with reports %+v", i, reports)
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	for g := 0; g < 2; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
