@@ -124,6 +124,26 @@ class GvlInterruptsTest < Minitest::Test
   # there is Ruby code the VM otherwise does not run.
   def test_an_exception_at_every_interrupt_check_from_with_to_its_ensure_leaves_the_pool_whole
     pool = TestKafka.pool(size: 1, timeout: 5_000, deliver: false)
+    aim_at_every_interrupt_check(pool)
+  ensure
+    pool&.close
+  end
+
+  # The same through the global pool (WdPool::ConnectionPool.with, its own
+  # native calls).
+  def test_an_exception_at_every_interrupt_check_leaves_the_global_pool_whole
+    WdPool::ConnectionPool.setup(size: 1, timeout: 5_000) do |config|
+      config.kafka = { 'bootstrap.servers': TestKafka::BOOTSTRAP }
+      config.deliver = false
+    end
+    aim_at_every_interrupt_check(WdPool::ConnectionPool)
+  ensure
+    WdPool::ConnectionPool.close
+  end
+
+  # `pool`: anything with `with`, `reload` and `stats` (a pool, or the
+  # ConnectionPool class for the global one).
+  def aim_at_every_interrupt_check(pool)
     path = WdPool::ConnectionPool.instance_method(:with).source_location[0]
     # the first line of the ensure's body
     ensure_line = RubyVM::InstructionSequence.of(WdPool::ConnectionPool.instance_method(:with)).to_a[12]
@@ -179,8 +199,6 @@ class GvlInterruptsTest < Minitest::Test
     assert_operator tried, :>, 40
     TestKafka.assert_whole(self, pool)
     assert_equal :ok, pool.with { :ok }
-  ensure
-    pool&.close
   end
 
   # What the previous test cannot aim at: the first lines of `with`'s ensure

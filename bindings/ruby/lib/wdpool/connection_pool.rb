@@ -180,12 +180,18 @@ module WdPool
       errp = nil # the error slot once the block returned normally, else nil
       begin
         ctx[2] = depth + 1
-        rc = try_checkout(ctx[0], slot, ctx[1])
+        # An instance pool's try called here (a method call less); the
+        # global pool (no @handle) through GlobalPool#try_checkout.
+        rc = if @handle
+               Native.wdpool_pool_try_checkout(@handle, ctx[0], slot, ctx[1])
+             else
+               try_checkout(ctx[0], slot, ctx[1])
+             end
         raise Errors.take(rc, ctx[1]) unless rc == 0
 
         token = slot.get_uint64(0)
         token = slow_checkout(ctx, slot, timeout) if token == 0
-        result = yield Producer.new(token, self)
+        result = yield Producer.allocate.__lease(token, self)
         errp = ctx[1]
         result
       ensure
@@ -374,6 +380,7 @@ module WdPool
     def initialize
       @size = nil
       @timeout = 5_000
+      @handle = nil # no pool handle: the native global pool's calls take none
     end
     # rubocop:enable Lint/MissingSuper
 
