@@ -4,7 +4,7 @@
 # plain object, side by side in one run; 1 thread on a pool of 2, and 4
 # threads on a pool of 2. Prints ns per `with` (wall clock / operations).
 #
-#   cd bindings/ruby && ruby -Ilib bench/with.rb [iterations per thread]
+#   cd bindings/ruby && ruby -Ilib bench/with.rb [iterations per thread [rounds]]
 #
 # `make bench` runs one side per process instead (bench/driver.py, rows 9a-b)
 # and reads the line "RESULT key=value ..." it prints:
@@ -68,16 +68,25 @@ def harness(argv)
               ConnectionPool::VERSION)
 end
 
-def side_by_side(n)
+def side_by_side(n, rounds)
   wd = wdpool_pool(2)
   cp = gem_pool(2)
-  puts "ruby #{RUBY_VERSION}, ffi #{FFI::VERSION}, connection_pool #{ConnectionPool::VERSION}, #{n} iterations per thread"
+  puts "ruby #{RUBY_VERSION}, ffi #{FFI::VERSION}, connection_pool #{ConnectionPool::VERSION}, " \
+       "#{n} iterations per thread, #{rounds} rounds (the order alternates)"
   [[1, 'pool 2, 1 thread'], [4, 'pool 2, 4 threads']].each do |threads, label|
-    3.times do |round|
-      c = measure(threads, n) { cp.with { nil } } / (threads * n) * 1e9
-      w = measure(threads, n) { wd.with { nil } } / (threads * n) * 1e9
-      puts format('%-18s round %d: connection_pool %7.0f ns  wdpool %7.0f ns  ratio %.2f', label, round, c, w, w / c)
+    runs = Array.new(rounds) do |round|
+      sides = [[:cp, cp], [:wd, wd]]
+      sides.reverse! if round.odd?
+      ns = sides.to_h { |name, pool| [name, measure(threads, n) { pool.with { nil } } / (threads * n) * 1e9] }
+      puts format('%-18s round %d: connection_pool %7.0f ns  wdpool %7.0f ns  ratio %.2f',
+                  label, round, ns[:cp], ns[:wd], ns[:wd] / ns[:cp])
+      ns
     end
+    median = ->(xs) { xs.sort[xs.size / 2] }
+    ratios = runs.map { |r| r[:wd] / r[:cp] }
+    puts format('%-18s median:  connection_pool %7.0f ns  wdpool %7.0f ns  ratio %.2f (%.2f to %.2f)',
+                label, median.call(runs.map { |r| r[:cp] }), median.call(runs.map { |r| r[:wd] }),
+                median.call(ratios), ratios.min, ratios.max)
   end
   s = wd.stats
   puts "wdpool stats after: in_use=#{s[:in_use]} waiting=#{s[:waiting]} total_wait_us=#{s[:total_wait_us]}"
@@ -87,5 +96,5 @@ end
 if ARGV.first&.start_with?('--')
   harness(ARGV)
 else
-  side_by_side(Integer(ARGV[0] || 200_000))
+  side_by_side(Integer(ARGV[0] || 200_000), Integer(ARGV[1] || 5))
 end

@@ -11,18 +11,32 @@ module WdPool
   # Timeouts are milliseconds everywhere. Re-entrant per Fiber: a nested
   # `with` in the same fiber gets the same producer.
   class ConnectionPool
-    # Thread.handle_interrupt masks: no asynchronous exception (Timeout,
-    # Thread#raise) between a checkout and the ensure that checks in.
+    # Thread.handle_interrupt masks (transactions, and building an error a
+    # checkout or checkin left in the fiber's error slot).
     DEFER = { Object => :never }.freeze
     ALLOW = { Object => :immediate }.freeze
     CTX_KEY = :__wdpool_ctx
 
-    # Per-fiber scratch: [owner id, out-buffer (producer, error), error slot].
+    # The per-fiber context (fiber-local: Thread#[] is per Fiber), an Array:
+    # [owner, error slot, depth, lease slot of depth 0, of depth 1, ...].
+    # The owner is the Fiber's object_id (never reused). The error slot
+    # receives the wdpool_error of a failed checkout or checkin. A lease slot
+    # is 8 bytes of native memory that a checkout writes the producer's
+    # handle into before it returns; the `with` running at that depth reads
+    # it back in its `ensure`. A lease slot holds 0 whenever no `with` of
+    # that depth runs in the fiber.
+    OWNER = 0
+    ERR = 1
+    DEPTH = 2
+    SLOTS = 3
+
     def self.fiber_context
-      Thread.current[CTX_KEY] ||= begin
-        buf = FFI::MemoryPointer.new(:pointer, 2)
-        [Fiber.current.object_id, buf, buf + FFI::Pointer.size]
-      end
+      Thread.current[CTX_KEY] ||= [Fiber.current.object_id, FFI::MemoryPointer.new(:pointer), 0]
+    end
+
+    # The lease slot of `depth` (allocated zeroed on first use).
+    def self.lease_slot(ctx, depth)
+      ctx[SLOTS + depth] ||= FFI::MemoryPointer.new(:uint64)
     end
 
     # Runs the user's configure block inside the native configure callback.
@@ -111,7 +125,7 @@ module WdPool
       @id = Native.wdpool_pool_id(@handle)
       Events.register(@id, self)
       ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
-      Events.raise_deferred if Events.deferred.positive?
+      Events.raise_deferred if Events::PENDING[0] != 0
     end
 
     # The pool's process-unique id, as events report it.
@@ -125,25 +139,75 @@ module WdPool
     # called without releasing the GVL: it never blocks); only when no
     # producer is free (or none was created yet) does it wait, with the GVL
     # released, or under a fiber scheduler by polling so other fibers run.
+    #
+    # Asynchronous exceptions (Thread#raise, Timeout.timeout, Thread#kill)
+    # cannot leak the producer, without a Thread.handle_interrupt on this
+    # path. Ruby delivers them only at its interrupt checks: the `leave` of
+    # every method and block, a taken `jump` / `branchif` / `branchunless` /
+    # `branchnil`, `throw` (break, next, return out of blocks), before and
+    # after a call that releases the GVL (ffi's `blocking: true`), and in C
+    # methods that wait or switch (sleep, Thread.pass, Mutex, IO, Queue,
+    # Thread.handle_interrupt itself). Not in a C method call as such: an
+    # ffi call attached without `blocking`, FFI::Pointer#get_uint64 /
+    # #put_uint64, Array#[]= (plain C methods that call no Ruby code) check
+    # nothing. So:
+    # - Before `begin` nothing is held and the depth is unchanged: an
+    #   interrupt there leaves nothing behind.
+    # - The native checkout writes the handle into this depth's lease slot
+    #   before it returns, so from the first interrupt check after it (the
+    #   return of #try_checkout, the GVL retaken after a blocking checkout)
+    #   the `ensure` finds the lease in the slot; before the checkout wrote
+    #   it, the slot holds 0 and the `ensure`'s checkin of 0 does nothing
+    #   (WDPOOL_NULL_PARAMETER, no error allocated).
+    # - The `ensure` starts with the checkin: reading the slot, zeroing it,
+    #   restoring the depth and the native checkin are C method calls with
+    #   no branch between them, so no interrupt can stop it before the
+    #   producer is back. Ruby code the checkin calls back (event
+    #   subscribers) runs in a trampoline that catches everything and hands
+    #   it to Events.raise_deferred; what might still escape it, ffi keeps
+    #   and raises once the native call has returned, the slot already 0.
+    # - A stale handle (a slot of a process forked inside the block) is
+    #   refused by the native checkin (WDPOOL_STALE_HANDLE), never reused.
+    # Only a TracePoint hook (Ruby code) on those C calls adds checks the VM
+    # does not otherwise have. The user's block runs with the caller's
+    # interrupt mask (the connection_pool gem forces :immediate).
     def with(timeout: nil)
-      Thread.handle_interrupt(DEFER) do
-        ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
-        buf = ctx[1]
-        rc = try_checkout(ctx)
-        raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+      # ctx[0] owner, ctx[1] error slot, ctx[2] depth, ctx[3 + depth] lease
+      # slot (literal indexes: a constant costs an inline-cache check here).
+      ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
+      depth = ctx[2]
+      slot = ctx[depth + 3] || ConnectionPool.lease_slot(ctx, depth)
+      errp = nil # the error slot once the block returned normally, else nil
+      begin
+        ctx[2] = depth + 1
+        # An instance pool's try called here (a method call less); the
+        # global pool (no @handle) through GlobalPool#try_checkout.
+        rc = if @handle
+               Native.wdpool_pool_try_checkout(@handle, ctx[0], slot, ctx[1])
+             else
+               try_checkout(ctx[0], slot, ctx[1])
+             end
+        raise Errors.take(rc, ctx[1]) unless rc == 0
 
-        token = buf.get_uint64(0)
-        token = slow_checkout(ctx, timeout) if token.zero?
-        ok = false
-        begin
-          result = Thread.handle_interrupt(ALLOW) { yield Producer.new(token, self) }
-          ok = true
-          result
-        ensure
-          rc = Native.wdpool_producer_checkin_token(token, ok ? ctx[2] : nil)
-          Events.raise_deferred if Events.deferred.positive?
-          raise Errors.build(rc, buf.get_pointer(8)) if ok && !rc.zero?
-        end
+        token = slot.get_uint64(0)
+        token = slow_checkout(ctx, slot, timeout) if token == 0
+        result = yield Producer.allocate.__lease(token, self)
+        errp = ctx[1]
+        result
+      ensure
+        # No interrupt check before the checkin (see above): keep these
+        # four lines first and free of branches.
+        token = slot.get_uint64(0)
+        slot.put_uint64(0, 0)
+        ctx[2] = depth
+        rc = Native.wdpool_producer_checkin_token(token, errp)
+        # The block returned and the checkin failed: no taken branch (no
+        # interrupt check) on the way to #take.
+        raise Errors.take(rc, errp) unless rc == 0 || errp.nil?
+        # Left by an exception or a non-local exit: free the error of a
+        # failed checkout interrupted before #take, if any.
+        Errors.discard(ctx[1]) if errp.nil?
+        Events.raise_deferred if Events::PENDING[0] != 0
       end
     end
     alias then with
@@ -162,7 +226,7 @@ module WdPool
       report = Native::CloseReport.new
       err = FFI::MemoryPointer.new(:pointer)
       rc = native_close(force, report, err)
-      Events.raise_deferred if Events.deferred.positive?
+      Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       { closed: report[:closed], undelivered: report[:undelivered], in_use: report[:in_use] }
@@ -177,7 +241,7 @@ module WdPool
     def reload
       err = FFI::MemoryPointer.new(:pointer)
       rc = native_reload(err)
-      Events.raise_deferred if Events.deferred.positive?
+      Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       true
@@ -219,15 +283,15 @@ module WdPool
     private
 
     # A checkout that never waits and never creates a producer (the fast
-    # path of `with`): OK with the producer's token in ctx[1], or 0 there
-    # when none is free; `ctx[2]` is the error slot of `ctx[1]`.
-    def try_checkout(ctx)
-      Native.wdpool_pool_try_checkout(@handle, ctx[0], ctx[1], ctx[2])
+    # path of `with`): OK with the producer's handle written to the lease
+    # slot, or 0 there when none is free; `err`: the fiber's error slot.
+    def try_checkout(owner, slot, err)
+      Native.wdpool_pool_try_checkout(@handle, owner, slot, err)
     end
 
-    # The waiting checkout, the GVL released.
-    def blocking_checkout(owner, timeout_ms, buf)
-      Native.wdpool_pool_checkout(@handle, owner, timeout_ms, buf, buf + 8)
+    # The waiting checkout, the GVL released; writes the lease slot on OK.
+    def blocking_checkout(owner, timeout_ms, slot, err)
+      Native.wdpool_pool_checkout(@handle, owner, timeout_ms, slot, err)
     end
 
     def pool_timeout_ms
@@ -235,30 +299,34 @@ module WdPool
     end
 
     # No producer was free at once: wait for one (creating it if need be),
-    # within `timeout` (the pool's when nil). Returns the producer's token.
-    def slow_checkout(ctx, timeout)
+    # within `timeout` (the pool's when nil). Returns the producer's handle,
+    # written to `slot` (which `with`'s ensure checks in) before it returns.
+    # Every wait here (sleep, Thread.pass, the blocking checkout) happens
+    # while `slot` holds 0.
+    def slow_checkout(ctx, slot, timeout)
       budget = timeout.nil? ? pool_timeout_ms : Integer(timeout)
-      buf = ctx[1]
+      owner = ctx[OWNER]
+      err = ctx[ERR]
       if budget.positive? && WdPool.scheduled?
         # Under a fiber scheduler: poll, so that the scheduler runs other
         # fibers (one of them may hold the producer this one waits for);
         # but a producer that is yet to be created is created at once.
-        return finish_checkout(ctx[0], budget, buf) if needs_creation?
+        return finish_checkout(owner, budget, slot, err) if needs_creation?
 
         deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond) + budget
         pause = 0.0005
         loop do
-          Thread.handle_interrupt(ALLOW) { sleep(pause) }
-          rc = try_checkout(ctx)
-          raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+          sleep(pause)
+          rc = try_checkout(owner, slot, err)
+          raise Errors.take(rc, err) unless rc.zero?
 
-          token = buf.get_uint64(0)
+          token = slot.get_uint64(0)
           return token unless token.zero?
 
           left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC, :millisecond)
           # Time is up, or a producer must be created: one blocking call
           # (a timeout of 0 reports the pool's timeout error).
-          return finish_checkout(ctx[0], [left, 0].max, buf) if left <= 0 || needs_creation?
+          return finish_checkout(owner, [left, 0].max, slot, err) if left <= 0 || needs_creation?
 
           pause = [pause * 2, 0.01].min
         end
@@ -266,22 +334,22 @@ module WdPool
       if budget.positive? && Thread.list.size > 1
         # The holder is most likely a Ruby thread waiting for the GVL: let it
         # run and give its producer back before paying for a blocking wait.
-        Thread.handle_interrupt(ALLOW) { Thread.pass }
-        rc = try_checkout(ctx)
-        raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+        Thread.pass
+        rc = try_checkout(owner, slot, err)
+        raise Errors.take(rc, err) unless rc.zero?
 
-        token = buf.get_uint64(0)
+        token = slot.get_uint64(0)
         return token unless token.zero?
       end
-      finish_checkout(ctx[0], budget, buf)
+      finish_checkout(owner, budget, slot, err)
     end
 
-    def finish_checkout(owner, timeout_ms, buf)
-      rc = blocking_checkout(owner, timeout_ms, buf)
-      Events.raise_deferred if Events.deferred.positive?
-      raise Errors.build(rc, buf.get_pointer(8)) unless rc.zero?
+    def finish_checkout(owner, timeout_ms, slot, err)
+      rc = blocking_checkout(owner, timeout_ms, slot, err)
+      Events.raise_deferred if Events::PENDING[0] != 0
+      raise Errors.take(rc, err) unless rc.zero?
 
-      buf.get_uint64(0)
+      slot.get_uint64(0)
     end
 
     # Whether a slot has no producer yet (so a try can never succeed for it).
@@ -312,6 +380,7 @@ module WdPool
     def initialize
       @size = nil
       @timeout = 5_000
+      @handle = nil # no pool handle: the native global pool's calls take none
     end
     # rubocop:enable Lint/MissingSuper
 
@@ -334,7 +403,7 @@ module WdPool
 
       @size = Integer(size)
       @timeout = Integer(timeout)
-      Events.raise_deferred if Events.deferred.positive?
+      Events.raise_deferred if Events::PENDING[0] != 0
       self
     end
 
@@ -352,12 +421,12 @@ module WdPool
 
     private
 
-    def try_checkout(ctx)
-      Native.wdpool_try_checkout(ctx[0], ctx[1], ctx[2])
+    def try_checkout(owner, slot, err)
+      Native.wdpool_try_checkout(owner, slot, err)
     end
 
-    def blocking_checkout(owner, timeout_ms, buf)
-      Native.wdpool_checkout(owner, timeout_ms, buf, buf + 8)
+    def blocking_checkout(owner, timeout_ms, slot, err)
+      Native.wdpool_checkout(owner, timeout_ms, slot, err)
     end
 
     def stats_into(s, err = nil)

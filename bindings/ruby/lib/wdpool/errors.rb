@@ -107,6 +107,29 @@ module WdPool
 
     module_function
 
+    # Builds the error of `rc` from the wdpool_error a call left in
+    # `err_slot` (a per-fiber slot: see ConnectionPool#with), taking it out
+    # of the slot first, with asynchronous exceptions deferred until the
+    # native error is freed. Before that, an interrupt leaves it in the slot,
+    # where `with`'s ensure frees it (#discard).
+    def take(rc, err_slot)
+      Thread.handle_interrupt(ConnectionPool::DEFER) do
+        ptr = err_slot.get_pointer(0)
+        err_slot.put_pointer(0, nil)
+        build(rc, ptr)
+      end
+    end
+
+    # Frees a wdpool_error left in `err_slot` (its call was interrupted
+    # before #take), if any.
+    def discard(err_slot)
+      ptr = err_slot.get_pointer(0)
+      return if ptr.null?
+
+      err_slot.put_pointer(0, nil)
+      Native.wdpool_error_free(ptr)
+    end
+
     # Builds the exception for result `rc` from the wdpool_error at `err_ptr`
     # (may be NULL), and frees it.
     def build(rc, err_ptr = nil)

@@ -169,12 +169,16 @@ module WdPool
   # The native event callback. Internal.
   module Events
     KEY = :__wdpool_deferred_error
-    @deferred = 0
+    # [threads with a deferred subscriber error]: checked after native calls
+    # (a constant's element is cheaper to read than a method's result).
+    PENDING = [0]
     @pools = ObjectSpace::WeakMap.new
     @drain_errors = Queue.new
 
     class << self
-      attr_reader :deferred
+      def deferred
+        PENDING[0]
+      end
 
       def register(id, pool)
         @pools[id] = pool
@@ -211,7 +215,7 @@ module WdPool
         else
           unless Thread.current[KEY]
             Thread.current[KEY] = error
-            @deferred += 1
+            PENDING[0] += 1
           end
         end
       end
@@ -222,7 +226,7 @@ module WdPool
         return unless error
 
         Thread.current[KEY] = nil
-        @deferred -= 1
+        PENDING[0] -= 1
         raise error
       end
 
