@@ -287,7 +287,7 @@ impl Producer {
                     // librdkafka's queue drains as the polling thread serves
                     // delivery reports: back off briefly and try again.
                     record = back;
-                    std::thread::sleep(backoff);
+                    crate::pool::lock::nap(backoff);
                     backoff = (backoff * 2).min(QUEUE_FULL_BACKOFF_MAX);
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {

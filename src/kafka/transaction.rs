@@ -211,7 +211,7 @@ impl Producer {
             let error = Error::kafka(&format!("{what} on producer {}", self.id), &e);
             if matches!(class, Class::Retriable) {
                 if attempt < TXN_ATTEMPTS && started.elapsed() + backoff < budget {
-                    std::thread::sleep(backoff);
+                    crate::pool::lock::nap(backoff);
                     backoff *= 2;
                     attempt += 1;
                     continue;

@@ -65,10 +65,34 @@ impl<T> SpinLock<T> {
             } else if round < SPIN_ROUNDS + YIELDS {
                 std::thread::yield_now();
             } else {
-                std::thread::sleep(NAP);
+                // Not `thread::sleep`: see `nap`. An early return only
+                // means one more look at the lock.
+                std::thread::park_timeout(NAP);
             }
             round = round.saturating_add(1);
         }
+    }
+}
+
+/// Sleeps for `d` (at least), on a deadline of the monotonic clock.
+///
+/// Not `std::thread::sleep`: it restarts `nanosleep` with the time the
+/// kernel says is left after every signal, and a thread that a signal
+/// interrupts before it is asleep gets the whole time back. Ruby's timer
+/// thread does exactly that to a thread it wants back from native code
+/// (after `Thread#raise` or `Thread#kill`, `SIGVTALRM` over and over), and
+/// such a sleep never ended: a checkout waiting on the state lock hung for
+/// good in the Ruby suite. A wait measured against the clock ends on time
+/// whatever the signals do; `park_timeout` returns early on a signal, and
+/// the loop goes back to sleep for what is left.
+pub(crate) fn nap(d: Duration) {
+    let deadline = std::time::Instant::now() + d;
+    loop {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::park_timeout(deadline - now);
     }
 }
 
@@ -131,5 +155,53 @@ mod tests {
         }));
         assert!(caught.is_err());
         assert_eq!(*lock.lock(), 1);
+    }
+
+    /// A thread that a signal storm hits (as Ruby's timer thread does to a
+    /// thread it wants back) still wakes from `nap` on time. The same storm
+    /// kept `std::thread::sleep` asleep for good: each signal came before
+    /// the kernel put the thread to sleep, and it got the whole time back.
+    #[test]
+    fn a_nap_ends_under_a_signal_storm() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        extern "C" fn ignore(_: libc::c_int) {}
+        // SAFETY: a handler that does nothing, installed without SA_RESTART
+        // so that every signal interrupts the sleeping system call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut()), 0);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                // SAFETY: pthread_self has no preconditions.
+                tx.send(unsafe { libc::pthread_self() }).unwrap();
+                let started = Instant::now();
+                for _ in 0..20 {
+                    super::nap(Duration::from_millis(2));
+                }
+                done.store(true, Ordering::SeqCst);
+                started.elapsed()
+            })
+        };
+        let target = rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "nap never ended under the signal storm");
+            // SAFETY: the sleeper has not been joined, so its id is valid.
+            unsafe { libc::pthread_kill(target, libc::SIGURG) };
+            for _ in 0..50 {
+                std::hint::spin_loop();
+            }
+        }
+        let slept = sleeper.join().unwrap();
+        assert!(slept >= Duration::from_millis(40), "20 naps of 2 ms took only {slept:?}");
     }
 }

@@ -44,7 +44,7 @@
 //!   outer lease, whose checkin then takes the locked path).
 
 mod fork;
-mod lock;
+pub(crate) mod lock;
 mod reentrancy;
 #[cfg(test)]
 mod tests;

@@ -331,3 +331,4 @@ mod owners;
 mod unfinished;
 mod try_checkout;
 mod parked;
+mod fairness;
