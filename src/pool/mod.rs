@@ -719,11 +719,18 @@ impl<M: Manager> Pool<M> {
         let inner = &self.inner;
         inner.check_fork();
         let state = inner.lock();
-        let (parked, held_fast) = if state.outside(inner.options.size) > 0 {
-            (inner.fast.iter().filter(|f| f.word.load(Ordering::SeqCst) == PARKED).count(), inner.held_fast())
-        } else {
-            (0, 0)
-        };
+        // Each word read once: a slot taken or given back through the fast
+        // path between two reads must not count as parked and as held.
+        let (mut parked, mut held_fast) = (0, 0);
+        if state.outside(inner.options.size) > 0 {
+            for f in inner.fast.iter() {
+                match f.word.load(Ordering::SeqCst) {
+                    PARKED => parked += 1,
+                    word if word > PARKED => held_fast += 1,
+                    _ => {}
+                }
+            }
+        }
         Stats {
             size: inner.options.size,
             created: state.slots.iter().filter(|s| s.conn.is_some()).count(),
@@ -1183,11 +1190,6 @@ impl<M: Manager> Inner<M> {
                 state.idle.push(index);
             }
         }
-    }
-
-    /// Slots held through the fast path now.
-    fn held_fast(&self) -> usize {
-        self.fast.iter().filter(|f| f.word.load(Ordering::SeqCst) > PARKED).count()
     }
 
     /// A nested checkout by thread `token` of the slot it holds through

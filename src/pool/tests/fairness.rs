@@ -8,35 +8,32 @@ use super::*;
 fn waiter_gets_a_turn(size: usize, threads: usize, keyed: bool) {
     let pool = new_pool(size);
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Latch::new(threads + 1);
+    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..threads).map(|_| AtomicUsize::new(0)).collect());
     let loops: Vec<_> = (0..threads)
         .map(|t| {
-            let (pool, stop, started) = (pool.clone(), Arc::clone(&stop), Arc::clone(&started));
+            let (pool, stop, counts) = (pool.clone(), Arc::clone(&stop), Arc::clone(&counts));
             thread::spawn(move || {
-                // Warm up: every looping thread has had a producer.
-                pool.with(Some(LONG), |_| ()).unwrap();
-                started.arrive_and_wait(LONG);
-                let mut n = 0u64;
                 while !stop.load(SeqCst) {
                     if keyed {
                         drop(pool.checkout_as(Owner::Key(t as u64 + 1), Some(LONG)).unwrap());
                     } else {
                         pool.with(Some(LONG), |_| ()).unwrap();
                     }
-                    n += 1;
+                    counts[t].fetch_add(1, SeqCst);
                 }
-                n
             })
         })
         .collect();
-    started.arrive_and_wait(LONG);
+    // The waiter comes only once every looping thread is looping (each has
+    // been through the pool a few times), so that it competes with all.
+    wait_until("every looping thread to loop", || counts.iter().all(|c| c.load(SeqCst) >= 3));
     for round in 0..20 {
         let (result, _) = try_elsewhere(&pool, Some(Duration::from_secs(5)));
         assert!(result.is_ok(), "round {round}: a waiting checkout was starved: {:?}", result.err());
     }
     stop.store(true, SeqCst);
     for l in loops {
-        assert!(l.join().unwrap() > 0);
+        l.join().expect("a looping thread panicked");
     }
     let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
