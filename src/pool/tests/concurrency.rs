@@ -16,7 +16,7 @@ fn hammer(pool: &TestPool, threads: usize, body: impl Fn(usize, &TestPool) + Sen
             })
         })
         .collect();
-    with_watchdog("the hammering threads", move || {
+    with_watchdog_for("the hammering threads", STRESS, move || {
         handles.into_iter().all(|h| h.join().is_ok())
     })
     .then_some(())

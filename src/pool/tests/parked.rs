@@ -186,7 +186,7 @@ fn fast_and_locked_paths_together_stay_exclusive() {
             })
         })
         .collect();
-    with_watchdog("the threads", move || handles.into_iter().all(|h| h.join().is_ok()))
+    with_watchdog_for("the threads", STRESS, move || handles.into_iter().all(|h| h.join().is_ok()))
         .then_some(())
         .expect("a thread panicked");
     assert_eq!(violations.load(SeqCst), 0, "a slot was used by two at once");
