@@ -2,27 +2,6 @@
 
 use super::*;
 
-/// Starts `threads` threads that each run `body(thread, pool)`, and joins them
-/// under a watchdog.
-fn hammer(pool: &TestPool, threads: usize, body: impl Fn(usize, &TestPool) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    let start = Latch::new(threads);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (pool, body, start) = (pool.clone(), Arc::clone(&body), Arc::clone(&start));
-            thread::spawn(move || {
-                start.arrive_and_wait(LONG);
-                body(t, &pool);
-            })
-        })
-        .collect();
-    with_watchdog_for("the hammering threads", STRESS, move || {
-        handles.into_iter().all(|h| h.join().is_ok())
-    })
-    .then_some(())
-    .expect("a hammering thread panicked");
-}
-
 #[test]
 fn concurrent_checkouts_are_exclusive() {
     const SIZE: usize = 4;

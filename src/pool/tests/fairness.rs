@@ -60,36 +60,23 @@ fn a_waiter_is_not_starved_by_keyed_owners_looping() {
 fn waiters_giving_up_never_strand_a_slot() {
     const THREADS: usize = 6;
     let pool = new_pool(2);
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                let mut gave_up = 0;
-                for i in 0..400u64 {
-                    let owner = if t % 2 == 0 { Owner::Thread } else { Owner::Key(t as u64 + 1) };
-                    let impatient = (i + t as u64) % 3 == 0;
-                    let timeout = if impatient { Duration::from_micros(500 + 500 * (i % 5)) } else { LONG };
-                    match pool.checkout_as(owner, Some(timeout)) {
-                        Ok(lease) => {
-                            for _ in 0..(i % 4) {
-                                thread::yield_now();
-                            }
-                            drop(lease);
-                        }
-                        Err(e) if impatient => {
-                            assert!(matches!(e, CheckoutError::Timeout { .. }), "{e:?}");
-                            gave_up += 1;
-                        }
-                        Err(e) => panic!("a patient checkout failed: {e:?}"),
+    hammer(&pool, THREADS, |t, pool| {
+        for i in 0..400u64 {
+            let owner = if t % 2 == 0 { Owner::Thread } else { Owner::Key(t as u64 + 1) };
+            let impatient = (i + t as u64) % 3 == 0;
+            let timeout = if impatient { Duration::from_micros(500 + 500 * (i % 5)) } else { LONG };
+            match pool.checkout_as(owner, Some(timeout)) {
+                Ok(lease) => {
+                    for _ in 0..(i % 4) {
+                        thread::yield_now();
                     }
+                    drop(lease);
                 }
-                gave_up
-            })
-        })
-        .collect();
-    with_watchdog_for("the threads", STRESS, move || handles.into_iter().all(|h| h.join().is_ok()))
-        .then_some(())
-        .expect("a thread panicked");
+                Err(e) if impatient => assert!(matches!(e, CheckoutError::Timeout { .. }), "{e:?}"),
+                Err(e) => panic!("a patient checkout failed: {e:?}"),
+            }
+        }
+    });
     let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
     let a = pool.try_checkout_as(Owner::Key(100)).unwrap().expect("a slot was stranded");

@@ -281,6 +281,27 @@ fn with_watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + '
 /// they have taken 8 s, where they usually take 0.2 s.
 const STRESS: Duration = Duration::from_secs(60);
 
+/// Starts `threads` threads that each run `body(thread, pool)`, and joins them
+/// under a watchdog.
+fn hammer(pool: &TestPool, threads: usize, body: impl Fn(usize, &TestPool) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let start = Latch::new(threads);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (pool, body, start) = (pool.clone(), Arc::clone(&body), Arc::clone(&start));
+            thread::spawn(move || {
+                start.arrive_and_wait(LONG);
+                body(t, &pool);
+            })
+        })
+        .collect();
+    with_watchdog_for("the hammering threads", STRESS, move || {
+        handles.into_iter().all(|h| h.join().is_ok())
+    })
+    .then_some(())
+    .expect("a hammering thread panicked");
+}
+
 /// Runs `f` on a thread and fails if it does not finish `within`.
 fn with_watchdog_for<T: Send + 'static>(what: &str, within: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();

@@ -160,35 +160,27 @@ fn fast_and_locked_paths_together_stay_exclusive() {
             busy[index].store(false, SeqCst);
         }
     };
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (pool, use_slot) = (pool.clone(), use_slot.clone());
-            thread::spawn(move || {
-                for i in 0..ITERS {
-                    match (t + i) % 7 {
-                        // Mostly `with` (fast when its slot is parked).
-                        0..=3 => pool.with(Some(LONG), |lease| use_slot(lease.index())).unwrap(),
-                        4 => use_slot(pool.checkout(Some(LONG)).unwrap().index()),
-                        5 => {
-                            if let Some(lease) = pool.try_checkout_as(Owner::Key(t as u64 + 100)).unwrap() {
-                                use_slot(lease.index());
-                            }
-                        }
-                        _ if t == 0 && i % 500 == 0 => {
-                            pool.reload();
-                        }
-                        _ => {
-                            let s = pool.stats();
-                            assert!(s.idle + s.in_use <= SIZE, "{s:?}");
-                        }
+    hammer(&pool, THREADS, move |t, pool| {
+        for i in 0..ITERS {
+            match (t + i) % 7 {
+                // Mostly `with` (fast when its slot is parked).
+                0..=3 => pool.with(Some(LONG), |lease| use_slot(lease.index())).unwrap(),
+                4 => use_slot(pool.checkout(Some(LONG)).unwrap().index()),
+                5 => {
+                    if let Some(lease) = pool.try_checkout_as(Owner::Key(t as u64 + 100)).unwrap() {
+                        use_slot(lease.index());
                     }
                 }
-            })
-        })
-        .collect();
-    with_watchdog_for("the threads", STRESS, move || handles.into_iter().all(|h| h.join().is_ok()))
-        .then_some(())
-        .expect("a thread panicked");
+                _ if t == 0 && i % 500 == 0 => {
+                    pool.reload();
+                }
+                _ => {
+                    let s = pool.stats();
+                    assert!(s.idle + s.in_use <= SIZE, "{s:?}");
+                }
+            }
+        }
+    });
     assert_eq!(violations.load(SeqCst), 0, "a slot was used by two at once");
     let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
