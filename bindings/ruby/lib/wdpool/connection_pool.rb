@@ -11,8 +11,9 @@ module WdPool
   # Timeouts are milliseconds everywhere. Re-entrant per Fiber: a nested
   # `with` in the same fiber gets the same producer.
   class ConnectionPool
-    # Thread.handle_interrupt masks (transactions, and building an error a
-    # checkout or checkin left in the fiber's error slot).
+    # Thread.handle_interrupt masks: `with` and transactions run under
+    # DEFER and yield under ALLOW; errors left in the fiber's error slot are
+    # built under DEFER.
     DEFER = { Object => :never }.freeze
     ALLOW = { Object => :immediate }.freeze
     CTX_KEY = :__wdpool_ctx
@@ -141,73 +142,67 @@ module WdPool
     # released, or under a fiber scheduler by polling so other fibers run.
     #
     # Asynchronous exceptions (Thread#raise, Timeout.timeout, Thread#kill)
-    # cannot leak the producer, without a Thread.handle_interrupt on this
-    # path. Ruby delivers them only at its interrupt checks: the `leave` of
-    # every method and block, a taken `jump` / `branchif` / `branchunless` /
-    # `branchnil`, `throw` (break, next, return out of blocks), before and
-    # after a call that releases the GVL (ffi's `blocking: true`), and in C
-    # methods that wait or switch (sleep, Thread.pass, Mutex, IO, Queue,
-    # Thread.handle_interrupt itself). Not in a C method call as such: an
-    # ffi call attached without `blocking`, FFI::Pointer#get_uint64 /
-    # #put_uint64, Array#[]= (plain C methods that call no Ruby code) check
-    # nothing. So:
-    # - Before `begin` nothing is held and the depth is unchanged: an
-    #   interrupt there leaves nothing behind.
+    # never leak the producer. Ruby delivers them at its interrupt checks,
+    # and those include every C method call (FFI::Pointer#get_uint64 and an
+    # ffi function attached without `blocking` among them: measured, see
+    # test_gvl_interrupts.rb), so no line of an `ensure` is safe from them
+    # unless a mask covers it. Hence the pattern of the connection_pool gem:
+    # - Everything runs under `Thread.handle_interrupt(Object => :never)`,
+    #   pushed before anything is held; an interrupt that arrives before the
+    #   mask is pushed leaves nothing behind.
     # - The native checkout writes the handle into this depth's lease slot
-    #   before it returns, so from the first interrupt check after it (the
-    #   return of #try_checkout, the GVL retaken after a blocking checkout)
-    #   the `ensure` finds the lease in the slot; before the checkout wrote
-    #   it, the slot holds 0 and the `ensure`'s checkin of 0 does nothing
-    #   (WDPOOL_NULL_PARAMETER, no error allocated).
-    # - The `ensure` starts with the checkin: reading the slot, zeroing it,
-    #   restoring the depth and the native checkin are C method calls with
-    #   no branch between them, so no interrupt can stop it before the
-    #   producer is back. Ruby code the checkin calls back (event
-    #   subscribers) runs in a trampoline that catches everything and hands
-    #   it to Events.raise_deferred; what might still escape it, ffi keeps
-    #   and raises once the native call has returned, the slot already 0.
+    #   before it returns; the `ensure` checks in whatever the slot holds (0
+    #   when the checkout did not get that far: the checkin of 0 does
+    #   nothing), so a checkout that raises after the slot was written (a
+    #   deferred subscriber error, say) leaks nothing either.
+    # - Only the wait of the slow path and the user's block run with
+    #   interrupts allowed (`Object => :immediate`, as the gem does: inside
+    #   the block, a mask of the caller's is overridden). An interrupt
+    #   arriving there, or queued while masked, is raised there or when the
+    #   outer mask is popped: always after the checkin.
     # - A stale handle (a slot of a process forked inside the block) is
     #   refused by the native checkin (WDPOOL_STALE_HANDLE), never reused.
-    # Only a TracePoint hook (Ruby code) on those C calls adds checks the VM
-    # does not otherwise have. The user's block runs with the caller's
-    # interrupt mask (the connection_pool gem forces :immediate).
+    # Ruby code the checkin calls back (event subscribers) runs in a
+    # trampoline that catches everything and hands it to
+    # Events.raise_deferred.
     def with(timeout: nil)
-      # ctx[0] owner, ctx[1] error slot, ctx[2] depth, ctx[3 + depth] lease
-      # slot (literal indexes: a constant costs an inline-cache check here).
-      ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
-      depth = ctx[2]
-      slot = ctx[depth + 3] || ConnectionPool.lease_slot(ctx, depth)
-      errp = nil # the error slot once the block returned normally, else nil
-      begin
-        ctx[2] = depth + 1
-        # An instance pool's try called here (a method call less); the
-        # global pool (no @handle) through GlobalPool#try_checkout.
-        rc = if @handle
-               Native.wdpool_pool_try_checkout(@handle, ctx[0], slot, ctx[1])
-             else
-               try_checkout(ctx[0], slot, ctx[1])
-             end
-        raise Errors.take(rc, ctx[1]) unless rc == 0
+      Thread.handle_interrupt(DEFER) do
+        # ctx[0] owner, ctx[1] error slot, ctx[2] depth, ctx[3 + depth]
+        # lease slot (literal indexes: a constant costs an inline-cache
+        # check here).
+        ctx = Thread.current[CTX_KEY] || ConnectionPool.fiber_context
+        depth = ctx[2]
+        slot = ctx[depth + 3] || ConnectionPool.lease_slot(ctx, depth)
+        errp = nil # the error slot once the block returned normally, else nil
+        begin
+          ctx[2] = depth + 1
+          # An instance pool's try called here (a method call less); the
+          # global pool (no @handle) through GlobalPool#try_checkout.
+          rc = if @handle
+                 Native.wdpool_pool_try_checkout(@handle, ctx[0], slot, ctx[1])
+               else
+                 try_checkout(ctx[0], slot, ctx[1])
+               end
+          raise Errors.take(rc, ctx[1]) unless rc == 0
 
-        token = slot.get_uint64(0)
-        token = slow_checkout(ctx, slot, timeout) if token == 0
-        result = yield Producer.allocate.__lease(token, self)
-        errp = ctx[1]
-        result
-      ensure
-        # No interrupt check before the checkin (see above): keep these
-        # four lines first and free of branches.
-        token = slot.get_uint64(0)
-        slot.put_uint64(0, 0)
-        ctx[2] = depth
-        rc = Native.wdpool_producer_checkin_token(token, errp)
-        # The block returned and the checkin failed: no taken branch (no
-        # interrupt check) on the way to #take.
-        raise Errors.take(rc, errp) unless rc == 0 || errp.nil?
-        # Left by an exception or a non-local exit: free the error of a
-        # failed checkout interrupted before #take, if any.
-        Errors.discard(ctx[1]) if errp.nil?
-        Events.raise_deferred if Events::PENDING[0] != 0
+          token = slot.get_uint64(0)
+          token = Thread.handle_interrupt(ALLOW) { slow_checkout(ctx, slot, timeout) } if token == 0
+          producer = Producer.allocate.__lease(token, self)
+          result = Thread.handle_interrupt(ALLOW) { yield producer }
+          errp = ctx[1]
+          result
+        ensure
+          token = slot.get_uint64(0)
+          slot.put_uint64(0, 0)
+          ctx[2] = depth
+          rc = Native.wdpool_producer_checkin_token(token, errp)
+          # The block returned and the checkin failed: raise its error.
+          raise Errors.take(rc, errp) unless rc == 0 || errp.nil?
+          # Left by an exception or a non-local exit: free the error of a
+          # failed checkout, if any.
+          Errors.discard(ctx[1]) if errp.nil?
+          Events.raise_deferred if Events::PENDING[0] != 0
+        end
       end
     end
     alias then with
