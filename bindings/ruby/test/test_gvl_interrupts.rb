@@ -277,6 +277,41 @@ class GvlInterruptsTest < Minitest::Test
     pool&.close
   end
 
+  # Subscribers run inside the native call that fires their event (here
+  # close's connection_pool.shutdown). An interrupt that comes meanwhile is
+  # raised once that call has returned: the subscriber and the close finish
+  # first. (Timeout.timeout without a class turns its interrupt into a
+  # `throw`, which must never unwind native frames.)
+  def test_an_interrupt_while_a_subscriber_runs_inside_close_is_raised_after_it
+    pool = TestKafka.pool(size: 1, timeout: 5_000, deliver: false)
+    pool.with { nil }
+    started = Queue.new
+    finished = []
+    sub = WdPool.monitor.subscribe('connection_pool.shutdown') do |event|
+      next unless event[:pool].equal?(pool)
+
+      started << 1
+      sleep 0.3
+      finished << :subscriber
+    end
+    [nil, Injected].each do |klass|
+      pool ||= TestKafka.pool(size: 1, timeout: 5_000, deliver: false).tap { |p| p.with { nil } }
+      me = Thread.current
+      interrupter = Thread.new { started.pop; klass ? me.raise(Injected) : nil }
+      error = assert_raises(klass || Timeout::Error) do
+        klass ? pool.close : Timeout.timeout(0.1) { pool.close }
+      end
+      interrupter.join
+      assert_equal [:subscriber], finished, "#{error.class}: the subscriber ran to its end"
+      assert_raises(WdPool::Errors::ClosedError) { pool.with { nil } }
+      finished.clear
+      pool = nil
+    end
+  ensure
+    WdPool.monitor.unsubscribe(sub) if sub
+    pool&.close
+  end
+
   # Ruby 3.1's Timeout.timeout without an exception class interrupts by
   # `throw`: inside a transaction that is an early exit (rolled back,
   # EarlyTransactionExit). With an exception class it is an exception:

@@ -105,27 +105,33 @@ module WdPool
       options = Native::Options.new
       options[:size] = @size
       options[:timeout_ms] = @timeout
-      out = FFI::MemoryPointer.new(:pointer, 2)
-      err = out + FFI::Pointer.size
-      id, ctx = Configure.open(configure, self)
-      Thread.current[:__wdpool_creating] = self
-      begin
-        rc = Native.wdpool_pool_new(options, configure ? Configure::TRAMPOLINE : nil, FFI::Pointer.new(id), out, err)
-      ensure
-        Thread.current[:__wdpool_creating] = nil
-        Configure.close(id)
-      end
-      if ctx[:error]
-        Native.wdpool_error_free(err.get_pointer(0)) unless rc.zero?
-        Native.wdpool_pool_free(out.get_pointer(0)) if rc.zero?
-        raise ctx[:error]
-      end
-      raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
+      # Under DEFER: the configure block and the subscribers run inside the
+      # native call (an interrupt that turns into a `throw` there would
+      # unwind native frames), and an interrupt between the native pool's
+      # creation and its finalizer would leak it.
+      Thread.handle_interrupt(DEFER) do
+        out = FFI::MemoryPointer.new(:pointer, 2)
+        err = out + FFI::Pointer.size
+        id, ctx = Configure.open(configure, self)
+        Thread.current[:__wdpool_creating] = self
+        begin
+          rc = Native.wdpool_pool_new(options, configure ? Configure::TRAMPOLINE : nil, FFI::Pointer.new(id), out, err)
+        ensure
+          Thread.current[:__wdpool_creating] = nil
+          Configure.close(id)
+        end
+        if ctx[:error]
+          Native.wdpool_error_free(err.get_pointer(0)) unless rc.zero?
+          Native.wdpool_pool_free(out.get_pointer(0)) if rc.zero?
+          raise ctx[:error]
+        end
+        raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
-      @handle = out.get_pointer(0)
-      @id = Native.wdpool_pool_id(@handle)
-      Events.register(@id, self)
-      ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
+        @handle = out.get_pointer(0)
+        @id = Native.wdpool_pool_id(@handle)
+        Events.register(@id, self)
+        ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
+      end
       Events.raise_deferred if Events::PENDING[0] != 0
     end
 
@@ -155,11 +161,15 @@ module WdPool
     #   when the checkout did not get that far: the checkin of 0 does
     #   nothing), so a checkout that raises after the slot was written (a
     #   deferred subscriber error, say) leaks nothing either.
-    # - Only the wait of the slow path and the user's block run with
-    #   interrupts allowed (`Object => :immediate`, as the gem does: inside
-    #   the block, a mask of the caller's is overridden). An interrupt
-    #   arriving there, or queued while masked, is raised there or when the
-    #   outer mask is popped: always after the checkin.
+    # - Only the user's block runs with interrupts allowed (`Object =>
+    #   :immediate`, as the gem does: inside the block, a mask of the
+    #   caller's is overridden). An interrupt queued while masked is raised
+    #   in the block or when the outer mask is popped: always after the
+    #   checkin. So the slow path's wait (a blocking native call, or under
+    #   a fiber scheduler a poll whose sleeps Fiber#raise still ends) and
+    #   the subscribers that the checkout and the checkin call back (inside
+    #   a native call, where an interrupt that becomes a `throw`, as
+    #   Timeout's does, would unwind native frames) run masked.
     # - A stale handle (a slot of a process forked inside the block) is
     #   refused by the native checkin (WDPOOL_STALE_HANDLE), never reused.
     # Ruby code the checkin calls back (event subscribers) runs in a
@@ -186,7 +196,12 @@ module WdPool
           raise Errors.take(rc, ctx[1]) unless rc == 0
 
           token = slot.get_uint64(0)
-          token = Thread.handle_interrupt(ALLOW) { slow_checkout(ctx, slot, timeout) } if token == 0
+          if token == 0
+            token = slow_checkout(ctx, slot, timeout)
+            # An interrupt that came while it waited is raised here, before
+            # the block (the lease is in the slot: the ensure checks it in).
+            Thread.handle_interrupt(ALLOW) { nil } if Thread.pending_interrupt?
+          end
           producer = Producer.allocate.__lease(token, self)
           result = Thread.handle_interrupt(ALLOW) { yield producer }
           errp = ctx[1]
@@ -220,7 +235,8 @@ module WdPool
     def close(force: false)
       report = Native::CloseReport.new
       err = FFI::MemoryPointer.new(:pointer)
-      rc = native_close(force, report, err)
+      # Subscribers (connection_pool.shutdown) run inside the native call.
+      rc = Thread.handle_interrupt(DEFER) { native_close(force, report, err) }
       Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -235,7 +251,8 @@ module WdPool
     # replaced when they come back.
     def reload
       err = FFI::MemoryPointer.new(:pointer)
-      rc = native_reload(err)
+      # Subscribers (connection_pool.reload/reloaded) run inside the native call.
+      rc = Thread.handle_interrupt(DEFER) { native_reload(err) }
       Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -383,18 +400,21 @@ module WdPool
       options = Native::Options.new
       options[:size] = Integer(size)
       options[:timeout_ms] = Integer(timeout)
-      err = FFI::MemoryPointer.new(:pointer)
-      id, ctx = Configure.open(configure, ConnectionPool)
-      begin
-        rc = Native.wdpool_setup(options, configure ? Configure::TRAMPOLINE : nil, FFI::Pointer.new(id), err)
-      ensure
-        Configure.close(id)
+      # Under DEFER, as ConnectionPool#initialize.
+      Thread.handle_interrupt(DEFER) do
+        err = FFI::MemoryPointer.new(:pointer)
+        id, ctx = Configure.open(configure, ConnectionPool)
+        begin
+          rc = Native.wdpool_setup(options, configure ? Configure::TRAMPOLINE : nil, FFI::Pointer.new(id), err)
+        ensure
+          Configure.close(id)
+        end
+        if ctx[:error]
+          Native.wdpool_error_free(err.get_pointer(0)) unless rc.zero?
+          raise ctx[:error]
+        end
+        raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
       end
-      if ctx[:error]
-        Native.wdpool_error_free(err.get_pointer(0)) unless rc.zero?
-        raise ctx[:error]
-      end
-      raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       @size = Integer(size)
       @timeout = Integer(timeout)

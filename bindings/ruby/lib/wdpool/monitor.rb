@@ -116,7 +116,10 @@ module WdPool
         Thread.current.name = 'wdpool-events'
         Thread.current.report_on_exception = true
         loop do
-          Native.wdpool_events_drain(250, 1000, nil, nil)
+          # Masked: subscribers run inside the native call, where a
+          # Thread#kill (the process exiting) must not unwind native frames;
+          # it is taken between two drains.
+          Thread.handle_interrupt(ConnectionPool::DEFER) { Native.wdpool_events_drain(250, 1000, nil, nil) }
           Events.report_drain_errors
         end
       end
