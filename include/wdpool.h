@@ -427,6 +427,19 @@ typedef struct wdpool_pool wdpool_pool;
 typedef struct wdpool_producer wdpool_producer;
 
 /**
+ * A queue of tagged delivery reports: a handle, not a pointer. Made by
+ * `wdpool_report_queue_new`, owned by the caller, freed with
+ * `wdpool_report_queue_free`. Messages sent into it keep what they need:
+ * freeing it while some are in flight is safe (their reports are then
+ * dropped). It belongs to the process that made it: in a forked child
+ * every call with it fails with WDPOOL_STALE_HANDLE.
+ *
+ * Thread: any; any number of producers may send into it concurrently,
+ * from any threads, while takers take.
+ */
+typedef struct wdpool_report_queue wdpool_report_queue;
+
+/**
  * The outcome of one message.
  */
 typedef struct wdpool_report {
@@ -790,6 +803,41 @@ typedef struct wdpool_producer_info {
    */
   bool rollback_only;
 } wdpool_producer_info;
+
+/**
+ * One message's delivery report, as `wdpool_report_queue_take` hands it
+ * out.
+ */
+typedef struct wdpool_tagged_report {
+  /**
+   * The tag given to `wdpool_producer_produce_tagged`.
+   */
+  uint64_t tag;
+  /**
+   * -1 when unknown (the message failed before a partition was chosen).
+   */
+  int32_t partition;
+  /**
+   * 0: delivered. Otherwise librdkafka's error code
+   * (`rd_kafka_resp_err_t`).
+   */
+  int32_t error_code;
+  /**
+   * -1 when not delivered.
+   */
+  int64_t offset;
+  /**
+   * Milliseconds since the epoch; -1 when unknown.
+   */
+  int64_t timestamp_ms;
+  /**
+   * NULL when delivered. Otherwise the failure (code WDPOOL_KAFKA or
+   * WDPOOL_FATAL, the message, `wdpool_error_kafka_code` and
+   * `wdpool_error_kafka_flags`), owned by the caller: free it with
+   * `wdpool_error_free`.
+   */
+  struct wdpool_error *error;
+} wdpool_tagged_report;
 
 /**
  * The calling OS thread owns the checkout.
@@ -1483,6 +1531,45 @@ enum wdpool_result wdpool_producer_produce_async(struct wdpool_producer *produce
                                                  struct wdpool_error **err);
 
 /**
+ * Produces one message without waiting, its delivery report to come in
+ * `queue` tagged with `tag` (see `wdpool_report_queue`): no delivery
+ * handle to make, read and free per message. The message is validated
+ * first and copied; the caller may free it when this returns.
+ *
+ * OK: exactly one report with `tag` will come in `queue` (delivered or
+ * failed; librdkafka reports every message it accepted, within its
+ * `message.timeout.ms`, or at once when the producer is closed by force).
+ * Any other result: the message may still get a report (it was sent, then
+ * its implicit transaction failed to commit) or none (refused, invalid);
+ * a caller ignores tags it does not track. Tags are the caller's: wdpool
+ * neither checks nor needs them to be unique.
+ *
+ * Blocks:     as `wdpool_producer_produce_async`.
+ * Calls back: as `wdpool_producer_produce_async`.
+ * Thread:     any, while the handle is valid.
+ * Returns:    those of `wdpool_producer_produce_async`; NULL_PARAMETER
+ *             and STALE_HANDLE also for `queue`.
+ */
+enum wdpool_result wdpool_producer_produce_tagged(struct wdpool_producer *producer,
+                                                  const struct wdpool_message *message,
+                                                  const struct wdpool_report_queue *queue,
+                                                  uint64_t tag,
+                                                  struct wdpool_error **err);
+
+/**
+ * The producer's `max_wait_timeout` in milliseconds, stored in `*ms_out`:
+ * what its calls wait at most when given WDPOOL_TIMEOUT_DEFAULT (for a
+ * binding that waits for a report itself, as for a `wdpool_report_queue`).
+ *
+ * Blocks: never. Calls back: nothing. Thread: any, while the handle is
+ * valid.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
+ */
+enum wdpool_result wdpool_producer_max_wait_timeout(const struct wdpool_producer *producer,
+                                                    uint64_t *ms_out,
+                                                    struct wdpool_error **err);
+
+/**
  * Produces `count` messages without waiting; one `wdpool_delivery` covers
  * them all. Validation, blocking, threads and ownership as
  * `wdpool_producer_produce_async`; nothing is sent if any message is
@@ -1662,6 +1749,58 @@ enum wdpool_result wdpool_producer_get_info(struct wdpool_producer *producer,
  */
 enum wdpool_result wdpool_producer_checkin(struct wdpool_producer *producer,
                                            struct wdpool_error **err);
+
+/**
+ * Makes an empty report queue and stores its handle in `*queue_out`.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (too many live queues).
+ */
+enum wdpool_result wdpool_report_queue_new(struct wdpool_report_queue **queue_out,
+                                           struct wdpool_error **err);
+
+/**
+ * Takes up to `capacity` reports, oldest first, into `reports_out`, and
+ * stores how many in `*count_out` (0 when none came in time). Each report
+ * is taken once: with several takers, each gets different ones.
+ *
+ * Blocks:     until at least one report is there, at most `timeout_ms`
+ *             (0: only looks); a `wdpool_report_queue_free` on another
+ *             thread ends the wait at once (what was there is still
+ *             taken; the next call fails with STALE_HANDLE).
+ * Calls back: nothing.
+ * Thread:     any, concurrently with senders and other takers.
+ * Ownership:  each report's `error`, when not NULL, is the caller's.
+ * Returns:    OK (also with none taken), NULL_PARAMETER (`queue`,
+ *             `count_out`, or `reports_out` with `capacity` above 0),
+ *             INVALID_ARGUMENT (another kind of handle; `timeout_ms`
+ *             negative: the wait is always bounded), STALE_HANDLE (freed,
+ *             or made by the parent of a forked child).
+ */
+enum wdpool_result wdpool_report_queue_take(const struct wdpool_report_queue *queue,
+                                            struct wdpool_tagged_report *reports_out,
+                                            size_t capacity,
+                                            int64_t timeout_ms,
+                                            size_t *count_out,
+                                            struct wdpool_error **err);
+
+/**
+ * How many reports wait to be taken; 0 for NULL, a freed queue or
+ * another kind of handle.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ */
+size_t wdpool_report_queue_len(const struct wdpool_report_queue *queue);
+
+/**
+ * Frees a report queue: the handle goes stale, a take waiting on it
+ * returns at once, and the reports not taken (and those of messages still
+ * in flight, when they come) are dropped. NULL, a freed queue or another
+ * kind of handle: nothing happens.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ */
+void wdpool_report_queue_free(struct wdpool_report_queue *queue);
 
 /**
  * The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.

@@ -19,6 +19,7 @@ mod pins;
 mod pool;
 mod producer;
 mod registry;
+mod reports;
 mod result;
 mod version;
 
@@ -33,6 +34,7 @@ pub use message::*;
 pub use mock::*;
 pub use pool::*;
 pub use producer::*;
+pub use reports::*;
 pub use result::*;
 pub use version::*;
 

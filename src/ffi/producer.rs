@@ -379,6 +379,69 @@ pub unsafe extern "C" fn wdpool_producer_produce_async(
     })
 }
 
+/// Produces one message without waiting, its delivery report to come in
+/// `queue` tagged with `tag` (see `wdpool_report_queue`): no delivery
+/// handle to make, read and free per message. The message is validated
+/// first and copied; the caller may free it when this returns.
+///
+/// OK: exactly one report with `tag` will come in `queue` (delivered or
+/// failed; librdkafka reports every message it accepted, within its
+/// `message.timeout.ms`, or at once when the producer is closed by force).
+/// Any other result: the message may still get a report (it was sent, then
+/// its implicit transaction failed to commit) or none (refused, invalid);
+/// a caller ignores tags it does not track. Tags are the caller's: wdpool
+/// neither checks nor needs them to be unique.
+///
+/// Blocks:     as `wdpool_producer_produce_async`.
+/// Calls back: as `wdpool_producer_produce_async`.
+/// Thread:     any, while the handle is valid.
+/// Returns:    those of `wdpool_producer_produce_async`; NULL_PARAMETER
+///             and STALE_HANDLE also for `queue`.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_producer_produce_tagged(
+    producer: *mut wdpool_producer,
+    message: *const wdpool_message,
+    queue: *const super::wdpool_report_queue,
+    tag: u64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        if message.is_null() {
+            return Err(null("message"));
+        }
+        let (producer, who) = producer_of(producer)?;
+        let queue = super::reports::queue_of(queue)?;
+        // SAFETY: one readable message, as promised by the caller.
+        let msg = unsafe { borrow(&*message) }?;
+        producer.produce_async_queued(who, std::slice::from_ref(&msg), &queue, tag)
+    })
+}
+
+/// The producer's `max_wait_timeout` in milliseconds, stored in `*ms_out`:
+/// what its calls wait at most when given WDPOOL_TIMEOUT_DEFAULT (for a
+/// binding that waits for a report itself, as for a `wdpool_report_queue`).
+///
+/// Blocks: never. Calls back: nothing. Thread: any, while the handle is
+/// valid.
+/// Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT, STALE_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn wdpool_producer_max_wait_timeout(
+    producer: *const wdpool_producer,
+    ms_out: *mut u64,
+    err: *mut *mut wdpool_error,
+) -> wdpool_result {
+    boundary(err, || {
+        if ms_out.is_null() {
+            return Err(null("ms_out"));
+        }
+        let (producer, _) = producer_of(producer as *mut wdpool_producer)?;
+        let ms = u64::try_from(producer.max_wait().as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: checked for NULL; the caller passes a writable pointer.
+        unsafe { write_out(ms_out, ms) };
+        Ok(())
+    })
+}
+
 /// Produces `count` messages without waiting; one `wdpool_delivery` covers
 /// them all. Validation, blocking, threads and ownership as
 /// `wdpool_producer_produce_async`; nothing is sent if any message is

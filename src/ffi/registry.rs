@@ -53,6 +53,7 @@ pub(crate) enum Kind {
     /// A producer handle lent to a callback (`super::frames`): not in a
     /// registry, but a producer handle to the user.
     ProducerFrame = 6,
+    ReportQueue = 7,
 }
 
 impl Kind {
@@ -64,18 +65,19 @@ impl Kind {
             Kind::Delivery => "delivery",
             Kind::MockCluster => "mock cluster",
             Kind::ProducerFrame => "producer",
+            Kind::ReportQueue => "report queue",
         }
     }
 
     fn from_tag(tag: u64) -> Option<Kind> {
-        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster, Kind::ProducerFrame]
+        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster, Kind::ProducerFrame, Kind::ReportQueue]
             .into_iter()
             .find(|k| *k as u64 == tag)
     }
 
     /// Handles of this kind are meaningless in a forked child.
     fn per_process(self) -> bool {
-        matches!(self, Kind::Producer | Kind::Config | Kind::ProducerFrame)
+        matches!(self, Kind::Producer | Kind::Config | Kind::ProducerFrame | Kind::ReportQueue)
     }
 }
 
@@ -88,7 +90,7 @@ struct Stash([StdCell<Option<Stashed>>; KINDS]);
 /// A free cell, and the free list of the registry it belongs to.
 type Stashed = (u32, &'static FreeList);
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 impl Drop for Stash {
     fn drop(&mut self) {

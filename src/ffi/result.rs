@@ -142,16 +142,20 @@ pub(crate) fn c_string(s: &str) -> CString {
 pub(crate) unsafe fn fail(err_out: *mut *mut wdpool_error, error: Error) -> wdpool_result {
     let code = code_of(error.kind);
     if !err_out.is_null() {
-        let boxed = Box::new(wdpool_error {
-            code,
-            message: c_string(&error.message),
-            kafka_code: error.kafka_code,
-            kafka_flags: error.kafka_flags,
-        });
         // SAFETY: the caller passes either NULL or a valid `wdpool_error **`.
-        unsafe { *err_out = Box::into_raw(boxed) };
+        unsafe { *err_out = error_box(error) };
     }
     code
+}
+
+/// `error` as a `wdpool_error` the caller owns (`wdpool_error_free`).
+pub(crate) fn error_box(error: Error) -> *mut wdpool_error {
+    Box::into_raw(Box::new(wdpool_error {
+        code: code_of(error.kind),
+        message: c_string(&error.message),
+        kafka_code: error.kafka_code,
+        kafka_flags: error.kafka_flags,
+    }))
 }
 
 /// The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.

@@ -170,15 +170,98 @@ impl Batch {
     }
 }
 
+/// Delivery reports of many messages, each tagged with a number the
+/// producing caller chose, collected for one reader that takes them in
+/// batches (the Go binding's drain goroutine), instead of a [`Batch`] per
+/// message. The delivery callback pushes; it never blocks on a reader.
+#[derive(Debug, Default)]
+pub struct ReportQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    reports: std::collections::VecDeque<(u64, Report)>,
+    /// Threads in `take`: a push wakes one only when there are some (std's
+    /// condvar makes a system call on every notify otherwise).
+    waiters: usize,
+    /// Set by `close`: takers stop waiting.
+    closed: bool,
+}
+
+impl ReportQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, tag: u64, report: Report) {
+        let mut state = self.lock();
+        state.reports.push_back((tag, report));
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Moves up to `max` reports, oldest first, into `out` (cleared first),
+    /// waiting up to `timeout` for the first one; returns early, with what
+    /// is there, once the queue is closed.
+    pub fn take(&self, out: &mut Vec<(u64, Report)>, max: usize, timeout: Duration) {
+        out.clear();
+        if max == 0 {
+            return;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = self.lock();
+        while state.reports.is_empty() && !state.closed {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return;
+            }
+            state.waiters += 1;
+            state = self.ready.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state.waiters -= 1;
+        }
+        let n = max.min(state.reports.len());
+        out.extend(state.reports.drain(..n));
+    }
+
+    /// How many reports wait to be taken.
+    pub fn len(&self) -> usize {
+        self.lock().reports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes every taker; later takes do not wait.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
 /// What travels with a message through librdkafka to its delivery report,
 /// without an allocation in the common cases: nothing (fire and forget: the
-/// producer only counts), a batch of one (the `Arc` itself), or message
-/// `index` of a larger batch (boxed). Packed into the opaque pointer, with
-/// the low bit telling the last two apart (`Arc<Batch>` is 8-aligned).
+/// producer only counts), a batch of one (the `Arc` itself), message
+/// `index` of a larger batch (boxed), or a tag for a [`ReportQueue`]
+/// (boxed). Packed into the opaque pointer, with the low two bits telling
+/// the last three apart (`Arc<Batch>` and the boxes are 8-aligned).
 pub enum Ticket {
     None,
     Single(Arc<Batch>),
     Indexed(Box<(Arc<Batch>, usize)>),
+    Queued(Box<(Arc<ReportQueue>, u64)>),
 }
 
 impl Ticket {
@@ -196,11 +279,14 @@ impl Ticket {
             Ticket::None => {}
             Ticket::Single(batch) => batch.complete(0, report()),
             Ticket::Indexed(entry) => entry.0.complete(entry.1, report()),
+            Ticket::Queued(entry) => entry.0.push(entry.1, report()),
         }
     }
 }
 
 const INDEXED: usize = 1;
+const QUEUED: usize = 2;
+const TAG_BITS: usize = 3;
 
 impl IntoOpaque for Ticket {
     fn into_ptr(self) -> *mut c_void {
@@ -208,6 +294,7 @@ impl IntoOpaque for Ticket {
             Ticket::None => std::ptr::null_mut(),
             Ticket::Single(batch) => Arc::into_raw(batch) as *mut c_void,
             Ticket::Indexed(entry) => (Box::into_raw(entry) as usize | INDEXED) as *mut c_void,
+            Ticket::Queued(entry) => (Box::into_raw(entry) as usize | QUEUED) as *mut c_void,
         }
     }
 
@@ -215,13 +302,16 @@ impl IntoOpaque for Ticket {
         let bits = ptr as usize;
         if ptr.is_null() {
             Ticket::None
-        } else if bits & INDEXED == 0 {
+        } else if bits & TAG_BITS == 0 {
             // SAFETY: made by `into_ptr` from an `Arc<Batch>`, taken back once.
             Ticket::Single(unsafe { Arc::from_raw(ptr as *const Batch) })
+        } else if bits & TAG_BITS == INDEXED {
+            // SAFETY: made by `into_ptr` from a box (aligned, so the tag bits
+            // were free), taken back once.
+            Ticket::Indexed(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (Arc<Batch>, usize)) })
         } else {
-            // SAFETY: made by `into_ptr` from a box (aligned, so the tag bit
-            // was free), taken back once.
-            Ticket::Indexed(unsafe { Box::from_raw((bits & !INDEXED) as *mut (Arc<Batch>, usize)) })
+            // SAFETY: as above.
+            Ticket::Queued(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (Arc<ReportQueue>, u64)) })
         }
     }
 }
@@ -249,6 +339,63 @@ mod tests {
         assert_eq!(many.report(2), Some(ok()));
         assert_eq!(Arc::strong_count(&one), 1, "the ticket's reference was released");
         assert_eq!(Arc::strong_count(&many), 1);
+    }
+
+    #[test]
+    fn queued_tickets_push_their_tag_once() {
+        let queue = Arc::new(ReportQueue::new());
+        for tag in [7u64, u64::MAX, 0] {
+            let ptr = Ticket::Queued(Box::new((Arc::clone(&queue), tag))).into_ptr();
+            // SAFETY: made by into_ptr just above, taken back once.
+            unsafe { Ticket::from_ptr(ptr) }.complete(ok);
+        }
+        // A ticket dropped without a report (librdkafka refused the
+        // message) pushes nothing.
+        drop(Ticket::Queued(Box::new((Arc::clone(&queue), 9))));
+        assert_eq!(Arc::strong_count(&queue), 1, "the tickets' references were released");
+        let mut out = Vec::new();
+        queue.take(&mut out, 2, Duration::ZERO);
+        assert_eq!(out, vec![(7, ok()), (u64::MAX, ok())]);
+        queue.take(&mut out, 10, Duration::ZERO);
+        assert_eq!(out, vec![(0, ok())]);
+        queue.take(&mut out, 10, Duration::ZERO);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_taker_waits_for_the_first_report_or_the_close() {
+        let queue = Arc::new(ReportQueue::new());
+        let q = Arc::clone(&queue);
+        let taker = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            q.take(&mut out, 10, Duration::from_secs(30));
+            out
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue.lock().waiters == 0 {
+            assert!(Instant::now() < deadline, "the taker never waited");
+            std::thread::yield_now();
+        }
+        queue.push(3, ok());
+        assert_eq!(taker.join().unwrap(), vec![(3, ok())]);
+
+        let q = Arc::clone(&queue);
+        let taker = std::thread::spawn(move || {
+            let mut out = vec![(1, ok())];
+            q.take(&mut out, 10, Duration::from_secs(30));
+            out
+        });
+        while queue.lock().waiters == 0 {
+            assert!(Instant::now() < deadline, "the taker never waited");
+            std::thread::yield_now();
+        }
+        queue.close();
+        assert!(taker.join().unwrap().is_empty(), "woken by the close, with nothing");
+        let mut out = Vec::new();
+        let started = Instant::now();
+        queue.take(&mut out, 10, Duration::from_secs(30));
+        assert!(out.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(10), "a closed queue is not waited on");
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod producer;
 pub mod transaction;
 
 pub use config::ProducerConfig;
-pub use delivery::{Batch, Report, Ticket};
+pub use delivery::{Batch, Report, ReportQueue, Ticket};
 pub use message::{Header, Message};
 pub use producer::Producer;
 pub use transaction::{Completion, Ended, Outcome};

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer
 
 use super::config::ProducerConfig;
 use super::context::Context;
-use super::delivery::{Batch, Report, Ticket};
+use super::delivery::{Batch, Report, ReportQueue, Ticket};
 use super::message::Message;
 use super::transaction::{deadline_after, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +28,17 @@ pub(crate) enum Backend {
     Kafka(ThreadedProducer<Context>),
     /// `deliver = false`: validate and acknowledge without a broker.
     Test { next_offset: AtomicI64 },
+}
+
+/// Where the delivery reports of a send go.
+#[derive(Clone, Copy)]
+enum Track<'a> {
+    /// Nowhere: the producer only counts them.
+    Untracked,
+    /// A [`Batch`] the caller waits on.
+    Batch,
+    /// A [`ReportQueue`], tagged from the given number on.
+    Queue(&'a Arc<ReportQueue>, u64),
 }
 
 pub struct Producer {
@@ -201,38 +212,46 @@ impl Producer {
         Ok(())
     }
 
-    /// Enqueues checked messages; returns the batch to wait on. When
-    /// librdkafka refuses a message (unknown partition, queue full for too
-    /// long, ...) the others are still sent and the first refusal is
-    /// returned beside the batch (and recorded in it); inside a transaction
-    /// that transaction can then only roll back.
+    /// Enqueues checked messages; returns the batch to wait on (with
+    /// [`Track::Batch`]). When librdkafka refuses a message (unknown
+    /// partition, queue full for too long, ...) the others are still sent
+    /// and the first refusal is returned beside the batch (and recorded in
+    /// it); inside a transaction that transaction can then only roll back.
     ///
-    /// Untracked (`tracked` false: fire and forget), there is no batch: the
-    /// reports only update the producer's counters, and nothing is
-    /// allocated per message beyond librdkafka's own copy.
-    fn send_all(&self, messages: &[Message<'_>], tracked: bool) -> (Option<Arc<Batch>>, Option<Error>) {
-        let batch = tracked.then(|| Arc::new(Batch::new(messages.len())));
+    /// Untracked (fire and forget), there is no batch: the reports only
+    /// update the producer's counters, and nothing is allocated per message
+    /// beyond librdkafka's own copy. With [`Track::Queue`], message `i`'s
+    /// report goes to the queue tagged `tag + i`; a refused message gets
+    /// none there.
+    fn send_all(&self, messages: &[Message<'_>], track: Track<'_>) -> (Option<Arc<Batch>>, Option<Error>) {
+        let batch = matches!(track, Track::Batch).then(|| Arc::new(Batch::new(messages.len())));
         let mut refused = None;
         match &self.backend {
             Backend::Test { next_offset } => {
                 let now = now_ms();
                 for (i, m) in messages.iter().enumerate() {
                     let offset = next_offset.fetch_add(1, Ordering::Relaxed);
+                    let report = || Report {
+                        partition: m.partition.max(0),
+                        offset,
+                        timestamp_ms: m.timestamp_ms.unwrap_or(now),
+                        error: None,
+                    };
                     if let Some(batch) = &batch {
-                        batch.complete(i, Report {
-                            partition: m.partition.max(0),
-                            offset,
-                            timestamp_ms: m.timestamp_ms.unwrap_or(now),
-                            error: None,
-                        });
+                        batch.complete(i, report());
+                    } else if let Track::Queue(queue, tag) = track {
+                        queue.push(tag.wrapping_add(i as u64), report());
                     }
                 }
             }
             Backend::Kafka(p) => {
                 for (i, m) in messages.iter().enumerate() {
-                    let ticket = match &batch {
-                        Some(batch) => Ticket::for_message(batch, i, messages.len()),
-                        None => Ticket::None,
+                    let ticket = match (&batch, track) {
+                        (Some(batch), _) => Ticket::for_message(batch, i, messages.len()),
+                        (None, Track::Queue(queue, tag)) => {
+                            Ticket::Queued(Box::new((Arc::clone(queue), tag.wrapping_add(i as u64))))
+                        }
+                        (None, _) => Ticket::None,
                     };
                     if let Err(e) = self.send(p, m, ticket) {
                         if let Some(batch) = &batch {
@@ -380,7 +399,7 @@ impl Producer {
         self.check(messages)?;
         let deadline = deadline_after(timeout);
         self.in_implicit_transaction(who, || deadline, || {
-            let (batch, _) = self.send_all(messages, true);
+            let (batch, _) = self.send_all(messages, Track::Batch);
             let batch = batch.expect("tracked");
             let waited = batch.wait_until(deadline, timeout);
             inspect(&batch);
@@ -394,18 +413,27 @@ impl Producer {
     /// producer outside `who`'s transaction commits (and so delivers) before
     /// this returns, within `max_wait_timeout`.
     pub fn produce_async_as(&self, who: OwnerId, messages: &[Message<'_>]) -> Result<Arc<Batch>> {
-        self.produce_async_inner(who, messages, true).map(|batch| batch.expect("tracked"))
+        self.produce_async_inner(who, messages, Track::Batch).map(|batch| batch.expect("tracked"))
     }
 
     /// [`Producer::produce_async_as`] without a batch to wait on (fire and
     /// forget): the cheapest way to produce.
     pub fn produce_async_untracked(&self, who: OwnerId, messages: &[Message<'_>]) -> Result<()> {
-        self.produce_async_inner(who, messages, false).map(drop)
+        self.produce_async_inner(who, messages, Track::Untracked).map(drop)
     }
 
-    fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], tracked: bool) -> Result<Option<Arc<Batch>>> {
+    /// [`Producer::produce_async_as`] with the reports going to `queue`,
+    /// message `i`'s tagged `tag + i`. On `Ok` every message gets exactly
+    /// one report there. On an error a message may still get one (it was
+    /// sent before its implicit transaction failed to commit, say), or none
+    /// (refused, invalid, never sent).
+    pub fn produce_async_queued(&self, who: OwnerId, messages: &[Message<'_>], queue: &Arc<ReportQueue>, tag: u64) -> Result<()> {
+        self.produce_async_inner(who, messages, Track::Queue(queue, tag)).map(drop)
+    }
+
+    fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], track: Track<'_>) -> Result<Option<Arc<Batch>>> {
         self.check(messages)?;
-        self.in_implicit_transaction(who, || deadline_after(self.max_wait()), || match self.send_all(messages, tracked) {
+        self.in_implicit_transaction(who, || deadline_after(self.max_wait()), || match self.send_all(messages, track) {
             (_, Some(refused)) => Err(refused),
             (batch, None) => Ok(batch),
         })
