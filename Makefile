@@ -304,6 +304,8 @@ bench-build: release bench-pc
 	$(CC) $(BENCH_CFLAGS) -I include bench/wdpool_bench.c -L $(RELEASE_LIB) -lwdpool \
 	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/wdpool_bench
 	$(CC) $(BENCH_CFLAGS) bench/c_pool.c -o $(BENCH)/c_pool
+	$(CC) $(BENCH_CFLAGS) -I include bench/report_queue.c -L $(RELEASE_LIB) -lwdpool \
+	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/report_queue
 	$(CARGO) build --release --locked --manifest-path bench/raw/Cargo.toml --target-dir target
 	cd bench/go && $(BENCH_GO_ENV) $(GO) mod download && $(BENCH_GO_ENV) $(GO) build -o $(CURDIR)/$(BENCH)/gobench .
 
@@ -314,6 +316,7 @@ bench-quick: bench-build
 	bench/run.sh quick $(BENCH_ARGS)
 
 bench-smoke: bench-build
+	$(BENCH)/report_queue 1000 1
 	bench/run.sh smoke $(BENCH_ARGS)
 
 # The soak test (tests/c/soak.c, driven by tests/c/soak.sh; README "Soak
