@@ -42,6 +42,35 @@ module WdPool
       end
     end
 
+    # Internal: runs `call` (a native call that blocks with the GVL
+    # released: flush, a transaction's begin and end, close, reload) so
+    # that, under a fiber scheduler, the thread's other fibers run
+    # meanwhile: on a helper thread, waited for through the scheduler.
+    # Without a scheduler, on this thread. Either way the call has ended
+    # when this returns or raises (an exception raised into the waiting
+    # fiber, say the scheduler stopping its task, is raised once the call
+    # ended). A subscriber's error deferred on the helper thread is handed
+    # to this one (Events.raise_deferred raises it).
+    def off_thread(&call)
+      return call.call unless scheduled?
+
+      helper = Thread.new do
+        Thread.current.report_on_exception = false
+        Thread.current.name = 'wdpool-blocking-call'
+        call.call
+      end
+      begin
+        helper.value
+      rescue Exception # rubocop:disable Lint/RescueException
+        # Interrupted while the call goes on: wait for it, blocking this
+        # thread (a blocking fiber does not go through the scheduler).
+        Fiber.new(blocking: true) { helper.join rescue nil }.resume if helper.alive? # rubocop:disable Style/RescueModifier
+        raise
+      ensure
+        Events.adopt_deferred(helper) unless helper.alive?
+      end
+    end
+
     def with(timeout: nil, &block)
       ConnectionPool.with(timeout: timeout, &block)
     end

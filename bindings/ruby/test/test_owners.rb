@@ -147,4 +147,76 @@ class AsyncProduceTest < Minitest::Test
     pool&.close
     cluster&.close
   end
+
+  # Under ruby-async, a transaction's commit, flush, reload and close (one
+  # blocking native call each) run on a helper thread: the thread's other
+  # fibers run meanwhile. The transaction's events still reach their
+  # subscribers, and a subscriber's error is raised by the call that fired
+  # it.
+  def test_commit_flush_reload_and_close_under_async_let_other_fibers_run
+    skip 'needs the mock cluster (slow broker)' if TestKafka::REAL
+    cluster = WdPool::MockCluster.new(brokers: 1)
+    pool = WdPool::ConnectionPool.new(size: 1, timeout: 10_000) do |config|
+      config.kafka = { 'bootstrap.servers': cluster.bootstrap_servers, 'linger.ms': 0,
+                       'transactional.id': "async-commit-#{TestKafka::RUN}" }
+    end
+    pool.transaction { |p| p.produce_async(topic: 'slow', payload: 'warm') }
+    committed = 0
+    sub = WdPool.monitor.subscribe('transaction.committed') { |e| committed += 1 if e[:pool].equal?(pool) }
+    cluster.rtt(1, 200)
+    ticks = Hash.new(0)
+    phase = nil
+    Async do |task|
+      worker = task.async do
+        phase = :commit
+        pool.transaction { |p| p.produce_async(topic: 'slow', payload: 'x') }
+        phase = :flush
+        pool.with do |p|
+          p.transaction { p.produce_async(topic: 'slow', payload: 'y') }
+          p.flush
+        end
+        phase = :reload
+        pool.reload
+        phase = :close
+        pool.close
+        phase = nil
+      end
+      task.async do
+        while worker.alive?
+          task.yield
+          ticks[phase] += 1 if phase
+        end
+      end
+      worker.wait
+    end
+    assert_equal 2, committed
+    %i[commit flush].each { |p| assert_operator ticks[p], :>, 10, "other fibers ran during #{p}: #{ticks}" }
+    assert_equal 0, Thread.list.count { |t| t.name == 'wdpool-blocking-call' }, 'the helper threads ended'
+  ensure
+    WdPool.monitor.unsubscribe(sub) if sub
+    pool&.close
+    cluster&.close
+  end
+
+  # A subscriber's error raised inside a commit made on the helper thread is
+  # raised by the `with` around it, as on the thread itself.
+  def test_a_subscriber_error_during_an_async_commit_comes_back
+    skip 'needs the mock cluster' if TestKafka::REAL
+    pool = TestKafka.pool(size: 1, timeout: 10_000, transactional: 'async-sub-error')
+    pool.transaction { nil }
+    boom = Class.new(StandardError)
+    sub = WdPool.monitor.subscribe('transaction.committed') { |e| raise boom if e[:pool].equal?(pool) }
+    raised = nil
+    Async do
+      pool.transaction { |p| p.produce_async(topic: TestKafka.topic('async-sub'), payload: 'x') }
+    rescue boom => e
+      raised = e
+    end
+    assert_kind_of boom, raised
+    assert_equal 0, WdPool::Events::PENDING[0]
+    TestKafka.assert_whole(self, pool)
+  ensure
+    WdPool.monitor.unsubscribe(sub) if sub
+    pool&.close
+  end
 end

@@ -236,7 +236,7 @@ module WdPool
       report = Native::CloseReport.new
       err = FFI::MemoryPointer.new(:pointer)
       # Subscribers (connection_pool.shutdown) run inside the native call.
-      rc = Thread.handle_interrupt(DEFER) { native_close(force, report, err) }
+      rc = Thread.handle_interrupt(DEFER) { WdPool.off_thread { native_close(force, report, err) } }
       Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
@@ -252,7 +252,7 @@ module WdPool
     def reload
       err = FFI::MemoryPointer.new(:pointer)
       # Subscribers (connection_pool.reload/reloaded) run inside the native call.
-      rc = Thread.handle_interrupt(DEFER) { native_reload(err) }
+      rc = Thread.handle_interrupt(DEFER) { WdPool.off_thread { native_reload(err) } }
       Events.raise_deferred if Events::PENDING[0] != 0
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 

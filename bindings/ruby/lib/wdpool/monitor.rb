@@ -223,6 +223,20 @@ module WdPool
         end
       end
 
+      # Moves a subscriber's error deferred on `thread` (WdPool.off_thread's
+      # helper) to the current thread.
+      def adopt_deferred(thread)
+        error = thread[KEY]
+        return unless error
+
+        thread[KEY] = nil
+        if Thread.current[KEY]
+          PENDING[0] -= 1 # this thread keeps its own first error
+        else
+          Thread.current[KEY] = error
+        end
+      end
+
       # Raises what a subscriber raised during the wdpool call that just returned.
       def raise_deferred
         error = Thread.current[KEY]

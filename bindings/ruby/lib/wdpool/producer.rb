@@ -285,7 +285,8 @@ module WdPool
     # Waits until everything this producer queued is delivered (ms; nil: max_wait_timeout).
     def flush(timeout: nil)
       err = FFI::MemoryPointer.new(:pointer)
-      rc = Native.wdpool_producer_flush(handle, timeout ? timeout.to_i : Native::TIMEOUT_DEFAULT, err)
+      h = handle
+      rc = WdPool.off_thread { Native.wdpool_producer_flush(h, timeout ? timeout.to_i : Native::TIMEOUT_DEFAULT, err) }
       raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
       true
@@ -299,7 +300,8 @@ module WdPool
     def transaction
       Thread.handle_interrupt(ConnectionPool::DEFER) do
         err = FFI::MemoryPointer.new(:pointer)
-        rc = Native.wdpool_producer_begin(handle, Native::TIMEOUT_DEFAULT, err)
+        h = handle
+        rc = WdPool.off_thread { Native.wdpool_producer_begin(h, Native::TIMEOUT_DEFAULT, err) }
         raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
         outcome = Native::TXN_EXIT
@@ -315,7 +317,7 @@ module WdPool
           raise
         ensure
           ended = FFI::MemoryPointer.new(:int)
-          rc = Native.wdpool_producer_end(handle, outcome, Native::TIMEOUT_DEFAULT, ended, err)
+          rc = WdPool.off_thread { Native.wdpool_producer_end(h, outcome, Native::TIMEOUT_DEFAULT, ended, err) }
           # FAIL: the block's own exception propagates unchanged.
           raise Errors.build(rc, err.get_pointer(0)) if !rc.zero? && outcome != Native::TXN_FAIL
           Native.wdpool_error_free(err.get_pointer(0)) if !rc.zero? && outcome == Native::TXN_FAIL
