@@ -38,12 +38,17 @@ pub(crate) fn report_to_c(topic: *const c_char, report: &Report) -> wdpool_repor
         partition: report.partition,
         offset: report.offset,
         timestamp_ms: report.timestamp_ms,
-        error_code: match &report.error {
-            None => 0,
-            Some(e) if e.kafka_code != 0 => e.kafka_code,
-            // librdkafka's generic failure, for failures it did not number.
-            Some(_) => RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32,
-        },
+        error_code: error_code_of(report),
+    }
+}
+
+/// A report's `error_code`: 0 when delivered, else librdkafka's code.
+pub(crate) fn error_code_of(report: &Report) -> i32 {
+    match &report.error {
+        None => 0,
+        Some(e) if e.kafka_code != 0 => e.kafka_code,
+        // librdkafka's generic failure, for failures it did not number.
+        Some(_) => RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32,
     }
 }
 

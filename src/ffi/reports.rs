@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::types::RDKafkaRespErr;
-
+use super::delivery::error_code_of;
 use super::registry::{Kind, Registry};
 use super::result::error_box;
 use super::{boundary, null, wdpool_error, wdpool_result, write_out};
@@ -65,13 +64,8 @@ pub(crate) fn queue_of(queue: *const wdpool_report_queue) -> Result<Arc<ReportQu
 }
 
 fn tagged_to_c(tag: u64, report: Report) -> wdpool_tagged_report {
-    let (error_code, error) = match report.error {
-        None => (0, std::ptr::null_mut()),
-        Some(e) => {
-            let code = if e.kafka_code != 0 { e.kafka_code } else { RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32 };
-            (code, error_box(e))
-        }
-    };
+    let error_code = error_code_of(&report);
+    let error = report.error.map_or(std::ptr::null_mut(), error_box);
     wdpool_tagged_report {
         tag,
         partition: report.partition,
