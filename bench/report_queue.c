@@ -3,7 +3,9 @@
  * the C ABI, per message, with a delivery handle each
  * (wdpool_producer_produce_async + wdpool_delivery_wait + _free) against a
  * tag in a wdpool_report_queue (wdpool_producer_produce_tagged, reports
- * taken 256 at a time), and against fire and forget; on one deliver=false
+ * taken 256 at a time) and a report slot (wdpool_producer_produce_into
+ * into an array of 1,024 slots, each read in place before it is used
+ * again), and against fire and forget; on one deliver=false
  * producer (no broker, no librdkafka: wdpool's own cost only), rounds
  * interleaved.
  *
@@ -45,6 +47,13 @@ int main(int argc, char **argv) {
   if (wdpool_pool_checkout(pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, NULL) != WDPOOL_OK)
     return fail("wdpool_pool_checkout");
   if (wdpool_report_queue_new(&q, NULL) != WDPOOL_OK) return fail("wdpool_report_queue_new");
+  enum { SLOTS = 1024 };
+  wdpool_report_slots *slots = NULL;
+  const wdpool_report_slot *array = NULL;
+  size_t slot_count = 0;
+  if (wdpool_report_slots_new(SLOTS, &slots, NULL) != WDPOOL_OK ||
+      wdpool_report_slots_array(slots, &array, &slot_count, NULL) != WDPOOL_OK || slot_count != SLOTS)
+    return fail("wdpool_report_slots_new");
   wdpool_message m;
   wdpool_message_init(&m);
   m.topic = "bench";
@@ -76,12 +85,25 @@ int main(int argc, char **argv) {
     double tagged = now() - t0;
     failures += got != n;
     t0 = now();
+    long delivered = 0;
+    for (long i = 0; i < n; i++) {
+      size_t k = (size_t)i % SLOTS;
+      if (i >= SLOTS) delivered += __atomic_load_n(&array[k].state, __ATOMIC_ACQUIRE) == WDPOOL_SLOT_DONE &&
+                                   array[k].error_code == 0;
+      failures += wdpool_producer_produce_into(p, &m, 1, slots, k, NULL) != WDPOOL_OK;
+    }
+    for (long i = n > SLOTS ? n - SLOTS : 0; i < n; i++)
+      delivered += __atomic_load_n(&array[i % SLOTS].state, __ATOMIC_ACQUIRE) == WDPOOL_SLOT_DONE;
+    double slot = now() - t0;
+    failures += delivered != n;
+    t0 = now();
     for (long i = 0; i < n; i++) failures += wdpool_producer_produce_async(p, &m, NULL, NULL) != WDPOOL_OK;
     double forget = now() - t0;
-    printf("round %d: delivery handle %6.0f  tagged %6.0f  fire and forget %6.0f\n", round,
-           handle / (double)n * 1e9, tagged / (double)n * 1e9, forget / (double)n * 1e9);
+    printf("round %d: delivery handle %6.0f  tagged %6.0f  slot %6.0f  fire and forget %6.0f\n", round,
+           handle / (double)n * 1e9, tagged / (double)n * 1e9, slot / (double)n * 1e9, forget / (double)n * 1e9);
   }
   wdpool_report_queue_free(q);
+  wdpool_report_slots_free(slots);
   wdpool_producer_checkin(p, NULL);
   wdpool_pool_close(pool, false, NULL, NULL);
   wdpool_pool_free(pool);

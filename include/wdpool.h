@@ -123,6 +123,21 @@
 #define WDPOOL_MAX_SIZE 4096
 
 /**
+ * A slot is EMPTY: no message was produced into it, or it was refused.
+ */
+#define WDPOOL_SLOT_EMPTY 0
+
+/**
+ * A slot is PENDING: its message is in flight.
+ */
+#define WDPOOL_SLOT_PENDING 1
+
+/**
+ * A slot is DONE: its report is in.
+ */
+#define WDPOOL_SLOT_DONE 2
+
+/**
  * A bit of `wdpool_error_kafka_flags`: librdkafka says the failed call may
  * succeed if made again (`rd_kafka_error_is_retriable`). wdpool has already
  * retried transactional calls within their timeout, so the operation can be
@@ -438,6 +453,28 @@ typedef struct wdpool_producer wdpool_producer;
  * from any threads, while takers take.
  */
 typedef struct wdpool_report_queue wdpool_report_queue;
+
+/**
+ * An array of report slots: a handle, not a pointer. Made by
+ * `wdpool_report_slots_new`, owned by the caller, freed with
+ * `wdpool_report_slots_free`.
+ *
+ * Each slot is EMPTY (never used, or its message was refused), PENDING (a
+ * message produced into it is in flight) or DONE (its report is in, to be
+ * read with `wdpool_report_slots_poll` or `wdpool_report_slots_wait`, as
+ * often as wanted). Producing into a slot makes it PENDING; only its
+ * report (or the refusal of its message) ends that. A DONE slot may be
+ * produced into again, which drops its report.
+ *
+ * Messages in flight keep the memory they report into: freeing the array
+ * while some are in flight is safe (their reports are then dropped). It
+ * belongs to the process that made it: in a forked child every call with
+ * it fails with WDPOOL_STALE_HANDLE.
+ *
+ * Thread: any; any number of producers may produce into different slots
+ * of it concurrently, from any threads, while others read or wait.
+ */
+typedef struct wdpool_report_slots wdpool_report_slots;
 
 /**
  * The outcome of one message.
@@ -838,6 +875,46 @@ typedef struct wdpool_tagged_report {
    */
   struct wdpool_error *error;
 } wdpool_tagged_report;
+
+/**
+ * One report slot, as `wdpool_report_slots_array` shows it: readable in
+ * place, with no call per message (32 bytes, this layout for good).
+ *
+ * Read `state` with an acquire load (C11: `atomic_load_explicit((_Atomic
+ * uint32_t *)&slot->state, memory_order_acquire)`; GCC and Clang:
+ * `__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE)`; Go: `atomic.LoadUint32`).
+ * When it is WDPOOL_SLOT_DONE, the other fields hold the report and stay
+ * as they are until the slot is produced into again. Never write to a
+ * slot.
+ */
+typedef struct wdpool_report_slot {
+  /**
+   * WDPOOL_SLOT_EMPTY, WDPOOL_SLOT_PENDING or WDPOOL_SLOT_DONE.
+   */
+  uint32_t state;
+  /**
+   * 0: delivered. Otherwise librdkafka's error code
+   * (`rd_kafka_resp_err_t`); `wdpool_report_slots_poll` gives the
+   * failure's message.
+   */
+  int32_t error_code;
+  /**
+   * -1 when unknown (the message failed before a partition was chosen).
+   */
+  int32_t partition;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+  /**
+   * -1 when not delivered.
+   */
+  int64_t offset;
+  /**
+   * Milliseconds since the epoch; -1 when unknown.
+   */
+  int64_t timestamp_ms;
+} wdpool_report_slot;
 
 /**
  * The calling OS thread owns the checkout.
@@ -1801,6 +1878,112 @@ size_t wdpool_report_queue_len(const struct wdpool_report_queue *queue);
  * Blocks: never. Calls back: nothing. Thread: any.
  */
 void wdpool_report_queue_free(struct wdpool_report_queue *queue);
+
+/**
+ * Makes an array of `count` EMPTY report slots (1 to 1,048,576) and
+ * stores its handle in `*slots_out`.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (`count` out of range, or
+ * too many live arrays: at most 131,071).
+ */
+enum wdpool_result wdpool_report_slots_new(size_t count,
+                                           struct wdpool_report_slots **slots_out,
+                                           struct wdpool_error **err);
+
+/**
+ * Stores in `*array_out` the address of the array's slots (`count` of
+ * them, in `*count_out`), to read reports in place without a call per
+ * message (see `wdpool_report_slot`). The address stays valid until
+ * `wdpool_report_slots_free`; reading it after that is undefined.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any.
+ * Returns: OK, NULL_PARAMETER, INVALID_ARGUMENT (another kind of handle),
+ * STALE_HANDLE.
+ */
+enum wdpool_result wdpool_report_slots_array(const struct wdpool_report_slots *slots,
+                                             const struct wdpool_report_slot **array_out,
+                                             size_t *count_out,
+                                             struct wdpool_error **err);
+
+/**
+ * Produces `count` messages without waiting, the report of `messages[i]`
+ * to be written into slot `first + i` of `slots`: nothing is allocated per
+ * message beyond librdkafka's own copy. The messages are validated first
+ * (nothing is sent when one is invalid) and copied; the caller may free
+ * them when this returns.
+ *
+ * The slots must exist and none may be PENDING; they are all made PENDING
+ * before anything is sent (all or none). OK: each of them gets exactly one
+ * report (delivered or failed; librdkafka reports every message it
+ * accepted, within its `message.timeout.ms`, or at once when the producer
+ * is closed by force). Any other result: the slot of a message that was
+ * not sent is EMPTY again when this returns; a message that went out
+ * still gets its report (its implicit transaction failed to commit, say).
+ *
+ * Blocks:     as `wdpool_producer_produce_async`.
+ * Calls back: as `wdpool_producer_produce_async`.
+ * Thread:     any, while the producer handle is valid.
+ * Returns:    those of `wdpool_producer_produce_async`; NULL_PARAMETER
+ *             (`producer`, `slots`, or `messages` with `count` above 0);
+ *             INVALID_ARGUMENT also when `count` is 0, a slot is out of
+ *             range or still PENDING; STALE_HANDLE also for `slots`.
+ */
+enum wdpool_result wdpool_producer_produce_into(struct wdpool_producer *producer,
+                                                const struct wdpool_message *messages,
+                                                size_t count,
+                                                struct wdpool_report_slots *slots,
+                                                size_t first,
+                                                struct wdpool_error **err);
+
+/**
+ * Reads slot `index` without waiting. For a DONE slot, copies its report
+ * into `*report_out` (when not NULL; its `topic` is NULL: slots keep no
+ * topic). A slot may be read any number of times.
+ *
+ * Blocks:     never. Calls back: nothing.
+ * Thread:     any, concurrently with producers and other readers.
+ * Returns:    OK (DONE, delivered); KAFKA or FATAL (DONE, failed: the
+ *             report is written too, and `*err` has the failure with
+ *             `wdpool_error_kafka_code`); PENDING (in flight);
+ *             INVALID_ARGUMENT (EMPTY, `index` out of range, or another
+ *             kind of handle); NULL_PARAMETER; STALE_HANDLE (freed, or
+ *             made by the parent of a forked child).
+ */
+enum wdpool_result wdpool_report_slots_poll(const struct wdpool_report_slots *slots,
+                                            size_t index,
+                                            struct wdpool_report *report_out,
+                                            struct wdpool_error **err);
+
+/**
+ * Waits until slot `index` is no longer PENDING, then answers as
+ * `wdpool_report_slots_poll`.
+ *
+ * Blocks:     up to `timeout_ms` (WDPOOL_TIMEOUT_DEFAULT: the
+ *             `max_wait_timeout` of the producer that produced into it;
+ *             0: only looks). `wdpool_report_slots_free` on another
+ *             thread does not end the wait: it ends with the report or
+ *             the timeout.
+ * Calls back: nothing.
+ * Thread:     any, concurrently with producers and other readers.
+ * Returns:    those of `wdpool_report_slots_poll`, with DELIVERY_TIMEOUT
+ *             instead of PENDING when the time ran out.
+ */
+enum wdpool_result wdpool_report_slots_wait(const struct wdpool_report_slots *slots,
+                                            size_t index,
+                                            int64_t timeout_ms,
+                                            struct wdpool_report *report_out,
+                                            struct wdpool_error **err);
+
+/**
+ * Frees an array of report slots: the handle goes stale at once. Messages
+ * still in flight keep the memory their reports go into until they come
+ * (and are then dropped); a wait on it on another thread ends as it would
+ * have. NULL, a freed array or another kind of handle: nothing happens.
+ *
+ * Blocks: never. Calls back: nothing. Thread: any (a finalizer's too).
+ */
+void wdpool_report_slots_free(struct wdpool_report_slots *slots);
 
 /**
  * The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.

@@ -20,6 +20,7 @@ mod pool;
 mod producer;
 mod registry;
 mod reports;
+mod slots;
 mod result;
 mod version;
 
@@ -35,6 +36,7 @@ pub use mock::*;
 pub use pool::*;
 pub use producer::*;
 pub use reports::*;
+pub use slots::*;
 pub use result::*;
 pub use version::*;
 

@@ -149,7 +149,7 @@ impl std::ops::Deref for ProducerRef {
 }
 
 /// The producer behind a handle, and who acts when it is used now.
-fn producer_of(handle: *mut wdpool_producer) -> Result<(ProducerRef, OwnerId)> {
+pub(crate) fn producer_of(handle: *mut wdpool_producer) -> Result<(ProducerRef, OwnerId)> {
     if handle.is_null() {
         return Err(null("producer"));
     }

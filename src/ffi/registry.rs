@@ -2,14 +2,14 @@
 //! but a token, disguised as one and never dereferenced:
 //!
 //! ```text
-//!   bits 63..20  generation (44 bits)   bits 19..17  kind   bits 16..0  cell + 1
+//!   bits 63..21  generation (43 bits)   bits 20..17  kind   bits 16..0  cell + 1
 //! ```
 //!
 //! Cells live in chunks that are never freed, so looking up any token is
 //! safe. The kind tag refuses a handle of the wrong kind (a config handle
 //! passed as a producer) with WDPOOL_INVALID_ARGUMENT; a cell's generation
 //! changes each time it is reused, so a stale token fails with
-//! WDPOOL_STALE_HANDLE instead of reaching another object (2^44 reuses of
+//! WDPOOL_STALE_HANDLE instead of reaching another object (2^43 reuses of
 //! one cell would be needed to wrap). Kinds that belong to one process
 //! (producers, configs) also go stale in a forked child.
 //!
@@ -28,11 +28,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pool::fork_generation;
 
 pub(crate) const INDEX_BITS: u32 = 17;
-pub(crate) const KIND_BITS: u32 = 3;
+pub(crate) const KIND_BITS: u32 = 4;
 pub(crate) const GENERATION_SHIFT: u32 = INDEX_BITS + KIND_BITS;
 pub(crate) const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 pub(crate) const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
-/// Generations wrap at 2^44.
+/// Generations wrap at 2^43.
 const GENERATION_MASK: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
 
 const CHUNK_SIZE: usize = 256;
@@ -54,6 +54,7 @@ pub(crate) enum Kind {
     /// registry, but a producer handle to the user.
     ProducerFrame = 6,
     ReportQueue = 7,
+    ReportSlots = 8,
 }
 
 impl Kind {
@@ -66,18 +67,19 @@ impl Kind {
             Kind::MockCluster => "mock cluster",
             Kind::ProducerFrame => "producer",
             Kind::ReportQueue => "report queue",
+            Kind::ReportSlots => "report slots",
         }
     }
 
     fn from_tag(tag: u64) -> Option<Kind> {
-        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster, Kind::ProducerFrame, Kind::ReportQueue]
+        [Kind::Producer, Kind::Config, Kind::Pool, Kind::Delivery, Kind::MockCluster, Kind::ProducerFrame, Kind::ReportQueue, Kind::ReportSlots]
             .into_iter()
             .find(|k| *k as u64 == tag)
     }
 
     /// Handles of this kind are meaningless in a forked child.
     fn per_process(self) -> bool {
-        matches!(self, Kind::Producer | Kind::Config | Kind::ProducerFrame | Kind::ReportQueue)
+        matches!(self, Kind::Producer | Kind::Config | Kind::ProducerFrame | Kind::ReportQueue | Kind::ReportSlots)
     }
 }
 
@@ -90,7 +92,7 @@ struct Stash([StdCell<Option<Stashed>>; KINDS]);
 /// A free cell, and the free list of the registry it belongs to.
 type Stashed = (u32, &'static FreeList);
 
-const KINDS: usize = 8;
+const KINDS: usize = 9;
 
 impl Drop for Stash {
     fn drop(&mut self) {
@@ -499,14 +501,14 @@ mod tests {
     }
 
     #[test]
-    fn the_generation_has_44_bits_and_wraps_only_there() {
-        assert_eq!(64 - GENERATION_SHIFT, 44);
+    fn the_generation_has_43_bits_and_wraps_only_there() {
+        assert_eq!(64 - GENERATION_SHIFT, 43);
         let index = 5;
         let old = R.token(index, GENERATION_MASK - 1);
         let new = R.token(index, GENERATION_MASK);
         assert_ne!(old, new);
         assert_eq!(R.decode(new).unwrap(), (index, GENERATION_MASK));
-        assert_eq!(R.token(index, GENERATION_MASK + 1), R.token(index, 0), "wraps at 2^44");
+        assert_eq!(R.token(index, GENERATION_MASK + 1), R.token(index, 0), "wraps at 2^43");
     }
 
     #[test]

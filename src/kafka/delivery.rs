@@ -262,6 +262,8 @@ pub enum Ticket {
     Single(Arc<Batch>),
     Indexed(Box<(Arc<Batch>, usize)>),
     Queued(Box<(Arc<ReportQueue>, u64)>),
+    /// An armed slot of a [`super::slots::ReportSlots`] (no allocation).
+    Slot(super::slots::SlotTicket),
 }
 
 impl Ticket {
@@ -280,12 +282,14 @@ impl Ticket {
             Ticket::Single(batch) => batch.complete(0, report()),
             Ticket::Indexed(entry) => entry.0.complete(entry.1, report()),
             Ticket::Queued(entry) => entry.0.push(entry.1, report()),
+            Ticket::Slot(slot) => slot.complete(report()),
         }
     }
 }
 
 const INDEXED: usize = 1;
 const QUEUED: usize = 2;
+const SLOT: usize = 3;
 const TAG_BITS: usize = 3;
 
 impl IntoOpaque for Ticket {
@@ -295,6 +299,7 @@ impl IntoOpaque for Ticket {
             Ticket::Single(batch) => Arc::into_raw(batch) as *mut c_void,
             Ticket::Indexed(entry) => (Box::into_raw(entry) as usize | INDEXED) as *mut c_void,
             Ticket::Queued(entry) => (Box::into_raw(entry) as usize | QUEUED) as *mut c_void,
+            Ticket::Slot(slot) => (slot.into_raw() as usize | SLOT) as *mut c_void,
         }
     }
 
@@ -309,6 +314,10 @@ impl IntoOpaque for Ticket {
             // SAFETY: made by `into_ptr` from a box (aligned, so the tag bits
             // were free), taken back once.
             Ticket::Indexed(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (Arc<Batch>, usize)) })
+        } else if bits & TAG_BITS == SLOT {
+            // SAFETY: made by `into_ptr` from a slot ticket (8-aligned),
+            // taken back once.
+            Ticket::Slot(unsafe { super::slots::SlotTicket::from_raw((bits & !TAG_BITS) as *mut _) })
         } else {
             // SAFETY: as above.
             Ticket::Queued(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (Arc<ReportQueue>, u64)) })

@@ -5,10 +5,12 @@ mod context;
 pub mod delivery;
 pub mod message;
 pub mod producer;
+pub mod slots;
 pub mod transaction;
 
 pub use config::ProducerConfig;
 pub use delivery::{Batch, Report, ReportQueue, Ticket};
 pub use message::{Header, Message};
 pub use producer::Producer;
+pub use slots::{ReportSlots, SlotState};
 pub use transaction::{Completion, Ended, Outcome};

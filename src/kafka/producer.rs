@@ -13,6 +13,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer
 use super::config::ProducerConfig;
 use super::context::Context;
 use super::delivery::{Batch, Report, ReportQueue, Ticket};
+use super::slots::ReportSlots;
 use super::message::Message;
 use super::transaction::{deadline_after, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -39,6 +40,8 @@ enum Track<'a> {
     Batch,
     /// A [`ReportQueue`], tagged from the given number on.
     Queue(&'a Arc<ReportQueue>, u64),
+    /// [`ReportSlots`] armed from the given index on.
+    Slots(&'a Arc<ReportSlots>, usize),
 }
 
 pub struct Producer {
@@ -241,6 +244,8 @@ impl Producer {
                         batch.complete(i, report());
                     } else if let Track::Queue(queue, tag) = track {
                         queue.push(tag.wrapping_add(i as u64), report());
+                    } else if let Track::Slots(slots, first) = track {
+                        slots.ticket(first + i).complete(report());
                     }
                 }
             }
@@ -251,6 +256,9 @@ impl Producer {
                         (None, Track::Queue(queue, tag)) => {
                             Ticket::Queued(Box::new((Arc::clone(queue), tag.wrapping_add(i as u64))))
                         }
+                        // A refused message drops its ticket: its slot is
+                        // EMPTY again.
+                        (None, Track::Slots(slots, first)) => Ticket::Slot(slots.ticket(first + i)),
                         (None, _) => Ticket::None,
                     };
                     if let Err(e) = self.send(p, m, ticket) {
@@ -429,6 +437,32 @@ impl Producer {
     /// (refused, invalid, never sent).
     pub fn produce_async_queued(&self, who: OwnerId, messages: &[Message<'_>], queue: &Arc<ReportQueue>, tag: u64) -> Result<()> {
         self.produce_async_inner(who, messages, Track::Queue(queue, tag)).map(drop)
+    }
+
+    /// [`Producer::produce_async_as`] with message `i`'s report written
+    /// into slot `first + i` of `slots`. The slots are armed (PENDING)
+    /// before anything is sent, all or none (INVALID_ARGUMENT when one is
+    /// out of range or still PENDING). On `Ok` every slot gets its report.
+    /// On an error, a refused or unsent message's slot is EMPTY again; a
+    /// message that went out still gets its report (its implicit
+    /// transaction failed to commit, say).
+    pub fn produce_async_into(&self, who: OwnerId, messages: &[Message<'_>], slots: &Arc<ReportSlots>, first: usize) -> Result<()> {
+        self.check(messages)?;
+        slots.arm(first, messages.len(), self.max_wait())?;
+        let mut sent = false;
+        let result = self.in_implicit_transaction(who, || deadline_after(self.max_wait()), || {
+            sent = true;
+            match self.send_all(messages, Track::Slots(slots, first)) {
+                (_, Some(refused)) => Err(refused),
+                (_, None) => Ok(()),
+            }
+        });
+        if !sent {
+            // Nothing went out (the implicit transaction did not begin):
+            // no ticket was made, so the slots are disarmed here.
+            slots.disarm(first, messages.len());
+        }
+        result
     }
 
     fn produce_async_inner(&self, who: OwnerId, messages: &[Message<'_>], track: Track<'_>) -> Result<Option<Arc<Batch>>> {
