@@ -12,23 +12,47 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Delivery is the pending reports of one async produce call. Wait reads
-// them and frees the C handle; Close frees it without waiting; a Delivery
-// dropped without either is freed by the garbage collector (Deliveries are
-// allocated in blocks of 32: the handle is freed once none of its block is
-// reachable any more).
+// them; Close stops waiting for them; a Delivery dropped without either is
+// released by the garbage collector. Deliveries are allocated in blocks of
+// 32, each with an array of report slots in C that librdkafka's delivery
+// callback writes a single message's report into (nothing is allocated in
+// C per message); a produce-many's Delivery holds a C delivery handle
+// instead. What a block holds in C is freed once none of its Deliveries is
+// reachable any more.
+//
+// A Delivery is kept small and mostly free of pointers: a program keeps
+// many of them pending, and the garbage collector scans every one.
 type Delivery struct {
 	mu     sync.Mutex
-	handle *atomic.Uintptr // the wdpool_delivery; 0 once freed
+	slot   int32              // a single message's slot in slots; -1: a handle (more.handle)
+	closed bool               // Close was called (slot path)
+	done   bool               // every report read (handle freed)
+	slots  *blockHandles      // the block's report slots
+	topic  string             // report 0's topic
+	rep    C.wdpool_go_report // report 0, once done
+	err    error              // the outcome, once done
+	more   *deliveryMore      // what few Deliveries need
+}
+
+// deliveryMore is the part of a Delivery that a single message's rarely
+// needs: a produce-many's handle, topics and reports, and a waiter.
+type deliveryMore struct {
+	handle *atomic.Uintptr // a produce-many's wdpool_delivery; 0 once freed
 	live   *atomic.Int64   // its shard of the count of live handles
-	topics []string        // a produce-many's topics (nil for one message)
-	first  DeliveryReport  // report 0 (Topic set from the start)
+	topics []string        // a produce-many's topics
 	rest   []DeliveryReport
-	err    error
-	done   bool            // every report read, handle freed
 	waiter *deliveryWaiter // the goroutine waiting in C for a Wait with a cancellable context
+}
+
+func (d *Delivery) extra() *deliveryMore {
+	if d.more == nil {
+		d.more = &deliveryMore{}
+	}
+	return d.more
 }
 
 // The C delivery handles not yet freed are counted (for tests) in shards,
@@ -44,6 +68,9 @@ var (
 	liveShards [16]liveShard
 	nextShard  atomic.Uint32
 )
+
+// liveSlotArrays is how many C report slot arrays are not freed yet.
+var liveSlotArrays atomic.Int64
 
 // liveDeliveries is how many C delivery handles are not freed yet.
 func liveDeliveries() int64 {
@@ -73,8 +100,10 @@ type deliveryBlock struct {
 }
 
 type blockHandles struct {
-	h    [deliveryBlockSize]atomic.Uintptr
-	live *atomic.Int64 // the block's shard of the count
+	h     [deliveryBlockSize]atomic.Uintptr
+	live  *atomic.Int64  // the block's shard of the count
+	slots uintptr        // the block's wdpool_report_slots (0 until a slot is used)
+	array unsafe.Pointer // its wdpool_report_slot array (C memory)
 }
 
 // blocks holds blocks with unused Deliveries (sync.Pool: one per P, no lock).
@@ -86,34 +115,68 @@ func freeBlock(hs *blockHandles) {
 			freeDelivery(h, hs.live)
 		}
 	}
+	if hs.slots != 0 {
+		// Never blocks; messages in flight keep what they write into.
+		C.wdpool_go_slots_free(C.uintptr_t(hs.slots))
+		liveSlotArrays.Add(-1)
+	}
 }
 
-func newDelivery(h uintptr, topic string, topics []string) *Delivery {
+// reserve takes the next unused Delivery of a block (with its report
+// slots made first when slots is set).
+func reserve(slots bool) (*deliveryBlock, int, error) {
 	b, _ := blocks.Get().(*deliveryBlock)
 	if b == nil {
 		shard := &liveShards[nextShard.Add(1)%uint32(len(liveShards))].n
 		b = &deliveryBlock{handles: &blockHandles{live: shard}}
 		runtime.AddCleanup(b, freeBlock, b.handles)
 	}
+	if slots && b.handles.slots == 0 {
+		r := C.wdpool_go_slots_new(deliveryBlockSize)
+		if err := takeError(r.rc, r.err); err != nil {
+			blocks.Put(b)
+			return nil, 0, err
+		}
+		b.handles.slots = uintptr(r.slots)
+		b.handles.array = unsafe.Pointer(r.array)
+		liveSlotArrays.Add(1)
+	}
 	i := b.used
 	b.used++
 	if b.used < deliveryBlockSize {
 		blocks.Put(b)
 	}
+	return b, i, nil
+}
+
+// reserveSlot is the Delivery of one message produced into report slot
+// d.slot of d.slots (set; the caller produces into it).
+func reserveSlot() (*Delivery, error) {
+	b, i, err := reserve(true)
+	if err != nil {
+		return nil, err
+	}
 	d := &b.items[i]
-	d.live = b.handles.live
-	d.live.Add(1)
-	d.handle = &b.handles.h[i]
-	d.handle.Store(h)
-	d.topics = topics
-	d.first = DeliveryReport{Topic: topic, Partition: -1, Offset: -1}
+	d.slots, d.slot = b.handles, int32(i)
+	return d, nil
+}
+
+func newDelivery(h uintptr, topic string, topics []string) *Delivery {
+	b, i, _ := reserve(false) // never fails without slots
+	d := &b.items[i]
+	d.slot = -1
+	d.topic = topic
+	m := &deliveryMore{live: b.handles.live, handle: &b.handles.h[i], topics: topics}
+	m.live.Add(1)
+	m.handle.Store(h)
+	d.more = m
 	return d
 }
 
 // Count is how many messages the Delivery covers.
 func (d *Delivery) Count() int {
-	if d.topics != nil {
-		return len(d.topics)
+	if d.more != nil && d.more.topics != nil {
+		return len(d.more.topics)
 	}
 	return 1
 }
@@ -127,6 +190,39 @@ type deliveryWaiter struct {
 	closed  chan struct{} // closed by Delivery.Close: the Waits stop waiting for it
 	timeout int64         // the timeout it was given (-1: max_wait_timeout)
 	err     error         // once done: nil (every report is in), DELIVERY_TIMEOUT or STALE_HANDLE
+}
+
+// target is what a Wait looks at and waits on: a delivery handle, or a
+// report slot (slots set).
+type target struct {
+	h     uintptr        // wdpool_delivery
+	slots uintptr        // wdpool_report_slots
+	array unsafe.Pointer // its slots, readable in place
+	slot  int32
+}
+
+// target of d (ok false once Close freed or dropped it). d.mu is held.
+func (d *Delivery) target() (t target, ok bool) {
+	if d.slot >= 0 {
+		return target{slots: d.slots.slots, array: d.slots.array, slot: d.slot}, !d.closed
+	}
+	h := d.more.handle.Load()
+	return target{h: h}, h != 0
+}
+
+// wait waits in C; nil when every report is in (failed or not).
+func (t target) wait(timeout int64) error {
+	if t.slots != 0 {
+		r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), cTimeout(timeout))
+		if r.rc == C.WDPOOL_OK || r.rc == C.WDPOOL_KAFKA || r.rc == C.WDPOOL_FATAL {
+			if r.err != nil {
+				C.wdpool_error_free(r.err)
+			}
+			return nil
+		}
+		return takeError(r.rc, r.err)
+	}
+	return waitDelivery(t.h, timeout)
 }
 
 // waitDelivery waits in C; nil when every report is in (failed or not).
@@ -143,10 +239,44 @@ func isCode(err error, code Result) bool {
 	return ok && e.Code == code
 }
 
+// takeSlot reads the report of d's slot when it is in (returning 0 and
+// the outcome); else it returns 1 (missing). d.mu is held.
+func (d *Delivery) takeSlot(t target) (pending int, err error) {
+	// The common cases read the slot in place: no cgo call.
+	p := (*C.wdpool_report_slot)(unsafe.Add(t.array, uintptr(t.slot)*C.sizeof_wdpool_report_slot))
+	switch atomic.LoadUint32((*uint32)(unsafe.Pointer(&p.state))) {
+	case C.WDPOOL_SLOT_PENDING:
+		return 1, nil
+	case C.WDPOOL_SLOT_DONE:
+		if p.error_code == 0 {
+			d.rep = C.wdpool_go_report{partition: p.partition, offset: p.offset, timestamp_ms: p.timestamp_ms}
+			d.done = true
+			return 0, nil
+		}
+	}
+	// A failure (its message is read in C), or not a slot in use.
+	r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), 0)
+	switch r.rc {
+	case C.WDPOOL_PENDING:
+		return 1, nil
+	case C.WDPOOL_OK, C.WDPOOL_KAFKA, C.WDPOOL_FATAL:
+	default:
+		return 0, takeError(r.rc, r.err)
+	}
+	err = takeError(r.rc, r.err)
+	d.rep = r.report
+	d.err, d.done = err, true
+	return 0, err
+}
+
 // take reads every report and frees the handle when they are all in
 // (returning 0 and the outcome); else it returns how many are missing.
 // d.mu is held.
-func (d *Delivery) take(h uintptr) (pending int, err error) {
+func (d *Delivery) take(t target) (pending int, err error) {
+	if t.slots != 0 {
+		return d.takeSlot(t)
+	}
+	h := t.h
 	n := d.Count()
 	var rest []C.wdpool_go_report
 	var restPtr *C.wdpool_go_report
@@ -163,13 +293,14 @@ func (d *Delivery) take(h uintptr) (pending int, err error) {
 	}
 	err = takeError(r.rc, r.err)
 	// Every report is in and C freed the handle.
-	d.handle.Store(0)
-	d.live.Add(-1)
-	d.first = reportFromC(&r.first, d.first.Topic)
+	m := d.more
+	m.handle.Store(0)
+	m.live.Add(-1)
+	d.rep = r.first
 	if n > 1 {
-		d.rest = make([]DeliveryReport, n-1)
+		m.rest = make([]DeliveryReport, n-1)
 		for i := range rest {
-			d.rest[i] = reportFromC(&rest[i], d.topics[i+1])
+			m.rest[i] = reportFromC(&rest[i], m.topics[i+1])
 		}
 	}
 	d.err, d.done = err, true
@@ -192,12 +323,12 @@ func (d *Delivery) Wait(ctx context.Context) error {
 			d.mu.Unlock()
 			return err
 		}
-		h := d.handle.Load()
-		if h == 0 {
+		t, ok := d.target()
+		if !ok {
 			d.mu.Unlock()
 			return &Error{Code: ResultStaleHandle, Message: "delivery closed"}
 		}
-		pending, err := d.take(h)
+		pending, err := d.take(t)
 		if pending == 0 {
 			d.mu.Unlock()
 			return err
@@ -213,21 +344,21 @@ func (d *Delivery) Wait(ctx context.Context) error {
 		if ctx.Done() == nil {
 			// Nothing can cancel ctx: wait here.
 			d.mu.Unlock()
-			if err := waitDelivery(h, timeoutOf(ctx)); err != nil {
+			if err := t.wait(timeoutOf(ctx)); err != nil {
 				return err
 			}
 			continue
 		}
-		w := d.waiter
+		w := d.extra().waiter
 		if w == nil {
 			w = &deliveryWaiter{done: make(chan struct{}), closed: make(chan struct{}), timeout: timeoutOf(ctx)}
 			callsWaiting.Add(1)
-			go func() { // holds the handle's value only: d may be collected meanwhile
-				w.err = waitDelivery(h, w.timeout)
+			go func() { // holds the target's values only: d may be collected meanwhile
+				w.err = t.wait(w.timeout)
 				callsWaiting.Add(-1)
 				close(w.done)
 			}()
-			d.waiter = w
+			d.more.waiter = w
 		}
 		d.mu.Unlock()
 		select {
@@ -241,8 +372,8 @@ func (d *Delivery) Wait(ctx context.Context) error {
 			continue // the deadline: one last look
 		}
 		d.mu.Lock()
-		if d.waiter == w {
-			d.waiter = nil
+		if d.more.waiter == w {
+			d.more.waiter = nil
 		}
 		d.mu.Unlock()
 		if w.err == nil {
@@ -280,7 +411,11 @@ func (d *Delivery) Reports() []DeliveryReport {
 	if !d.done {
 		return nil
 	}
-	return append([]DeliveryReport{d.first}, d.rest...)
+	first := reportFromC(&d.rep, d.topic)
+	if d.more == nil {
+		return []DeliveryReport{first}
+	}
+	return append([]DeliveryReport{first}, d.more.rest...)
 }
 
 // Report is the first report (of a single-message ProduceAsync).
@@ -290,7 +425,7 @@ func (d *Delivery) Report() DeliveryReport {
 	if !d.done {
 		return DeliveryReport{Partition: -1, Offset: -1}
 	}
-	return d.first
+	return reportFromC(&d.rep, d.topic)
 }
 
 // Close frees the C handle without waiting (the messages are still
@@ -298,11 +433,15 @@ func (d *Delivery) Report() DeliveryReport {
 func (d *Delivery) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if h := d.handle.Swap(0); h != 0 {
-		freeDelivery(h, d.live)
-		if d.waiter != nil {
-			close(d.waiter.closed) // a Wait waiting for it returns now
-			d.waiter = nil
-		}
+	open := false
+	if d.slot >= 0 {
+		open, d.closed = !d.closed, true
+	} else if h := d.more.handle.Swap(0); h != 0 {
+		freeDelivery(h, d.more.live)
+		open = true
+	}
+	if open && d.more != nil && d.more.waiter != nil {
+		close(d.more.waiter.closed) // a Wait waiting for it returns now
+		d.more.waiter = nil
 	}
 }

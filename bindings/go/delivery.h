@@ -78,6 +78,53 @@ static inline wdpool_go_wait_result wdpool_go_delivery_wait(uintptr_t delivery, 
   return r;
 }
 
+// A report slot read (wait_ms 0) or waited on: the report by value when
+// the slot is DONE (rc OK, or KAFKA/FATAL with the failure in err).
+typedef struct {
+  wdpool_result rc;
+  wdpool_error *err;
+  wdpool_go_report report;
+} wdpool_go_slot_result;
+
+static inline wdpool_go_slot_result wdpool_go_slot_wait(uintptr_t slots, size_t index, int64_t wait_ms) {
+  wdpool_go_slot_result r = {WDPOOL_OK, NULL, {-1, 0, -1, -1}};
+  wdpool_report rep = {NULL, -1, -1, -1, 0};
+  if (wait_ms == 0) {
+    r.rc = wdpool_report_slots_poll((const wdpool_report_slots *)slots, index, &rep, &r.err);
+  } else {
+    r.rc = wdpool_report_slots_wait((const wdpool_report_slots *)slots, index, wait_ms, &rep, &r.err);
+  }
+  wdpool_go_report_of(&rep, &r.report);
+  return r;
+}
+
+typedef struct {
+  wdpool_result rc;
+  wdpool_error *err;
+  uintptr_t slots;
+  const wdpool_report_slot *array; // C memory, readable until the slots are freed
+} wdpool_go_slots_new_result;
+
+static inline wdpool_go_slots_new_result wdpool_go_slots_new(size_t count) {
+  wdpool_go_slots_new_result r = {WDPOOL_OK, NULL, 0, NULL};
+  wdpool_report_slots *s = NULL;
+  size_t n = 0;
+  r.rc = wdpool_report_slots_new(count, &s, &r.err);
+  if (r.rc != WDPOOL_OK) return r;
+  r.rc = wdpool_report_slots_array(s, &r.array, &n, &r.err);
+  if (r.rc != WDPOOL_OK || n != count) {
+    wdpool_report_slots_free(s);
+    if (r.rc == WDPOOL_OK) r.rc = WDPOOL_INVALID_ARGUMENT;
+    return r;
+  }
+  r.slots = (uintptr_t)s;
+  return r;
+}
+
+static inline void wdpool_go_slots_free(uintptr_t slots) {
+  wdpool_report_slots_free((wdpool_report_slots *)slots);
+}
+
 static inline void wdpool_go_delivery_free(uintptr_t delivery) {
   wdpool_delivery_free((wdpool_delivery *)delivery);
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -121,5 +122,104 @@ func TestDeliveryWaitNilMeansEveryReportRead(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Single messages report into C slot arrays, one per block of 32
+// Deliveries: every Wait reads its own report (racing the reports from
+// two goroutines), and an array is freed exactly once, when the garbage
+// collector finds its block unreachable, whether its Deliveries were
+// waited on, closed or dropped.
+func TestSlotDeliveriesReadTheirOwnReportsAndAreFreedOnce(t *testing.T) {
+	cluster, err := NewMockCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	if err := cluster.CreateTopic("slots", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(&Options{Size: 2}, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(), "linger.ms": "0"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(true)
+	ctx := ctxTimeout(t, 60*time.Second)
+	base := liveSlotArrays.Load()
+	handles := liveDeliveries()
+	const per = 500
+	errs := make(chan error, 2)
+	for g := 0; g < 2; g++ {
+		go func() {
+			errs <- p.With(ctx, func(pr *Producer) error {
+				var kept []*Delivery
+				offsets := map[int64]bool{}
+				for i := 0; i < per; i++ {
+					d, err := pr.ProduceAsync(&Message{Topic: "slots", Payload: []byte("x")})
+					if err != nil {
+						return err
+					}
+					switch i % 5 {
+					case 0: // dropped without a Wait
+						continue
+					case 1: // closed first
+						d.Close()
+						if err := d.Wait(ctx); !errors.Is(err, ErrStaleHandle) {
+							return fmt.Errorf("Wait after Close: %v", err)
+						}
+						continue
+					case 2: // waited later
+						kept = append(kept, d)
+						continue
+					}
+					if err := d.Wait(context.Background()); err != nil {
+						return err
+					}
+					r := d.Report()
+					if r.Topic != "slots" || r.Partition != 0 || r.Offset < 0 || r.Err != nil || r.Timestamp.IsZero() || offsets[r.Offset] {
+						return fmt.Errorf("delivery %d: report %+v", i, r)
+					}
+					offsets[r.Offset] = true
+					d.Close() // after Wait: harmless, the report stays
+					if again := d.Report(); again != r {
+						return fmt.Errorf("Report after Close: %+v, was %+v", again, r)
+					}
+				}
+				for _, d := range kept {
+					if err := d.Wait(ctx); err != nil {
+						return err
+					}
+					if r := d.Report(); r.Offset < 0 || offsets[r.Offset] {
+						return fmt.Errorf("kept delivery: report %+v", r)
+					}
+					offsets[d.Report().Offset] = true
+				}
+				return nil
+			})
+		}()
+	}
+	for g := 0; g < 2; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := liveSlotArrays.Load() - base; n < 2*per/deliveryBlockSize {
+		t.Fatalf("%d slot arrays live for %d single-message Deliveries", n, 2*per)
+	}
+	if n := liveDeliveries(); n != handles {
+		t.Fatalf("%d delivery handles live, %d before: single messages need none", n, handles)
+	}
+	// Every block is unreachable now; some may still sit in the pool of
+	// blocks with unused Deliveries (at most one per P), until a GC empties it.
+	eventually(t, "the slot arrays to be freed", func() bool {
+		runtime.GC()
+		return liveSlotArrays.Load() <= base
+	})
+	// Earlier tests' blocks may have been freed meanwhile too, but never
+	// an array twice: the count cannot go below zero.
+	if n := liveSlotArrays.Load(); n < 0 {
+		t.Fatalf("%d slot arrays live: some were freed twice", n)
 	}
 }

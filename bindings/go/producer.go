@@ -23,7 +23,8 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
     const uint8_t *payload, size_t payload_len, int has_payload,
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
-    int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery) {
+    int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery,
+    uintptr_t slots, size_t slot) {
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
   memcpy(name, topic, topic_len);
@@ -36,6 +37,10 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
   if (has_partition) m.partition = partition;
   m.timestamp_ms = timestamp_ms;
+  if (slots != 0) {
+    r.rc = wdpool_producer_produce_into(producer, &m, 1, (wdpool_report_slots *)slots, slot, &r.err);
+    return r;
+  }
   wdpool_delivery *d = NULL;
   r.rc = wdpool_producer_produce_async(producer, &m, want_delivery ? &d : NULL, &r.err);
   r.delivery = (uintptr_t)d;
@@ -344,11 +349,17 @@ func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]Deli
 // returned Delivery, or Close it to drop its reports (the message is still
 // delivered).
 func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
-	if d, err, ok := p.produceOne(m, true); ok {
+	if canProduceOne(m) {
+		d, err := reserveSlot()
 		if err != nil {
 			return nil, err
 		}
-		return newDelivery(d, m.Topic, nil), nil
+		if _, err, _ := p.produceOne(m, true, d.slots.slots, d.slot); err != nil {
+			d.slot = -1 // EMPTY again: the reserved Delivery is never handed out
+			return nil, err
+		}
+		d.topic = m.Topic
+		return d, nil
 	}
 	cm, err := buildMessages([]*Message{m})
 	if err != nil {
@@ -364,7 +375,7 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 
 // Send produces m fire-and-forget: no delivery report is kept.
 func (p *Producer) Send(m *Message) error {
-	if _, err, ok := p.produceOne(m, false); ok {
+	if _, err, ok := p.produceOne(m, false, 0, 0); ok {
 		return err
 	}
 	cm, err := buildMessages([]*Message{m})
@@ -379,8 +390,8 @@ func (p *Producer) Send(m *Message) error {
 // produceOne is the one-cgo-call path of ProduceAsync and Send, for a
 // message without headers whose topic fits a stack buffer (ok false:
 // take the general path).
-func (p *Producer) produceOne(m *Message, wantDelivery bool) (uintptr, error, bool) {
-	if m == nil || len(m.Headers) > 0 || len(m.Topic) >= 256 || strings.IndexByte(m.Topic, 0) >= 0 {
+func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot int32) (uintptr, error, bool) {
+	if !canProduceOne(m) {
 		return 0, nil, false
 	}
 	var partition C.int32_t
@@ -401,9 +412,16 @@ func (p *Producer) produceOne(m *Message, wantDelivery bool) (uintptr, error, bo
 		want = 1
 	}
 	r := C.wdpool_go_produce_one(p.h, topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
-		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want)
+		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want,
+		C.uintptr_t(slots), C.size_t(slot))
 	runtime.KeepAlive(m)
 	return uintptr(r.delivery), takeError(r.rc, r.err), true
+}
+
+// canProduceOne: m takes produceOne's path (no headers, a topic that fits
+// its stack buffer).
+func canProduceOne(m *Message) bool {
+	return m != nil && len(m.Headers) == 0 && len(m.Topic) < 256 && strings.IndexByte(m.Topic, 0) < 0
 }
 
 // goBytes passes b to C for one call: its data (nil when empty), length,
