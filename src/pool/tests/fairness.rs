@@ -83,3 +83,40 @@ fn waiters_giving_up_never_strand_a_slot() {
     let b = pool.try_checkout_as(Owner::Key(101)).unwrap().expect("a slot was stranded");
     assert_ne!(a.index(), b.index());
 }
+
+/// Threads that hold each slot for a while (a produce backing off on a full
+/// queue) and take it again at once: a waiter, woken at every return, finds
+/// the slot retaken before it runs. It must still get one well within its
+/// timeout: once it has waited a while, returned slots are left to it.
+#[test]
+fn a_waiter_is_not_starved_by_holders_that_take_again_at_once() {
+    let pool = pool_with(2, LONG);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    let lease = pool.checkout_as(Owner::Key(t + 1), Some(LONG)).unwrap();
+                    // Busy for 300 µs with the slot held.
+                    let until = Instant::now() + Duration::from_micros(300);
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                    drop(lease);
+                }
+            })
+        })
+        .collect();
+    wait_until("both holders to hold", || pool.stats().in_use == 2);
+    let timeout = Duration::from_secs(4);
+    for round in 0..5 {
+        let (result, took) = try_elsewhere(&pool, Some(timeout));
+        assert!(result.is_ok(), "round {round}: starved for {took:?}: {:?}", result.err());
+        assert!(took < timeout / 2 + Duration::from_millis(500), "round {round}: waited {took:?}");
+    }
+    stop.store(true, SeqCst);
+    for l in loops {
+        l.join().expect("a holder panicked");
+    }
+}

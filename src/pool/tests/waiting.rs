@@ -84,3 +84,40 @@ fn a_waiter_is_woken_when_another_creation_fails() {
     waiter.join().unwrap();
     assert_eq!(pool.manager().attempts(), vec![0, 0]);
 }
+
+/// Two waiters asleep, two leases returned back to back (the second before
+/// the first waiter has run): both waiters get one, the second without
+/// waiting for yet another checkin. Repeated, since the window (a woken
+/// waiter not yet running) is a matter of scheduling.
+#[test]
+fn two_returns_wake_two_waiters() {
+    let pool = new_pool(2);
+    for round in 0..50 {
+        let a = checkout_elsewhere(&pool);
+        let b = checkout_elsewhere(&pool);
+        let (tx, rx) = mpsc::channel();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (p, tx) = (pool.clone(), tx.clone());
+                thread::spawn(move || {
+                    let _ = tx.send(p.checkout(Some(WAIT_FOREVER)));
+                })
+            })
+            .collect();
+        wait_for_waiters(&pool, 2);
+        drop(a);
+        drop(b);
+        let first = rx.recv_timeout(LONG).expect("no waiter was woken").expect("a checkout failed");
+        let second = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|_| panic!("round {round}: the second waiter slept on with a slot idle"))
+            .expect("a checkout failed");
+        assert_ne!(first.index(), second.index(), "two waiters got the same slot");
+        drop((first, second));
+        for w in waiters {
+            w.join().unwrap();
+        }
+    }
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+}
