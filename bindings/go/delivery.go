@@ -24,23 +24,26 @@ import (
 // instead. What a block holds in C is freed once none of its Deliveries is
 // reachable any more.
 //
-// A Delivery is kept small and mostly free of pointers: a program keeps
-// many of them pending, and the garbage collector scans every one.
+// A Delivery is kept small and, in the common case, without a pointer
+// that is not nil: a program keeps many of them pending, and the garbage
+// collector follows every pointer of every one. A single message's
+// Delivery finds its block (its report slots, its topic) from its slot
+// index.
 type Delivery struct {
-	mu     sync.Mutex
-	slot   int32              // a single message's slot in slots; -1: a handle (more.handle)
-	closed bool               // Close was called (slot path)
-	done   bool               // every report read (handle freed)
-	slots  *blockHandles      // the block's report slots
-	topic  string             // report 0's topic
-	rep    C.wdpool_go_report // report 0, once done
-	err    error              // the outcome, once done
-	more   *deliveryMore      // what few Deliveries need
+	mu       sync.Mutex
+	slot     int32              // a single message's slot (its index in the block); -1: a handle (more.handle)
+	closed   bool               // Close was called (slot path)
+	done     bool               // every report read (handle freed)
+	ownTopic bool               // its topic is more.topic, not the block's
+	rep      C.wdpool_go_report // report 0, once done
+	err      error              // the outcome, once done
+	more     *deliveryMore      // what few Deliveries need
 }
 
 // deliveryMore is the part of a Delivery that a single message's rarely
 // needs: a produce-many's handle, topics and reports, and a waiter.
 type deliveryMore struct {
+	topic  string          // report 0's topic, when not the block's
 	handle *atomic.Uintptr // a produce-many's wdpool_delivery; 0 once freed
 	live   *atomic.Int64   // its shard of the count of live handles
 	topics []string        // a produce-many's topics
@@ -94,9 +97,23 @@ func freeDelivery(h uintptr, live *atomic.Int64) {
 const deliveryBlockSize = 32
 
 type deliveryBlock struct {
-	items   [deliveryBlockSize]Delivery
+	items   [deliveryBlockSize]Delivery // first: a Delivery finds its block from its index
 	handles *blockHandles
+	topic   string // the topic of its first single message (most of a block's, usually)
 	used    int
+}
+
+// block is the block of a single message's Delivery (d.slot >= 0).
+func (d *Delivery) block() *deliveryBlock {
+	return (*deliveryBlock)(unsafe.Add(unsafe.Pointer(d), -int(d.slot)*int(unsafe.Sizeof(Delivery{}))))
+}
+
+// topic is report 0's topic.
+func (d *Delivery) topic() string {
+	if d.ownTopic {
+		return d.more.topic
+	}
+	return d.block().topic
 }
 
 type blockHandles struct {
@@ -123,8 +140,8 @@ func freeBlock(hs *blockHandles) {
 }
 
 // reserve takes the next unused Delivery of a block (with its report
-// slots made first when slots is set).
-func reserve(slots bool) (*deliveryBlock, int, error) {
+// slots made first when slots is set), for a message to topic.
+func reserve(slots bool, topic string) (*deliveryBlock, int, error) {
 	b, _ := blocks.Get().(*deliveryBlock)
 	if b == nil {
 		shard := &liveShards[nextShard.Add(1)%uint32(len(liveShards))].n
@@ -142,6 +159,15 @@ func reserve(slots bool) (*deliveryBlock, int, error) {
 		liveSlotArrays.Add(1)
 	}
 	i := b.used
+	if i == 0 {
+		b.topic = topic // before the block is shared again (blocks.Put)
+	}
+	d := &b.items[i]
+	d.slot = -1
+	if !slots || topic != b.topic {
+		d.ownTopic = true
+		d.more = &deliveryMore{topic: topic}
+	}
 	b.used++
 	if b.used < deliveryBlockSize {
 		blocks.Put(b)
@@ -149,27 +175,25 @@ func reserve(slots bool) (*deliveryBlock, int, error) {
 	return b, i, nil
 }
 
-// reserveSlot is the Delivery of one message produced into report slot
-// d.slot of d.slots (set; the caller produces into it).
-func reserveSlot() (*Delivery, error) {
-	b, i, err := reserve(true)
+// reserveSlot is the Delivery of one message to topic, to be produced
+// into report slot d.slot of the block's slots (the caller does it).
+func reserveSlot(topic string) (*Delivery, *blockHandles, error) {
+	b, i, err := reserve(true, topic)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := &b.items[i]
-	d.slots, d.slot = b.handles, int32(i)
-	return d, nil
+	d.slot = int32(i)
+	return d, b.handles, nil
 }
 
 func newDelivery(h uintptr, topic string, topics []string) *Delivery {
-	b, i, _ := reserve(false) // never fails without slots
+	b, i, _ := reserve(false, topic) // never fails without slots
 	d := &b.items[i]
-	d.slot = -1
-	d.topic = topic
-	m := &deliveryMore{live: b.handles.live, handle: &b.handles.h[i], topics: topics}
+	m := d.more
+	m.live, m.handle, m.topics = b.handles.live, &b.handles.h[i], topics
 	m.live.Add(1)
 	m.handle.Store(h)
-	d.more = m
 	return d
 }
 
@@ -204,7 +228,8 @@ type target struct {
 // target of d (ok false once Close freed or dropped it). d.mu is held.
 func (d *Delivery) target() (t target, ok bool) {
 	if d.slot >= 0 {
-		return target{slots: d.slots.slots, array: d.slots.array, slot: d.slot}, !d.closed
+		hs := d.block().handles
+		return target{slots: hs.slots, array: hs.array, slot: d.slot}, !d.closed
 	}
 	h := d.more.handle.Load()
 	return target{h: h}, h != 0
@@ -411,7 +436,7 @@ func (d *Delivery) Reports() []DeliveryReport {
 	if !d.done {
 		return nil
 	}
-	first := reportFromC(&d.rep, d.topic)
+	first := reportFromC(&d.rep, d.topic())
 	if d.more == nil {
 		return []DeliveryReport{first}
 	}
@@ -425,7 +450,7 @@ func (d *Delivery) Report() DeliveryReport {
 	if !d.done {
 		return DeliveryReport{Partition: -1, Offset: -1}
 	}
-	return reportFromC(&d.rep, d.topic)
+	return reportFromC(&d.rep, d.topic())
 }
 
 // Close frees the C handle without waiting (the messages are still

@@ -350,15 +350,13 @@ func (p *Producer) ProduceManySync(ctx context.Context, msgs []*Message) ([]Deli
 // delivered).
 func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 	if canProduceOne(m) {
-		d, err := reserveSlot()
+		d, hs, err := reserveSlot(m.Topic)
 		if err != nil {
 			return nil, err
 		}
-		if _, err, _ := p.produceOne(m, true, d.slots.slots, d.slot); err != nil {
-			d.slot = -1 // EMPTY again: the reserved Delivery is never handed out
-			return nil, err
+		if _, err, _ := p.produceOne(m, true, hs.slots, d.slot); err != nil {
+			return nil, err // its slot is EMPTY; the Delivery is never handed out
 		}
-		d.topic = m.Topic
 		return d, nil
 	}
 	cm, err := buildMessages([]*Message{m})
