@@ -283,6 +283,7 @@ func main() {
 	flag.Int64Var(&cfg.messages, "messages", 100000, "messages in all")
 	flag.IntVar(&cfg.threads, "threads", 4, "producing goroutines")
 	flag.IntVar(&cfg.producers, "producers", 2, "producers (clients) shared by the goroutines")
+	flag.DurationVar(&poolTimeout, "pool-timeout", time.Minute, "wdpool: the pool's checkout timeout")
 	flag.Var(&cfg.sets, "set", "confluent: a librdkafka property key=value (repeatable)")
 	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "franz: ProducerLinger")
 	flag.StringVar(&cfg.compression, "compression", "none", "franz: ProducerBatchCompression")

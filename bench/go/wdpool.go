@@ -46,8 +46,11 @@ func eachAtOnce(ps []*wdpool.Producer, fn func(*wdpool.Producer) error) error {
 	return nil
 }
 
+// poolTimeout is the wdpool pool's checkout timeout (-pool-timeout).
+var poolTimeout = time.Minute
+
 func newWdpool(size int, configure wdpool.ConfigureFunc) *wdpool.Pool {
-	pool, err := wdpool.New(&wdpool.Options{Size: size, Timeout: time.Minute}, configure)
+	pool, err := wdpool.New(&wdpool.Options{Size: size, Timeout: poolTimeout}, configure)
 	if err != nil {
 		die("wdpool New: %v", err)
 	}

@@ -149,6 +149,13 @@ enum Op {
     DeliveryCount { delivery: Pick },
     DeliveryReport { delivery: Pick, index: u8 },
     DeliveryFree { delivery: Pick },
+    SlotsNew { count: u8 },
+    ProduceInto { producer: Pick, slots: Pick, first: u8, count: u8, topic: u8 },
+    SlotsPoll { slots: Pick, index: u8 },
+    SlotsWait { slots: Pick, index: u8, timeout: Timeout },
+    /// Reads a live array's slots in place.
+    SlotsRead { nth: u8 },
+    SlotsFree { slots: Pick },
     MockNew { brokers: i8 },
     MockBootstrap { cluster: Pick },
     MockCreateTopic { cluster: Pick, topic: u8, partitions: i8 },
@@ -173,9 +180,10 @@ enum Kind {
     Delivery,
     Cluster,
     Config,
+    Slots,
 }
 
-const KINDS: [Kind; 5] = [Kind::Pool, Kind::Producer, Kind::Delivery, Kind::Cluster, Kind::Config];
+const KINDS: [Kind; 6] = [Kind::Pool, Kind::Producer, Kind::Delivery, Kind::Cluster, Kind::Config, Kind::Slots];
 
 /// What a call given a picked handle must return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +234,9 @@ struct State {
     deliveries: Vec<Handle>,
     clusters: Vec<Handle>,
     configs: Vec<Handle>,
+    /// Report slot arrays, with where their slots are and how many.
+    slots: Vec<Handle>,
+    arrays: Vec<(*const wdpool_report_slot, usize)>,
     /// (id, still subscribed, has a finalizer)
     subscriptions: Vec<(u64, bool, bool)>,
     global: bool,
@@ -323,6 +334,7 @@ impl<'a> Runner<'a> {
             Kind::Delivery => &mut self.state.deliveries,
             Kind::Cluster => &mut self.state.clusters,
             Kind::Config => &mut self.state.configs,
+            Kind::Slots => &mut self.state.slots,
         }
     }
 
@@ -702,6 +714,106 @@ impl<'a> Runner<'a> {
                     self.state.deliveries[i].live = false;
                 }
             }
+            Op::SlotsNew { count } => {
+                let mut slots = ptr::null_mut();
+                let with_err = self.with_err();
+                // SAFETY: a valid out-parameter.
+                let out = call_maybe(with_err, |e| unsafe { wdpool_report_slots_new(usize::from(count % 40), &mut slots, e) });
+                assert_eq!(out.ok(), count % 40 != 0, "{out:?}");
+                if out.ok() {
+                    let (mut array, mut n) = (ptr::null(), 0);
+                    // SAFETY: a live array; valid out-parameters.
+                    assert!(call(|e| unsafe { wdpool_report_slots_array(slots, &mut array, &mut n, e) }).ok());
+                    assert_eq!(n, usize::from(count % 40));
+                    self.state.slots.push(Handle { token: slots as usize, live: true, leased: false });
+                    self.state.arrays.push((array, n));
+                }
+            }
+            Op::ProduceInto { producer, slots, first, count, topic } => {
+                let (p, p_expect, _) = self.pick(Kind::Producer, producer);
+                let (s, s_expect, _) = self.pick(Kind::Slots, slots);
+                let topics: [&CStr; 3] = [c"fuzz-a", c"bad topic", c""];
+                let mut m = unsafe { std::mem::zeroed::<wdpool_message>() };
+                // SAFETY: a writable message.
+                unsafe { wdpool_message_init(&mut m) };
+                m.topic = topics[usize::from(topic) % topics.len()].as_ptr();
+                m.payload = wdpool_bytes { data: b"payload".as_ptr(), len: 7 };
+                let messages = [m; 3];
+                let with_err = self.with_err();
+                // SAFETY: valid messages; any handles.
+                let out = call_maybe(with_err, |e| unsafe {
+                    wdpool_producer_produce_into(
+                        p as *mut _,
+                        messages.as_ptr(),
+                        usize::from(count % 4),
+                        s as *mut _,
+                        usize::from(first % 42),
+                        e,
+                    )
+                });
+                // The producer is looked at first, then the slots.
+                if p_expect != Expect::Live {
+                    self.expect(&out, p_expect, "produce into (producer)");
+                } else {
+                    self.expect(&out, s_expect, "produce into (slots)");
+                }
+            }
+            Op::SlotsPoll { slots, index } => {
+                let mut report = unsafe { std::mem::zeroed::<wdpool_report>() };
+                let (out, expect) =
+                    on!(Kind::Slots, slots, "slots poll", |h, e| wdpool_report_slots_poll(h, usize::from(index % 42), &mut report, e));
+                if expect == Expect::Live {
+                    assert!(
+                        matches!(out.rc, WDPOOL_OK | WDPOOL_KAFKA | WDPOOL_FATAL | WDPOOL_PENDING | WDPOOL_INVALID_ARGUMENT),
+                        "{out:?}"
+                    );
+                }
+            }
+            Op::SlotsWait { slots, index, timeout } => {
+                let mut report = unsafe { std::mem::zeroed::<wdpool_report>() };
+                let (out, expect) = on!(Kind::Slots, slots, "slots wait", |h, e| wdpool_report_slots_wait(
+                    h,
+                    usize::from(index % 42),
+                    timeout.ms(),
+                    &mut report,
+                    e
+                ));
+                if expect == Expect::Live {
+                    assert!(
+                        matches!(
+                            out.rc,
+                            WDPOOL_OK | WDPOOL_KAFKA | WDPOOL_FATAL | WDPOOL_DELIVERY_TIMEOUT | WDPOOL_INVALID_ARGUMENT
+                        ),
+                        "{out:?}"
+                    );
+                }
+            }
+            Op::SlotsRead { nth } => {
+                let live: Vec<usize> = (0..self.state.slots.len()).filter(|i| self.state.slots[*i].live).collect();
+                if let Some(&i) = live.get(usize::from(nth) % live.len().max(1)) {
+                    let (array, n) = self.state.arrays[i];
+                    for k in 0..n {
+                        // SAFETY: a live array's slots, read as the header
+                        // says (the state with acquire, then the report).
+                        let (state, reserved) = unsafe {
+                            let slot = array.add(k);
+                            let state = (*(ptr::addr_of!((*slot).state) as *const std::sync::atomic::AtomicU32))
+                                .load(Ordering::Acquire);
+                            (state, ptr::read(ptr::addr_of!((*slot).reserved)))
+                        };
+                        assert!(state <= WDPOOL_SLOT_DONE, "slot {k} in state {state}");
+                        assert_eq!(reserved, 0);
+                    }
+                }
+            }
+            Op::SlotsFree { slots } => {
+                let (token, _, index) = self.pick(Kind::Slots, slots);
+                // SAFETY: any token.
+                unsafe { wdpool_report_slots_free(token as *mut _) };
+                if let Some(i) = index {
+                    self.state.slots[i].live = false;
+                }
+            }
             Op::MockNew { brokers } => {
                 if self.state.clusters_made < MAX_CLUSTERS {
                     self.state.clusters_made += 1;
@@ -854,6 +966,12 @@ impl<'a> Runner<'a> {
         for h in self.state.deliveries.iter_mut().filter(|h| h.live) {
             // SAFETY: a live delivery, freed once.
             unsafe { wdpool_delivery_free(h.token as *mut _) };
+            h.live = false;
+        }
+        for h in self.state.slots.iter_mut().filter(|h| h.live) {
+            // SAFETY: a live array, freed once (its messages are done:
+            // every pool was closed by force above).
+            unsafe { wdpool_report_slots_free(h.token as *mut _) };
             h.live = false;
         }
         for h in self.state.clusters.iter_mut().filter(|h| h.live) {
