@@ -249,6 +249,18 @@ const CHECKOUT_SPINS: u32 = 100;
 /// slots, when there are more threads than cores) before it sleeps.
 const CHECKOUT_YIELDS: u32 = 20;
 
+/// When a waiting checkout turns starving: a quarter of its timeout, at
+/// least 1 ms and at most 100 ms. Until then free slots go to whoever
+/// takes them first (a caller that is running beats a sleeper that was
+/// just woken, which keeps slots busy); after it, to the starving waiters
+/// first. Without this, callers that give a slot back and take one again
+/// at once (Go's `With` in a loop, 4 goroutines on a pool of 2) kept two
+/// waiters from ever getting one until their 2 s timeout, about once in
+/// 100 million checkouts.
+fn starving_after(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
+}
+
 pub struct Pool<M: Manager> {
     inner: Arc<Inner<M>>,
 }
@@ -314,6 +326,12 @@ struct State<C> {
     /// the sleeper runs). The sleeper clears it when it wakes, for any
     /// reason, and passes the wake on if it finds more than one slot free.
     wake_pending: bool,
+    /// Waiting checkouts that have waited long enough to be starving (see
+    /// `starving_after`): free slots are theirs first. Another caller takes
+    /// a free slot only while there are more free slots than starving
+    /// waiters, and a checkin wakes every sleeper (one notified at random
+    /// could be one that may not take the slot).
+    starving: usize,
     closing: Closing,
     /// Bumped by reload: connections of an older generation are replaced.
     generation: u64,
@@ -382,6 +400,7 @@ impl<M: Manager> Pool<M> {
             pending: None,
             waiting: 0,
             wake_pending: false,
+            starving: 0,
             closing: Closing::Open,
             generation: 0,
         };
@@ -459,7 +478,7 @@ impl<M: Manager> Pool<M> {
             Ok(nested) => return Ok(nested),
             Err(state) => state,
         };
-        match self.inner.take_idle_slot(state, me) {
+        match self.inner.take_idle_slot(state, me, &mut false) {
             Ok(taken) => Ok(taken),
             Err(state) => self.checkout_wait(state, me, timeout),
         }
@@ -476,6 +495,7 @@ impl<M: Manager> Pool<M> {
     ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), CheckoutError<M::Error>> {
         let inner = &self.inner;
         let timeout = timeout.unwrap_or(inner.options.timeout);
+        let starve_after = starving_after(timeout);
         // The call's budget runs from when it first needs time (to create
         // or to wait); only the waits count in the pool's total wait time.
         let mut started: Option<Instant> = None;
@@ -484,24 +504,46 @@ impl<M: Manager> Pool<M> {
         // a caller must not leave a background creation behind per slot.
         let mut may_create = true;
         let mut may_spin = true;
+        // Counted in `state.starving` (and uncounted on every way out).
+        let mut starving = false;
+        let unstarve = |state: &mut SpinGuard<'_, State<M::Conn>>, starving: &mut bool| {
+            if std::mem::take(starving) {
+                state.starving -= 1;
+            }
+        };
         loop {
             if state.closing != Closing::Open {
+                unstarve(&mut state, &mut starving);
                 return Err(CheckoutError::Closed);
             }
-            state = match inner.take_idle_slot(state, me) {
+            state = match inner.take_idle_slot(state, me, &mut starving) {
                 Ok(taken) => {
                     inner.account_wait(blocked);
                     return Ok(taken);
                 }
-                Err(state) if state.closing != Closing::Open => return Err(CheckoutError::Closed),
+                Err(mut state) if state.closing != Closing::Open => {
+                    unstarve(&mut state, &mut starving);
+                    return Err(CheckoutError::Closed);
+                }
                 Err(state) => state,
             };
-            if let Some(index) = if may_create { state.empty.pop() } else { None } {
+            let may_pop = may_create && (starving || state.spare());
+            if let Some(index) = if may_pop { state.empty.pop() } else { None } {
+                // Starving no more: others may take what is left, and may
+                // be asleep because they could not.
+                let wake = starving && state.waiting > 0 && !state.empty.is_empty();
+                unstarve(&mut state, &mut starving);
+                if wake {
+                    inner.changed(&mut state);
+                }
                 let waited = started.get_or_insert_with(Instant::now).elapsed();
                 may_create = false;
                 let epoch = state.take_slot(index, me);
                 let generation = state.generation;
                 drop(state);
+                if wake {
+                    inner.wake(&inner.freed, true);
+                }
                 match inner.create(index, timeout.saturating_sub(waited)) {
                     Ok(conn) => {
                         inner.account_wait(blocked);
@@ -527,6 +569,7 @@ impl<M: Manager> Pool<M> {
             let now = Instant::now();
             let waited = now - *started.get_or_insert(now);
             if waited >= timeout {
+                unstarve(&mut state, &mut starving);
                 inner.account_wait(blocked);
                 inner.checkout_timeouts.fetch_add(1, Ordering::Relaxed);
                 let size = inner.options.size;
@@ -536,6 +579,14 @@ impl<M: Manager> Pool<M> {
                 drop(state);
                 inner.manager.on_event(PoolEvent::CheckoutTimeout { waited, available, size });
                 return Err(CheckoutError::Timeout { waited, available, size, creating, pending });
+            }
+            if !starving && waited >= starve_after {
+                // From now on, what is given back is this caller's first. (A
+                // waiter turns starving when a checkin wakes it after
+                // `starve_after`: slots given back are what it starves for.)
+                starving = true;
+                state.starving += 1;
+                continue;
             }
             if may_spin {
                 // Before sleeping (a futex wait, and a futex wake for the
@@ -593,7 +644,7 @@ impl<M: Manager> Pool<M> {
         let me = owner.resolve();
         let taken = match self.start_checkout(me)? {
             Ok(nested) => nested,
-            Err(state) => match self.inner.take_idle_slot(state, me) {
+            Err(state) => match self.inner.take_idle_slot(state, me, &mut false) {
                 Ok(taken) => taken,
                 Err(state) if state.closing != Closing::Open => return Err(CheckoutError::Closed),
                 Err(_) => return Ok(None),
@@ -836,11 +887,14 @@ impl<M: Manager> Inner<M> {
     /// call) on every uncontended checkin.
     fn unlock_and_wake(&self, mut state: SpinGuard<'_, State<M::Conn>>) {
         self.changed(&mut state);
-        let wake = state.waiting > 0 && !state.wake_pending;
+        // With starving waiters, every sleeper: the one notified must be
+        // one that may take the slot.
+        let all = state.starving > 0;
+        let wake = state.waiting > 0 && (all || !state.wake_pending);
         state.wake_pending |= wake;
         drop(state);
         if wake {
-            self.wake(&self.freed, false);
+            self.wake(&self.freed, all);
         }
     }
 
@@ -987,7 +1041,12 @@ impl<M: Manager> Inner<M> {
         &'a self,
         mut state: SpinGuard<'a, State<M::Conn>>,
         me: OwnerId,
+        starving: &mut bool,
     ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), SpinGuard<'a, State<M::Conn>>> {
+        if !*starving && !state.spare() {
+            // What is free goes to the starving waiters.
+            return Err(state);
+        }
         let hint = if let OwnerId::Thread(_) = me { reentrancy::last_slot(self.id) } else { None };
         if let Some(hint) = hint {
             // This thread's own slot, parked: its first choice.
@@ -1015,14 +1074,20 @@ impl<M: Manager> Inner<M> {
                 continue;
             }
             let epoch = state.take_slot(index, me);
+            if std::mem::take(starving) {
+                state.starving -= 1;
+            }
             // A sleeper woken for a slot that another caller took: pass the
-            // wake on when more slots are free (see `wake_pending`).
-            let chain =
-                state.waiting > 0 && !state.wake_pending && (!state.idle.is_empty() || !state.empty.is_empty());
+            // wake on when more slots are free (see `wake_pending`); to
+            // every sleeper while some are starving.
+            let all = state.starving > 0;
+            let chain = state.waiting > 0
+                && (all || !state.wake_pending)
+                && (!state.idle.is_empty() || !state.empty.is_empty());
             state.wake_pending |= chain;
             drop(state);
             if chain {
-                self.wake(&self.freed, false);
+                self.wake(&self.freed, all);
             }
             if let OwnerId::Thread(_) = me {
                 reentrancy::hold(self.id, index);
@@ -1064,7 +1129,7 @@ impl<M: Manager> Inner<M> {
         let broken = self.manager.is_broken(conn);
         let stale = state.slots[index].generation != state.generation;
         if closing == Closing::Open && !broken && !stale {
-            if park && state.waiting == 0 {
+            if park && state.waiting == 0 && state.starving == 0 {
                 let slot = &state.slots[index];
                 let fast = &self.fast[index];
                 let conn = slot.conn.as_deref().expect("a held slot holds a connection");
@@ -1250,6 +1315,12 @@ impl<C> State<C> {
             }
         }
         self.idle.pop()
+    }
+
+    /// More slots are free (idle or empty) than waiters are starving: a
+    /// caller that is not starving may take one.
+    fn spare(&self) -> bool {
+        self.starving == 0 || self.idle.len() + self.empty.len() > self.starving
     }
 
     /// Marks a free slot as checked out by `owner`; returns its epoch.

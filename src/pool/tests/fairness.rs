@@ -120,3 +120,90 @@ fn a_waiter_is_not_starved_by_holders_that_take_again_at_once() {
         l.join().expect("a holder panicked");
     }
 }
+
+/// The Go binding's pattern: more callers than slots, each a fresh owner
+/// checking out and in again at once, none parked on its own slot. A
+/// sleeper woken at each checkin finds the slot taken again by a caller
+/// that was running; without starving waiters first, one of them has
+/// waited out a whole timeout now and then. No checkout may time out.
+#[test]
+fn fresh_owners_looping_never_starve_one_of_them() {
+    const THREADS: usize = 4;
+    let pool = pool_with(2, LONG);
+    let timeouts = Arc::new(AtomicUsize::new(0));
+    let worst = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_millis(800);
+    let counter = Arc::new(AtomicU64::new(1));
+    let (timeouts2, worst2, counter2) = (Arc::clone(&timeouts), Arc::clone(&worst), Arc::clone(&counter));
+    hammer(&pool, THREADS, move |_, pool| {
+        while Instant::now() < deadline {
+            for _ in 0..1000 {
+                let key = counter2.fetch_add(1, SeqCst);
+                let started = Instant::now();
+                match pool.checkout_as(Owner::Key(key), Some(Duration::from_millis(500))) {
+                    Ok(lease) => drop(lease),
+                    Err(CheckoutError::Timeout { .. }) => {
+                        timeouts2.fetch_add(1, SeqCst);
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+                worst2.fetch_max(started.elapsed().as_micros() as u64, SeqCst);
+            }
+        }
+    });
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+    assert_eq!(
+        timeouts.load(SeqCst),
+        0,
+        "checkouts timed out after 500 ms; worst wait {} µs, {} checkouts",
+        worst.load(SeqCst),
+        counter.load(SeqCst)
+    );
+}
+
+/// Once a waiter has waited a quarter of its timeout (here 100 ms of 400),
+/// a slot given back is its own: a caller arriving at that moment does not
+/// take it first, even a caller that never waits.
+#[test]
+fn a_starving_waiter_gets_the_next_slot_before_any_newcomer() {
+    let pool = new_pool(1);
+    let held = pool.checkout_as(Owner::Key(1), None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let p = pool.clone();
+    let waiter = thread::spawn(move || {
+        let got = p.checkout_as(Owner::Key(2), Some(Duration::from_millis(400)));
+        let _ = tx.send(got.as_ref().map(|l| l.index()).map_err(|e| e.to_string()));
+        // Held until the newcomer has tried.
+        let _ = release_rx.recv_timeout(LONG);
+        drop(got);
+    });
+    wait_for_waiters(&pool, 1);
+    // Its first quarter, then a wake that gives it nothing: it turns
+    // starving (a waiter checks when something wakes it).
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_millis(110) {
+        thread::park_timeout(Duration::from_millis(110) - since.elapsed().min(Duration::from_millis(110)));
+    }
+    {
+        let inner = &pool.inner;
+        let mut state = inner.lock();
+        inner.changed(&mut state);
+        drop(state);
+        inner.wake(&inner.freed, true);
+    }
+    wait_until("the waiter to turn starving", || pool.inner.lock().starving == 1);
+    drop(held);
+    // At once, before the woken waiter runs (or after: either way not
+    // this caller's).
+    let newcomer = pool.try_checkout_as(Owner::Key(3)).unwrap();
+    assert!(newcomer.is_none(), "a newcomer took the slot a starving waiter waited for");
+    let got = rx.recv_timeout(LONG).expect("the waiter did not finish");
+    assert_eq!(got, Ok(0), "the starving waiter got the slot");
+    release_tx.send(()).unwrap();
+    waiter.join().unwrap();
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.waiting, s.checkout_timeouts), (0, 0, 0), "{s:?}");
+    assert_eq!(pool.inner.lock().starving, 0);
+}
