@@ -224,6 +224,10 @@ func benchWith(client string, threads, size int, ops int64) {
 	elapsed := run(ops)
 	lib := "-"
 	if pool != nil {
+		// Every With has returned: every producer must be back.
+		if s, err := pool.Stats(); err != nil || s.InUse != 0 || s.Waiting != 0 {
+			die("wdpool: producers not back after every With returned: %+v (%v)", s, err)
+		}
 		lib = loadedLibrary()
 		if err := pool.Close(); err != nil {
 			die("wdpool Close: %v", err)

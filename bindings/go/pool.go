@@ -325,18 +325,31 @@ func (p *Pool) Transaction(ctx context.Context, fn func(*Producer) error) error 
 // none is the blocking checkout made on a goroutine of the package (await):
 // a caller that gives up returns ctx.Err() at once, and the producer that
 // checkout gets later (before the pool's timeout) goes straight back.
+// checkoutYields is how many times a checkout that found no free producer
+// yields its P (and looks again) before it waits in C.
+const checkoutYields = 4
+
 func checkout(ctx context.Context, p *Pool, owner uint64) (*C.wdpool_producer, error) {
 	var h *C.wdpool_pool
 	if p != nil {
 		h = p.h
 	}
-	if ctx.Done() == nil {
-		r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeoutOf(ctx)))
+	// A free producer (or the owner's own) in one call that never waits.
+	// When none is free, yield the P a few times first: the goroutines
+	// holding the producers may be runnable without a P (the other Ps held
+	// by goroutines waiting in C), and a goroutine blocked in C gives its
+	// P up only when sysmon takes it back.
+	r := C.wdpool_go_try_checkout(h, C.wdpool_owner(owner))
+	for i := 0; i < checkoutYields && r.rc == C.WDPOOL_OK && r.producer == nil; i++ {
+		runtime.Gosched()
+		r = C.wdpool_go_try_checkout(h, C.wdpool_owner(owner))
+	}
+	if r.rc != C.WDPOOL_OK || r.producer != nil {
 		runtime.KeepAlive(p)
 		return r.producer, takeError(r.rc, r.err)
 	}
-	r := C.wdpool_go_try_checkout(h, C.wdpool_owner(owner))
-	if r.rc != C.WDPOOL_OK || r.producer != nil {
+	if ctx.Done() == nil {
+		r := C.wdpool_go_checkout(h, C.wdpool_owner(owner), cTimeout(timeoutOf(ctx)))
 		runtime.KeepAlive(p)
 		return r.producer, takeError(r.rc, r.err)
 	}
