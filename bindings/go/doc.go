@@ -47,8 +47,10 @@
 // itself, within its timeout: a producer it gets afterwards goes straight
 // back to the pool, and a message already handed to librdkafka may still
 // be delivered (a Delivery given up on can be waited on again). A free
-// producer is taken in one C call whatever the context, and a context that
-// nothing can cancel (context.Background) waits in place. A
+// producer is taken in one C call that never waits, whatever the context;
+// when none is free, the call yields its P a few times (looking again)
+// before it waits in C, and a context that nothing can cancel
+// (context.Background) waits in place. A
 // Transaction's commit cannot be abandoned half-way: when its function
 // returns nil with ctx already done, the transaction is rolled back and
 // Transaction returns ctx.Err() (as database/sql does); a commit under way
