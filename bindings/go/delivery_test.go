@@ -81,21 +81,7 @@ func TestDeliveryFailuresReadByWait(t *testing.T) {
 // reports and the count of missing ones once made Wait return nil with
 // nothing read).
 func TestDeliveryWaitNilMeansEveryReportRead(t *testing.T) {
-	cluster, err := NewMockCluster(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	if err := cluster.CreateTopic("race", 1); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(&Options{Size: 2}, func(c *Config, _ int) error {
-		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(), "linger.ms": "0"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(true)
+	p := mockTopicPool(t, "race", 2)
 	ctx := ctxTimeout(t, 60*time.Second)
 	errs := make(chan error, 2)
 	for g := 0; g < 2; g++ {
@@ -131,21 +117,7 @@ func TestDeliveryWaitNilMeansEveryReportRead(t *testing.T) {
 // collector finds its block unreachable, whether its Deliveries were
 // waited on, closed or dropped.
 func TestSlotDeliveriesReadTheirOwnReportsAndAreFreedOnce(t *testing.T) {
-	cluster, err := NewMockCluster(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	if err := cluster.CreateTopic("slots", 1); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(&Options{Size: 2}, func(c *Config, _ int) error {
-		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(), "linger.ms": "0"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(true)
+	p := mockTopicPool(t, "slots", 2)
 	ctx := ctxTimeout(t, 60*time.Second)
 	base := liveSlotArrays.Load()
 	handles := liveDeliveries()
@@ -222,4 +194,26 @@ func TestSlotDeliveriesReadTheirOwnReportsAndAreFreedOnce(t *testing.T) {
 	if n := liveSlotArrays.Load(); n < 0 {
 		t.Fatalf("%d slot arrays live: some were freed twice", n)
 	}
+}
+
+// mockTopicPool is a pool of size producers (linger.ms 0) on a mock
+// cluster of its own with a 1-partition topic; both go at the test's end.
+func mockTopicPool(t *testing.T, topic string, size int) *Pool {
+	t.Helper()
+	cluster, err := NewMockCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Close() })
+	if err := cluster.CreateTopic(topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(&Options{Size: size}, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(), "linger.ms": "0"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(true) })
+	return p
 }
