@@ -5,7 +5,6 @@ use std::ffi::{c_char, CString};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use super::registry::{Kind, Registry};
 use super::result::c_string;
 use super::{boundary, guarded, null, timeout_or, wdpool_error, wdpool_result, write_out};
@@ -43,7 +42,7 @@ pub(crate) fn report_to_c(topic: *const c_char, report: &Report) -> wdpool_repor
 
 /// A report's `error_code`: 0 when delivered, else librdkafka's code.
 pub(crate) fn error_code_of(report: &Report) -> i32 {
-    report.error.as_ref().map_or(0, crate::kafka::slots::error_code_of)
+    report.error.as_ref().map_or(0, crate::kafka::delivery::error_code_of)
 }
 
 /// The delivery reports of one async produce call (one message, or all the

@@ -82,11 +82,18 @@ const _: () = assert!(crate::kafka::slots::DONE == WDPOOL_SLOT_DONE);
 
 static SLOTS: Registry<Arc<ReportSlots>> = Registry::new(Kind::ReportSlots);
 
-fn slots_of(slots: *const wdpool_report_slots) -> Result<Arc<ReportSlots>> {
+/// Runs `f` on the array behind a handle (under its registry cell's lock:
+/// `f` must not block).
+fn with_slots<R>(slots: *const wdpool_report_slots, f: impl FnOnce(&Arc<ReportSlots>) -> R) -> Result<R> {
     if slots.is_null() {
         return Err(null("slots"));
     }
-    SLOTS.with(slots as usize, |s| Arc::clone(s))
+    SLOTS.with(slots as usize, |s| f(s))
+}
+
+/// The array behind a handle, for calls that may block.
+fn slots_of(slots: *const wdpool_report_slots) -> Result<Arc<ReportSlots>> {
+    with_slots(slots, Arc::clone)
 }
 
 /// Makes an array of `count` EMPTY report slots (1 to 1,048,576) and
@@ -236,7 +243,7 @@ pub unsafe extern "C" fn wdpool_report_slots_poll(
     err: *mut *mut wdpool_error,
 ) -> wdpool_result {
     boundary(err, || {
-        let state = SLOTS.with(non_null(slots)? as usize, |s| s.poll(index))??;
+        let state = with_slots(slots, |s| s.poll(index))??;
         answer(state, index, report_out, ErrorKind::Pending)
     })
 }
@@ -266,13 +273,6 @@ pub unsafe extern "C" fn wdpool_report_slots_wait(
         let state = s.wait(index, timeout_arg(timeout_ms))?;
         answer(state, index, report_out, ErrorKind::DeliveryTimeout)
     })
-}
-
-fn non_null(slots: *const wdpool_report_slots) -> Result<*const wdpool_report_slots> {
-    if slots.is_null() {
-        return Err(null("slots"));
-    }
-    Ok(slots)
 }
 
 /// Frees an array of report slots: the handle goes stale at once. Messages

@@ -20,6 +20,16 @@ pub struct Report {
     pub error: Option<Error>,
 }
 
+/// A failure's `error_code` in a report: librdkafka's code, or its generic
+/// failure for failures it did not number.
+pub fn error_code_of(e: &Error) -> i32 {
+    if e.kafka_code != 0 {
+        e.kafka_code
+    } else {
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32
+    }
+}
+
 impl Report {
     pub fn failed(error: Error) -> Self {
         Report { partition: -1, offset: -1, timestamp_ms: -1, error: Some(error) }

@@ -19,17 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 
-use super::delivery::Report;
-
-/// A failure's `error_code`: librdkafka's code, or its generic failure for
-/// failures it did not number.
-pub fn error_code_of(e: &Error) -> i32 {
-    if e.kafka_code != 0 {
-        e.kafka_code
-    } else {
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL as i32
-    }
-}
+use super::delivery::{error_code_of, Report};
 
 pub(crate) const EMPTY: u32 = 0;
 pub(crate) const PENDING: u32 = 1;
@@ -146,14 +136,6 @@ impl ReportSlots {
             s.owner.store(me, Ordering::Relaxed);
         }
         Ok(slots)
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
     }
 
     /// The slots, for direct reading (see [`PublicSlot`]).

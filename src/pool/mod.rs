@@ -253,10 +253,11 @@ const CHECKOUT_YIELDS: u32 = 20;
 /// least 1 ms and at most 100 ms. Until then free slots go to whoever
 /// takes them first (a caller that is running beats a sleeper that was
 /// just woken, which keeps slots busy); after it, to the starving waiters
-/// first. Without this, callers that give a slot back and take one again
-/// at once (Go's `With` in a loop, 4 goroutines on a pool of 2) kept two
-/// waiters from ever getting one until their 2 s timeout, about once in
-/// 100 million checkouts.
+/// first, so that callers which give a slot back and take one again at
+/// once cannot keep a waiter from it for longer than that
+/// (`tests/fairness.rs`). (The Go binding's stall of a whole timeout was
+/// another matter: goroutines blocked in C holding the Ps the holders
+/// needed; the binding yields before it waits.)
 fn starving_after(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
 }
