@@ -238,7 +238,7 @@ func (d *Delivery) target() (t target, ok bool) {
 // wait waits in C; nil when every report is in (failed or not).
 func (t target) wait(timeout int64) error {
 	if t.slots != 0 {
-		r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), cTimeout(timeout))
+		r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), 0, cTimeout(timeout))
 		if r.rc == C.WDPOOL_OK || r.rc == C.WDPOOL_KAFKA || r.rc == C.WDPOOL_FATAL {
 			if r.err != nil {
 				C.wdpool_error_free(r.err)
@@ -280,7 +280,7 @@ func (d *Delivery) takeSlot(t target) (pending int, err error) {
 		}
 	}
 	// A failure (its message is read in C), or not a slot in use.
-	r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), 0)
+	r := C.wdpool_go_slot_wait(C.uintptr_t(t.slots), C.size_t(t.slot), 1, 0)
 	switch r.rc {
 	case C.WDPOOL_PENDING:
 		return 1, nil

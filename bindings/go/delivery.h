@@ -78,18 +78,19 @@ static inline wdpool_go_wait_result wdpool_go_delivery_wait(uintptr_t delivery, 
   return r;
 }
 
-// A report slot read (wait_ms 0) or waited on: the report by value when
-// the slot is DONE (rc OK, or KAFKA/FATAL with the failure in err).
+// A report slot read (poll: never waits) or waited on (up to wait_ms,
+// WDPOOL_TIMEOUT_DEFAULT included): the report by value when the slot is
+// DONE (rc OK, or KAFKA/FATAL with the failure in err).
 typedef struct {
   wdpool_result rc;
   wdpool_error *err;
   wdpool_go_report report;
 } wdpool_go_slot_result;
 
-static inline wdpool_go_slot_result wdpool_go_slot_wait(uintptr_t slots, size_t index, int64_t wait_ms) {
+static inline wdpool_go_slot_result wdpool_go_slot_wait(uintptr_t slots, size_t index, int poll, int64_t wait_ms) {
   wdpool_go_slot_result r = {WDPOOL_OK, NULL, {-1, 0, -1, -1}};
   wdpool_report rep = {NULL, -1, -1, -1, 0};
-  if (wait_ms == 0) {
+  if (poll) {
     r.rc = wdpool_report_slots_poll((const wdpool_report_slots *)slots, index, &rep, &r.err);
   } else {
     r.rc = wdpool_report_slots_wait((const wdpool_report_slots *)slots, index, wait_ms, &rep, &r.err);
