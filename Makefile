@@ -271,10 +271,15 @@ test-real: $(BUILD)/example_seed_examples $(BUILD)/example_quickstart $(BUILD)/r
 # just built (PKG_CONFIG_LIBDIR hides an installed wdpool.pc, so WDPOOL_LIB
 # wins) and the in-process mock cluster; again against the real broker in
 # WDPOOL_KAFKA_BOOTSTRAP when that is set.
+# Each run twice: with `with`'s C quick path (ext/wdpool_fast, built by rake
+# compile) and without it (WDPOOL_RUBY_PURE=1, the pure-Ruby path).
+RUBY_TEST_ENV := PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so
 test-ruby: $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
-	cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so WDPOOL_KAFKA_BOOTSTRAP= rake test
+	cd bindings/ruby && rake compile
+	cd bindings/ruby && $(RUBY_TEST_ENV) WDPOOL_KAFKA_BOOTSTRAP= WDPOOL_EXPECT_FAST=1 rake test
+	cd bindings/ruby && $(RUBY_TEST_ENV) WDPOOL_KAFKA_BOOTSTRAP= WDPOOL_EXPECT_FAST=0 WDPOOL_RUBY_PURE=1 rake test
 	@if [ -n "$$WDPOOL_KAFKA_BOOTSTRAP" ]; then \
-	  cd bindings/ruby && PKG_CONFIG_LIBDIR=/nonexistent WDPOOL_LIB=$(CURDIR)/$(DEBUG_LIB)/libwdpool.so rake test; fi
+	  cd bindings/ruby && $(RUBY_TEST_ENV) WDPOOL_EXPECT_FAST=1 rake test; fi
 
 # Benchmarks (bench/README.md): wdpool through its C ABI against the rdkafka
 # crate used directly, a plain C pool and the Go peers, on a broker of their
@@ -308,6 +313,7 @@ bench-build: release bench-pc
 	  -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BENCH)/report_queue
 	$(CARGO) build --release --locked --manifest-path bench/raw/Cargo.toml --target-dir target
 	cd bench/go && $(BENCH_GO_ENV) $(GO) mod download && $(BENCH_GO_ENV) $(GO) build -o $(CURDIR)/$(BENCH)/gobench .
+	cd bindings/ruby && rake compile
 
 bench: bench-build
 	bench/run.sh full $(BENCH_ARGS)
@@ -351,7 +357,7 @@ kafka-stop:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) bindings/ruby/tmp bindings/ruby/lib/wdpool/wdpool_fast.so
 
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer under AddressSanitizer; needs the
 # nightly toolchain and cargo-fuzz, which make deps installs): the message,

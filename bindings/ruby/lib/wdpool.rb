@@ -91,3 +91,32 @@ module WdPool
   end
   Process.singleton_class.prepend(ForkHook)
 end
+
+module WdPool
+  # `with`'s quick path in C (ext/wdpool_fast, built by `gem install` and by
+  # `rake compile`): a producer free at once is checked out, yielded and
+  # checked in by C code that asynchronous interrupts cannot cut in two, so
+  # it needs no Thread.handle_interrupt masks. Everything else (waiting,
+  # `timeout:`, errors) takes the pure-Ruby path. WDPOOL_RUBY_PURE=1, or an
+  # extension that was not built (no Ruby headers), leaves the pure-Ruby
+  # `with` alone.
+  FAST_WITH =
+    if ENV['WDPOOL_RUBY_PURE'] == '1'
+      false
+    else
+      begin
+        require 'wdpool/wdpool_fast'
+        lib = Native.ffi_libraries.first
+        addr = ->(name) { lib.find_function(name).address }
+        FastWith.install(addr.call('wdpool_pool_try_checkout'), addr.call('wdpool_try_checkout'),
+                         addr.call('wdpool_producer_checkin'), addr.call('wdpool_error_free'))
+      rescue ::LoadError
+        false
+      end
+    end
+
+  # Whether `with` runs its quick path in C (see FAST_WITH).
+  def self.fast_with?
+    FAST_WITH
+  end
+end

@@ -167,4 +167,43 @@ class EventsForkTest < Minitest::Test
   ensure
     pool&.close
   end
+
+  # A `with` whose block forks: in the child the block returns normally and
+  # the checkin of the parent's lease is refused (the handle is stale there)
+  # with WdPool::Errors::StaleHandleError, raised by `with`; the child's
+  # pool stays usable. The parent's `with` checks in as usual.
+  def test_a_with_that_forks_raises_stale_handle_in_the_child_and_both_pools_stay_whole
+    skip 'fork not available' unless Process.respond_to?(:fork)
+    pool = TestKafka.pool(size: 1, timeout: 5_000, deliver: false)
+    reader, writer = IO.pipe
+    pid = nil
+    outcome = begin
+      pool.with { pid = fork }
+      :returned
+    rescue StandardError => e
+      e
+    end
+    if pid.nil?
+      status = 1
+      begin
+        reader.close
+        again = pool.with { |p| p.index }
+        writer.write("#{outcome.class} #{again} #{pool.stats[:in_use]}")
+        status = 0
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        writer.write("#{e.class}: #{e.message}")
+      ensure
+        writer.close
+        exit!(status)
+      end
+    end
+    writer.close
+    assert_equal :returned, outcome
+    status = TestKafka.wait_until(30, 'child exit') { Process.wait2(pid, Process::WNOHANG)&.last }
+    assert_equal 'WdPool::Errors::StaleHandleError 0 0', reader.read
+    assert status.success?, "child exited with #{status.inspect}"
+    TestKafka.assert_whole(self, pool)
+  ensure
+    pool&.close
+  end
 end

@@ -150,10 +150,11 @@ class GvlInterruptsTest < Minitest::Test
       next unless state[:armed] && Thread.current == me
 
       # only the events from the call of the outer `with` to its return
+      # (`with` is a C method when the extension is loaded: c_call/c_return)
       in_with = t.method_id == :with && t.defined_class == WdPool::ConnectionPool
-      state[:level] += 1 if in_with && t.event == :call
-      state[:level] -= 1 if in_with && t.event == :return
-      next if state[:level].zero? && !(in_with && t.event == :return)
+      state[:level] += 1 if in_with && %i[call c_call].include?(t.event)
+      state[:level] -= 1 if in_with && %i[return c_return].include?(t.event)
+      next if state[:level].zero? && !(in_with && %i[return c_return].include?(t.event))
 
       state[:count] += 1
       if state[:count] == state[:target]
@@ -175,7 +176,8 @@ class GvlInterruptsTest < Minitest::Test
     tried = 0
     [false, true].each do |slow|
       events = run.call(nil, slow)
-      assert_operator events, :>, 20, 'the hook saw the calls of with'
+      # the C `with`'s quick path shows fewer events than the Ruby one
+      assert_operator events, :>, (WdPool.fast_with? && !slow ? 10 : 20), 'the hook saw the calls of with'
       (1..events).each do |k|
         assert_raises(Injected, "event #{k} of #{events}#{' (slow path)' if slow}") { run.call(k, slow) }
         tried += 1

@@ -128,6 +128,7 @@ module WdPool
         raise Errors.build(rc, err.get_pointer(0)) unless rc.zero?
 
         @handle = out.get_pointer(0)
+        @handle_addr = @handle.address # for wdpool_fast.c
         @id = Native.wdpool_pool_id(@handle)
         Events.register(@id, self)
         ObjectSpace.define_finalizer(self, Releaser.new(@handle.address))
@@ -221,12 +222,23 @@ module WdPool
       end
     end
     alias then with
+    # The pure-Ruby `with`: what the C extension's `with` (wdpool_fast.c)
+    # falls back to when no producer is free at once or a timeout is given.
+    alias __with_masked with
+
+    # Internal (wdpool_fast.c): raises the error of a checkin that failed
+    # after the block returned; `address` is its wdpool_error (freed here).
+    def self.__checkin_failed(rc, address)
+      raise Errors.build(rc, FFI::Pointer.new(address))
+    end
 
     # `with` plus `producer.transaction`: committed when the block returns,
     # rolled back when it raises (re-raised unchanged) or raises
     # WdPool::AbortTransaction; break/return/throw roll back and raise
     # WdPool::Errors::EarlyTransactionExit.
     def transaction(timeout: nil, &block)
+      return with { |producer| producer.transaction(&block) } if timeout.nil?
+
       with(timeout: timeout) { |producer| producer.transaction(&block) }
     end
 
@@ -393,6 +405,7 @@ module WdPool
       @size = nil
       @timeout = 5_000
       @handle = nil # no pool handle: the native global pool's calls take none
+      @handle_addr = nil
     end
     # rubocop:enable Lint/MissingSuper
 
@@ -468,11 +481,13 @@ module WdPool
       end
 
       def with(timeout: nil, &block)
+        return GLOBAL.with(&block) if timeout.nil?
+
         GLOBAL.with(timeout: timeout, &block)
       end
 
       def transaction(timeout: nil, &block)
-        GLOBAL.with(timeout: timeout) { |producer| producer.transaction(&block) }
+        GLOBAL.transaction(timeout: timeout, &block)
       end
 
       def close(force: false)
