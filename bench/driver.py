@@ -168,7 +168,12 @@ def variants(a, p):
     for t in (1, 4):
         rb = [a.ruby, a.ruby_with, "--threads", str(t), "--pool", "2", "--ops", str(p["rb_ops"])]
         groups.append([
-            Variant(f"rbwith{t}.wdpool", "with", [*rb, "--impl", "wdpool"], env=ruby_env, lib=rel),
+            # `with`'s C quick path (the default), and the pure-Ruby path
+            # (WDPOOL_RUBY_PURE=1, what runs without the C extension).
+            Variant(f"rbwith{t}.wdpool", "with", [*rb, "--impl", "wdpool", "--expect-fast", "1"], env=ruby_env,
+                    lib=rel),
+            Variant(f"rbwith{t}.wdpool_pure", "with", [*rb, "--impl", "wdpool", "--expect-fast", "0"],
+                    env={**ruby_env, "WDPOOL_RUBY_PURE": "1"}, lib=rel),
             Variant(f"rbwith{t}.connection_pool", "with", [*rb, "--impl", "connection_pool"], env=ruby_env),
         ])
     for t in (1, 4):
@@ -364,6 +369,10 @@ ROWS = [
      "wall_ns_per_op", ("<=", 0.25), "connection_pool gem `with`"),
     ("9b", "Ruby: empty `with`, 4 threads, pool 2", "rbwith4.wdpool", "rbwith4.connection_pool", None,
      "wall_ns_per_op", ("<=", 0.25), "connection_pool gem `with`"),
+    ("9c", "Ruby without the C extension (pure ffi): empty `with`, 1 thread", "rbwith1.wdpool_pure",
+     "rbwith1.connection_pool", None, "wall_ns_per_op", None, "connection_pool gem `with`"),
+    ("9d", "Ruby without the C extension (pure ffi): empty `with`, 4 threads", "rbwith4.wdpool_pure",
+     "rbwith4.connection_pool", None, "wall_ns_per_op", None, "connection_pool gem `with`"),
     ("10a", "Go: empty `With`, 1 goroutine, pool 2", "gowith1.wdpool", "gowith1.chan", None, "wall_ns_per_op",
      ("+ns", 300), "buffered-channel pool"),
     ("10b", "Go: empty `With`, 4 goroutines, pool 2", "gowith4.wdpool", "gowith4.chan", None, "wall_ns_per_op",

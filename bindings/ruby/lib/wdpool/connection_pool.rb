@@ -143,6 +143,13 @@ module WdPool
     # whatever the block does (exception, break, return, throw, Timeout).
     # `timeout:` overrides the pool's checkout timeout (milliseconds).
     #
+    # With the C extension loaded (WdPool.fast_with?), `with` is the C
+    # method of ext/wdpool_fast/wdpool_fast.c: it runs the case of a producer
+    # free at once without any mask (C code has no interrupt checks, and it
+    # yields inside an rb_ensure that checks in), and calls this method,
+    # aliased `__with_masked`, for everything else. What follows describes
+    # this pure-Ruby `with`.
+    #
     # The checkout first tries without waiting (`wdpool_pool_try_checkout`,
     # called without releasing the GVL: it never blocks); only when no
     # producer is free (or none was created yet) does it wait, with the GVL
