@@ -141,27 +141,16 @@ class EventsForkTest < Minitest::Test
     pool.with { |p| p.produce_sync(topic: TestKafka.topic('fork'), payload: 'parent-before') }
     reader, writer = IO.pipe
     pid = fork do
-      reader.close
-      status = 1
-      begin
+      in_child(reader, writer) do
         r = pool.with { |p| p.produce_sync(topic: TestKafka.topic('fork'), payload: 'child') }
         s = pool.stats
-        writer.write("#{r.error.inspect} #{s[:in_use]}")
         pool.close
-        status = 0
-      rescue Exception => e # rubocop:disable Lint/RescueException
-        writer.write("#{e.class}: #{e.message}")
-      ensure
-        writer.close
-        exit!(status)
+        "#{r.error.inspect} #{s[:in_use]}"
       end
     end
-    writer.close
     # the parent keeps working meanwhile
     5.times { pool.with { |p| assert_nil p.produce_sync(topic: TestKafka.topic('fork'), payload: 'parent').error } }
-    status = TestKafka.wait_until(30, 'child exit') { Process.wait2(pid, Process::WNOHANG)&.last }
-    assert_equal 'nil 0', reader.read
-    assert status.success?, "child exited with #{status.inspect}"
+    assert_child_said('nil 0', pid, reader, writer)
     pool.with { |p| assert_nil p.produce_sync(topic: TestKafka.topic('fork'), payload: 'parent-after').error }
     TestKafka.assert_whole(self, pool)
   ensure
@@ -184,26 +173,39 @@ class EventsForkTest < Minitest::Test
       e
     end
     if pid.nil?
-      status = 1
-      begin
-        reader.close
+      in_child(reader, writer) do
         again = pool.with { |p| p.index }
-        writer.write("#{outcome.class} #{again} #{pool.stats[:in_use]}")
-        status = 0
-      rescue Exception => e # rubocop:disable Lint/RescueException
-        writer.write("#{e.class}: #{e.message}")
-      ensure
-        writer.close
-        exit!(status)
+        "#{outcome.class} #{again} #{pool.stats[:in_use]}"
       end
     end
-    writer.close
     assert_equal :returned, outcome
-    status = TestKafka.wait_until(30, 'child exit') { Process.wait2(pid, Process::WNOHANG)&.last }
-    assert_equal 'WdPool::Errors::StaleHandleError 0 0', reader.read
-    assert status.success?, "child exited with #{status.inspect}"
+    assert_child_said('WdPool::Errors::StaleHandleError 0 0', pid, reader, writer)
     TestKafka.assert_whole(self, pool)
   ensure
     pool&.close
+  end
+
+  # In a forked child: writes what the block returns (or the exception it
+  # raised) to `writer` and exits, 0 when the block returned.
+  def in_child(reader, writer)
+    reader.close
+    status = 1
+    begin
+      writer.write(yield)
+      status = 0
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      writer.write("#{e.class}: #{e.message}")
+    ensure
+      writer.close
+      exit!(status)
+    end
+  end
+
+  # In the parent: the child wrote `expected` and exited 0.
+  def assert_child_said(expected, pid, reader, writer)
+    writer.close
+    status = TestKafka.wait_until(30, 'child exit') { Process.wait2(pid, Process::WNOHANG)&.last }
+    assert_equal expected, reader.read
+    assert status.success?, "child exited with #{status.inspect}"
   end
 end
