@@ -16,7 +16,7 @@
  * now (wdpool_pool_try_checkout). Otherwise nothing was checked out and
  * the call goes to the pure-Ruby `with` (`__with_masked`), which waits
  * with the GVL released and raises the pool's errors; so does any `with`
- * given arguments (`timeout:`).
+ * given a `timeout:` other than nil.
  *
  * The library's functions come as addresses from the ffi binding
  * (WdPool::FastWith.install), so this extension links to no libwdpool and
@@ -42,7 +42,7 @@ static VALUE c_pool;     /* WdPool::ConnectionPool */
 static VALUE c_producer; /* WdPool::Producer */
 static VALUE m_events;   /* WdPool::Events */
 static VALUE pending;    /* WdPool::Events::PENDING, [count of deferred errors] */
-static ID id_ctx_key, id_handle_addr, id_token, id_pool, id_with_masked, id_fiber_context,
+static ID id_timeout, id_ctx_key, id_handle_addr, id_token, id_pool, id_with_masked, id_fiber_context,
     id_raise_deferred, id_checkin_failed;
 
 struct with_state {
@@ -111,7 +111,12 @@ static VALUE with_ensure(VALUE arg)
 /* WdPool::ConnectionPool#with(timeout: nil) { |producer| ... } */
 static VALUE fast_with(int argc, VALUE *argv, VALUE self)
 {
-    if (argc != 0 || !rb_block_given_p())
+    /* `timeout: nil` is no timeout given (the class-level `with` and
+     * `transaction` pass it on as it came). */
+    bool no_timeout = argc == 0 ||
+        (argc == 1 && rb_keyword_given_p() && RB_TYPE_P(argv[0], T_HASH) && RHASH_SIZE(argv[0]) == 1 &&
+         NIL_P(rb_hash_lookup2(argv[0], ID2SYM(id_timeout), Qundef)));
+    if (!no_timeout || !rb_block_given_p())
         return rb_funcall_passing_block_kw(self, id_with_masked, argc, argv, RB_PASS_CALLED_KEYWORDS);
 
     /* Nothing is held yet: an interrupt raised by these calls loses nothing. */
@@ -177,6 +182,7 @@ void Init_wdpool_fast(void)
 {
     VALUE m_wdpool = rb_define_module("WdPool");
     VALUE m_fast = rb_define_module_under(m_wdpool, "FastWith");
+    id_timeout = rb_intern("timeout");
     id_ctx_key = rb_intern("__wdpool_ctx");
     id_handle_addr = rb_intern("@handle_addr");
     id_token = rb_intern("@token");

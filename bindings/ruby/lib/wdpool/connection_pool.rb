@@ -230,7 +230,8 @@ module WdPool
     end
     alias then with
     # The pure-Ruby `with`: what the C extension's `with` (wdpool_fast.c)
-    # falls back to when no producer is free at once or a timeout is given.
+    # falls back to when no producer is free at once or a timeout is given
+    # (`timeout: nil` counts as none).
     alias __with_masked with
 
     # Internal (wdpool_fast.c): raises the error of a checkin that failed
@@ -244,8 +245,6 @@ module WdPool
     # WdPool::AbortTransaction; break/return/throw roll back and raise
     # WdPool::Errors::EarlyTransactionExit.
     def transaction(timeout: nil, &block)
-      return with { |producer| producer.transaction(&block) } if timeout.nil?
-
       with(timeout: timeout) { |producer| producer.transaction(&block) }
     end
 
@@ -488,8 +487,6 @@ module WdPool
       end
 
       def with(timeout: nil, &block)
-        return GLOBAL.with(&block) if timeout.nil?
-
         GLOBAL.with(timeout: timeout, &block)
       end
 
