@@ -160,17 +160,21 @@ $(DEBUG_LIB)/libwdpool.so: $(wildcard src/*.rs src/*/*.rs third_party/rdkafka/sr
 $(DEBUG_LIB)/$(SONAME): $(DEBUG_LIB)/libwdpool.so
 	$(call soname_link,$(DEBUG_LIB))
 
+# Every C test program runs under a bound of its own, so that a hang fails its
+# step with a name (exit 124) instead of eating the whole CI run.
+BOUNDED := timeout --kill-after=15 600
+
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=0
 
 test-c: $(addprefix $(BUILD)/,$(C_TESTS))
 	@set -e; for t in $(C_TESTS); do \
 	  echo "== $$t (ASan+UBSan)"; \
-	  $(SANITIZER_ENV) $(BUILD)/$$t; \
+	  $(SANITIZER_ENV) $(BOUNDED) $(BUILD)/$$t; \
 	done; \
 	for t in test_callback_handles test_threads test_lifecycle; do \
 	  echo "== $$t (ASan+UBSan, without membarrier: sequentially consistent hot paths)"; \
-	  WDPOOL_NO_MEMBARRIER=1 $(SANITIZER_ENV) $(BUILD)/$$t; \
+	  WDPOOL_NO_MEMBARRIER=1 $(SANITIZER_ENV) $(BOUNDED) $(BUILD)/$$t; \
 	done
 
 # The conformance scenarios (tests/conformance/scenarios/*.json, see
@@ -193,7 +197,12 @@ test-conformance: $(BUILD)/conformance_runner
 # runs glibc's __libc_freeres, which can wait for ever on a lock a killed
 # thread held (seen once in a few dozen runs); it frees only glibc's own
 # caches, so leak checking loses nothing.
-VALGRIND := valgrind --error-exitcode=42 --quiet --run-libc-freeres=no --suppressions=$(CURDIR)/tests/c/valgrind.supp
+# --fair-sched=yes: valgrind runs one thread at a time, and its default lock
+# lets a thread that never blocks (a test's racing caller) take it back again
+# and again: the main thread of test_callback_handles, back from a 2 ms sleep,
+# was starved for the whole 90 minutes of a CI run while the other thread made
+# 11 million calls. The ticket lock hands it over in turn.
+VALGRIND := valgrind --fair-sched=yes --error-exitcode=42 --quiet --run-libc-freeres=no --suppressions=$(CURDIR)/tests/c/valgrind.supp
 test-valgrind: release
 	@mkdir -p $(BUILD)/valgrind
 	@set -e; for t in $(C_TESTS); do \
@@ -201,7 +210,7 @@ test-valgrind: release
 	    -Wl,-rpath,$(CURDIR)/$(RELEASE_LIB) -o $(BUILD)/valgrind/$$t; \
 	  echo "== $$t (valgrind, release build)"; \
 	  if [ $$t = test_fork ]; then leaks=--leak-check=no; else leaks="--leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite"; fi; \
-	  $(VALGRIND) $$leaks $(BUILD)/valgrind/$$t; \
+	  $(BOUNDED) $(VALGRIND) $$leaks $(BUILD)/valgrind/$$t; \
 	done
 
 # The documentation's examples (examples/seed_examples.c) and the quick start,
