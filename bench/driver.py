@@ -127,6 +127,7 @@ def variants(a, p):
                  *FRANZ_SAME], True),
         tp_go("send", n),
         tp_go("async", p["go_async_messages"]),
+        tp_go("tagged", n),
     ])
     groups.append([
         Variant("tp4.wdpool.with1", "throughput", tp_wd(4, 1, BASE), True),
@@ -385,6 +386,10 @@ ROWS = [
      "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10f", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async", "tp2.franz", None,
      "msgs_per_s", (">=", 1.0), "franz-go ×2"),
+    ("10g", "Go: `With` + `ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.tagged",
+     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10h", "Go: `With` + `ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.tagged",
+     "tp2.franz", None, "msgs_per_s", (">=", 1.0), "franz-go ×2"),
 ]
 
 
@@ -478,6 +483,7 @@ def notes(results):
             ("tp2.wdpool.with1", "wdpool, `with` per message", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.send", "wdpool's Go binding, `With` + `Send`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.async", "wdpool's Go binding, `With` + `ProduceAsync`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.tagged", "wdpool's Go binding, `With` + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
             ("best.raw", "raw rdkafka, best settings", None, None),
             ("best.wdpool", "wdpool, best settings", "best.raw", "raw rdkafka with the same settings"),
             ("best.franz", "franz-go, best settings", "best.raw", "raw rdkafka with wdpool's best settings")):
@@ -632,7 +638,7 @@ def print_table(results):
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
     sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
-    print("- rows 10c-f: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
+    print("- rows 10c-h: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
           f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
           "ns/op (wall) = wall time / operations of all threads together")
     return verdicts

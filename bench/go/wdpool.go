@@ -78,8 +78,8 @@ func loadedLibrary() string {
 // pending, and counting their reports. The run ends when every producer
 // is flushed (send) or every Delivery waited on (async).
 func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
-	if mode != "send" && mode != "async" {
-		die("-mode send|async")
+	if mode != "send" && mode != "async" && mode != "tagged" {
+		die("-mode send|async|tagged")
 	}
 	pool := newWdpool(cfg.producers, func(conf *wdpool.Config, _ int) error {
 		if err := conf.SetKafka("bootstrap.servers", cfg.bootstrap); err != nil {
@@ -111,6 +111,35 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	}
 	warmup := int64(cfg.producers)
 
+	// -mode tagged: every report comes in one queue, taken by one
+	// goroutine (confluent-kafka-go's row drains its Events channels so).
+	var queue *wdpool.ReportQueue
+	var taken sync.WaitGroup
+	stopTaking, stop := context.WithCancel(ctx)
+	defer stop()
+	if mode == "tagged" {
+		if queue, err = wdpool.NewReportQueue(); err != nil {
+			die("wdpool NewReportQueue: %v", err)
+		}
+		taken.Add(1)
+		go func() {
+			defer taken.Done()
+			buf := make([]wdpool.TaggedReport, 1024)
+			for {
+				n, err := queue.Take(stopTaking, buf)
+				if err != nil {
+					if stopTaking.Err() == nil {
+						die("wdpool Take: %v", err)
+					}
+					return
+				}
+				for _, r := range buf[:n] {
+					c.report(r.Err)
+				}
+			}
+		}()
+	}
+
 	cpu0 := cpuSeconds()
 	t0 := time.Now()
 	var wg sync.WaitGroup
@@ -125,6 +154,12 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 					for j := int64(0); j < k; j++ {
 						if mode == "send" {
 							if err := p.Send(msg()); err != nil {
+								return err
+							}
+							continue
+						}
+						if mode == "tagged" {
+							if err := p.ProduceTagged(msg(), queue, uint64(i+j)); err != nil {
 								return err
 							}
 							continue
@@ -153,6 +188,12 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	}
 	wg.Wait()
 	sendS := time.Since(t0).Seconds()
+	if mode == "tagged" {
+		c.waitFor(warmup+cfg.messages, 10*time.Minute)
+		stop()
+		taken.Wait()
+		queue.Close()
+	}
 	if err := nest(pool, cfg.producers, nil, func(ps []*wdpool.Producer) error {
 		return eachAtOnce(ps, func(p *wdpool.Producer) error { return p.Flush(ctx) })
 	}); err != nil {

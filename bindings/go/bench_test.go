@@ -3,6 +3,7 @@ package wdpool
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -153,6 +154,65 @@ func BenchmarkProduceAsyncWaitMockCluster(b *testing.B) {
 			return nil
 		})
 	})
+}
+
+// The same workload with every report taken from one ReportQueue by one
+// goroutine (nothing kept per message).
+func BenchmarkProduceTaggedMockCluster(b *testing.B) {
+	p, err := New(&Options{Size: 2, Timeout: 10 * time.Second}, func(c *Config, _ int) error {
+		return c.SetKafkaMap(map[string]string{"bootstrap.servers": mock.BootstrapServers(), "linger.ms": "5"})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	q, err := NewReportQueue()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	var sent, taken atomic.Int64
+	taking, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]TaggedReport, 1024)
+		for {
+			n, err := q.Take(taking, buf)
+			if err != nil {
+				return
+			}
+			for _, r := range buf[:n] {
+				if r.Err != nil {
+					b.Error(r.Err)
+				}
+			}
+			taken.Add(int64(n))
+		}
+	}()
+	b.SetBytes(100)
+	defer cpuPerOp(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		p.With(ctx, func(pr *Producer) error {
+			for pb.Next() {
+				if err := pr.ProduceTagged(&Message{Topic: "bench", Payload: payload100}, q, 0); err != nil {
+					b.Fatal(err)
+				}
+				sent.Add(1)
+			}
+			return nil
+		})
+	})
+	deadline := time.Now().Add(time.Minute)
+	for taken.Load() < sent.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	<-done
+	if taken.Load() != sent.Load() {
+		b.Fatalf("%d reports of %d", taken.Load(), sent.Load())
+	}
 }
 
 func waitAll(b *testing.B, ctx context.Context, ds []*Delivery) {

@@ -56,6 +56,16 @@
 // Transaction returns ctx.Err() (as database/sql does); a commit under way
 // runs to its end, bounded by ctx's deadline.
 //
+// # Delivery reports
+//
+// ProduceSync and ProduceManySync wait for their reports; ProduceAsync and
+// ProduceManyAsync return a *Delivery to Wait on; Send keeps no report.
+// For throughput, ProduceTagged sends each report, with a tag of the
+// caller's, into a ReportQueue that any goroutines drain in batches with
+// Take: nothing is kept per message on the Go side (confluent-kafka-go's
+// Events channel is the same idea). Take's wait ends when a report comes,
+// when ctx is done (noticed within 20 ms) or when the queue is closed.
+//
 // # Errors and panics
 //
 // Failed calls return an *Error that errors.Is matches

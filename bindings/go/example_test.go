@@ -54,6 +54,54 @@ func Example_highThroughputPublishing() {
 	// delivered to events.order_placed
 }
 
+// High throughput without a Delivery per message: every report comes, with
+// its tag, into one ReportQueue that a goroutine drains in batches.
+func ExampleReportQueue() {
+	pool, err := wdpool.New(&wdpool.Options{Size: 2, Timeout: 5 * time.Second}, func(c *wdpool.Config, _ int) error {
+		return c.SetDeliver(false) // c.SetKafka("bootstrap.servers", "localhost:9092")
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	reports, err := wdpool.NewReportQueue()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reports.Close()
+
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		err := pool.With(ctx, func(p *wdpool.Producer) error {
+			return p.ProduceTagged(&wdpool.Message{Topic: "clicks", Payload: []byte(strconv.Itoa(i))}, reports, uint64(i))
+		})
+		if err != nil {
+			log.Fatal(err) // not sent: no report will come for it
+		}
+	}
+
+	delivered, failed := 0, 0
+	buf := make([]wdpool.TaggedReport, 256)
+	deadline, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for delivered+failed < n {
+		k, err := reports.Take(deadline, buf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, r := range buf[:k] {
+			if r.Err != nil {
+				failed++ // r.Tag says which message
+			} else {
+				delivered++
+			}
+		}
+	}
+	fmt.Println(delivered, "delivered,", failed, "failed")
+	// Output: 1000 delivered, 0 failed
+}
+
 // The seed's "Background Job Integration": a job publishes a notification
 // synchronously and tells a pool timeout from other failures.
 func Example_backgroundJobNotification() {

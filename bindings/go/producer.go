@@ -24,7 +24,7 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
     int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery,
-    uintptr_t slots, size_t slot) {
+    uintptr_t slots, size_t slot, uintptr_t queue, uint64_t tag) {
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
   memcpy(name, topic, topic_len);
@@ -39,6 +39,10 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   m.timestamp_ms = timestamp_ms;
   if (slots != 0) {
     r.rc = wdpool_producer_produce_into(producer, &m, 1, (wdpool_report_slots *)slots, slot, &r.err);
+    return r;
+  }
+  if (queue != 0) {
+    r.rc = wdpool_producer_produce_tagged(producer, &m, (const wdpool_report_queue *)queue, tag, &r.err);
     return r;
   }
   wdpool_delivery *d = NULL;
@@ -354,7 +358,7 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err, _ := p.produceOne(m, true, hs.slots, d.slot); err != nil {
+		if _, err, _ := p.produceOne(m, true, hs.slots, d.slot, 0, 0); err != nil {
 			return nil, err // its slot is EMPTY; the Delivery is never handed out
 		}
 		return d, nil
@@ -373,7 +377,7 @@ func (p *Producer) ProduceAsync(m *Message) (*Delivery, error) {
 
 // Send produces m fire-and-forget: no delivery report is kept.
 func (p *Producer) Send(m *Message) error {
-	if _, err, ok := p.produceOne(m, false, 0, 0); ok {
+	if _, err, ok := p.produceOne(m, false, 0, 0, 0, 0); ok {
 		return err
 	}
 	cm, err := buildMessages([]*Message{m})
@@ -388,7 +392,7 @@ func (p *Producer) Send(m *Message) error {
 // produceOne is the one-cgo-call path of ProduceAsync and Send, for a
 // message without headers whose topic fits a stack buffer (ok false:
 // take the general path).
-func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot int32) (uintptr, error, bool) {
+func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot int32, queue uintptr, tag uint64) (uintptr, error, bool) {
 	if !canProduceOne(m) {
 		return 0, nil, false
 	}
@@ -411,7 +415,7 @@ func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot
 	}
 	r := C.wdpool_go_produce_one(p.h, topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
 		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want,
-		C.uintptr_t(slots), C.size_t(slot))
+		C.uintptr_t(slots), C.size_t(slot), C.uintptr_t(queue), C.uint64_t(tag))
 	runtime.KeepAlive(m)
 	return uintptr(r.delivery), takeError(r.rc, r.err), true
 }
