@@ -102,10 +102,12 @@ def variants(a, p):
     rel = a.release_lib
     ruby_env = {"WDPOOL_LIB": rel, "PKG_CONFIG_LIBDIR": "/nonexistent"}
 
-    def tp_go(mode, messages):
-        return Variant(f"tp2.go.{mode}", "throughput",
-                       [gob, "-client", "wdpool", "-mode", mode, "-variant", mode, *gconn, "-messages", str(messages),
-                        "-threads", "4", "-producers", "2", *sets("-set", BASE)], True, lib=rel)
+    def tp_go(mode, messages, per_with=1):
+        label = mode if per_with == 1 else f"{mode}{per_with}"
+        return Variant(f"tp2.go.{label}", "throughput",
+                       [gob, "-client", "wdpool", "-mode", mode, "-variant", label, *gconn, "-messages", str(messages),
+                        "-threads", "4", "-producers", "2", "-per-with", str(per_with), *sets("-set", BASE)],
+                       True, lib=rel)
 
     def tp_wd(pool, per_with, props, many=False):
         return [wd, "throughput", *conn, "--messages", n, "--threads", "4", "--pool", str(pool),
@@ -128,6 +130,7 @@ def variants(a, p):
         tp_go("send", n),
         tp_go("async", p["go_async_messages"]),
         tp_go("tagged", n),
+        tp_go("tagged", n, 100),
     ])
     groups.append([
         Variant("tp4.wdpool.with1", "throughput", tp_wd(4, 1, BASE), True),
@@ -390,6 +393,10 @@ ROWS = [
      "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10h", "Go: `With` + `ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.tagged",
      "tp2.franz", None, "msgs_per_s", (">=", 1.0), "franz-go ×2"),
+    ("10i", "Go: `With` per 100 messages, `ProduceTagged`, reports taken from a `ReportQueue`", "tp2.go.tagged100",
+     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10j", "Go: `With` per 100 messages, `ProduceTagged`, reports taken from a `ReportQueue`", "tp2.go.tagged100",
+     "tp2.franz", None, "msgs_per_s", (">=", 1.0), "franz-go ×2"),
 ]
 
 
@@ -484,6 +491,7 @@ def notes(results):
             ("tp2.go.send", "wdpool's Go binding, `With` + `Send`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.async", "wdpool's Go binding, `With` + `ProduceAsync`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.tagged", "wdpool's Go binding, `With` + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.tagged100", "wdpool's Go binding, `With` per 100 + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
             ("best.raw", "raw rdkafka, best settings", None, None),
             ("best.wdpool", "wdpool, best settings", "best.raw", "raw rdkafka with the same settings"),
             ("best.franz", "franz-go, best settings", "best.raw", "raw rdkafka with wdpool's best settings")):
@@ -638,7 +646,7 @@ def print_table(results):
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
     sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
-    print("- rows 10c-h: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
+    print("- rows 10c-j: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
           f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
           "ns/op (wall) = wall time / operations of all threads together")
     return verdicts

@@ -75,8 +75,11 @@ func loadedLibrary() string {
 // a fire-and-forget Send inside (row 1a through Go); -mode async a With
 // per message (per perWith) and ProduceAsync inside, each goroutine
 // waiting for its Deliveries, the oldest first, once it has window of them
-// pending, and counting their reports. The run ends when every producer
-// is flushed (send) or every Delivery waited on (async).
+// pending, and counting their reports; -mode tagged a With per message
+// (per perWith) and ProduceTagged inside, every report taken from one
+// ReportQueue by one goroutine. The run ends when every producer is
+// flushed (send), every Delivery waited on (async) or every report taken
+// (tagged).
 func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	if mode != "send" && mode != "async" && mode != "tagged" {
 		die("-mode send|async|tagged")
