@@ -12,13 +12,17 @@ import (
 // Failed deliveries read by Wait: the outcome is ErrKafka with the first
 // failure's *KafkaError, every report carries its own, and the handles are
 // freed once.
-func TestDeliveryFailuresReadByWait(t *testing.T) {
+// shortTimeoutPool is a pool of 1 producer whose messages time out after
+// 300 ms, on a mock cluster of its own with a 1-partition topic; both go
+// at the test's end (take the broker down to make messages fail).
+func shortTimeoutPool(t *testing.T, topic string) (*MockCluster, *Pool) {
+	t.Helper()
 	cluster, err := NewMockCluster(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
-	if err := cluster.CreateTopic("gone", 1); err != nil {
+	t.Cleanup(func() { cluster.Close() })
+	if err := cluster.CreateTopic(topic, 1); err != nil {
 		t.Fatal(err)
 	}
 	p, err := New(&Options{Size: 1}, func(c *Config, _ int) error {
@@ -28,11 +32,16 @@ func TestDeliveryFailuresReadByWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Shutdown(true)
+	t.Cleanup(func() { p.Shutdown(true) })
+	return cluster, p
+}
+
+func TestDeliveryFailuresReadByWait(t *testing.T) {
+	cluster, p := shortTimeoutPool(t, "gone")
 	ctx := ctxTimeout(t, 30*time.Second)
 	base := liveDeliveries()
 	var one, many *Delivery
-	err = p.With(ctx, func(pr *Producer) error {
+	err := p.With(ctx, func(pr *Producer) error {
 		if _, err := pr.ProduceSync(ctx, &Message{Topic: "gone", Payload: []byte("warm")}); err != nil {
 			return err
 		}

@@ -105,22 +105,7 @@ func TestReportQueueEveryTagOnce(t *testing.T) {
 // A message that cannot be delivered gets its report with librdkafka's
 // code as a *KafkaError, and no offset.
 func TestReportQueueFailureCarriesKafkaError(t *testing.T) {
-	cluster, err := NewMockCluster(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	if err := cluster.CreateTopic("tagged-gone", 1); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(&Options{Size: 1}, func(c *Config, _ int) error {
-		return c.SetKafkaMap(map[string]string{"bootstrap.servers": cluster.BootstrapServers(),
-			"linger.ms": "0", "message.timeout.ms": "300"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(true)
+	cluster, p := shortTimeoutPool(t, "tagged-gone")
 	q, err := NewReportQueue()
 	if err != nil {
 		t.Fatal(err)
