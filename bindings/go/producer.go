@@ -19,12 +19,13 @@ static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int 
   return b;
 }
 static inline wdpool_go_async_result wdpool_go_produce_one(
-    wdpool_producer *producer, const char *topic, size_t topic_len,
+    uintptr_t producer_addr, const char *topic, size_t topic_len,
     const uint8_t *payload, size_t payload_len, int has_payload,
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
     int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery,
     uintptr_t slots, size_t slot, uintptr_t queue, uint64_t tag) {
+  wdpool_producer *producer = (wdpool_producer *)producer_addr; // a C pointer: no cgocheck look
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
   memcpy(name, topic, topic_len);
@@ -413,7 +414,7 @@ func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot
 	if wantDelivery {
 		want = 1
 	}
-	r := C.wdpool_go_produce_one(p.h, topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
+	r := C.wdpool_go_produce_one(addrOf(p.h), topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
 		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want,
 		C.uintptr_t(slots), C.size_t(slot), C.uintptr_t(queue), C.uint64_t(tag))
 	runtime.KeepAlive(m)
