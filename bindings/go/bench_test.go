@@ -125,14 +125,21 @@ func BenchmarkSendMockCluster(b *testing.B) {
 }
 
 // ProduceAsync with a Delivery per message, waited on at the end.
-func BenchmarkProduceAsyncWaitMockCluster(b *testing.B) {
+// mockLingerPool: a pool of 2 producers on the shared mock cluster,
+// linger.ms 5, closed at the benchmark's end.
+func mockLingerPool(b *testing.B) *Pool {
 	p, err := New(&Options{Size: 2, Timeout: 10 * time.Second}, func(c *Config, _ int) error {
 		return c.SetKafkaMap(map[string]string{"bootstrap.servers": mock.BootstrapServers(), "linger.ms": "5"})
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
+func BenchmarkProduceAsyncWaitMockCluster(b *testing.B) {
+	p := mockLingerPool(b)
 	ctx := context.Background()
 	b.SetBytes(100)
 	defer cpuPerOp(b)()
@@ -159,13 +166,7 @@ func BenchmarkProduceAsyncWaitMockCluster(b *testing.B) {
 // The same workload with every report taken from one ReportQueue by one
 // goroutine (nothing kept per message).
 func BenchmarkProduceTaggedMockCluster(b *testing.B) {
-	p, err := New(&Options{Size: 2, Timeout: 10 * time.Second}, func(c *Config, _ int) error {
-		return c.SetKafkaMap(map[string]string{"bootstrap.servers": mock.BootstrapServers(), "linger.ms": "5"})
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	p := mockLingerPool(b)
 	q, err := NewReportQueue()
 	if err != nil {
 		b.Fatal(err)

@@ -81,9 +81,10 @@ const takeMax = 1024
 // len(into) of them, oldest first, into into and returns how many. It
 // waits at most until ctx is done (a cancellation is noticed within 20
 // ms); when none came by then it returns 0 and ctx.Err(). With len(into)
-// 0 it returns 0 and nil at once. Once the queue is closed (also by a
-// Close on another goroutine while Take waits) it returns what was still
-// there, then 0 and an error matching ErrStaleHandle.
+// 0 it returns 0 and nil at once. A Close on another goroutine ends a
+// waiting Take: it returns the reports that call had already taken, if
+// any; every Take on a closed queue returns 0 and an error matching
+// ErrStaleHandle (the reports not taken were dropped by Close).
 func (q *ReportQueue) Take(ctx context.Context, into []TaggedReport) (int, error) {
 	if len(into) == 0 {
 		return 0, nil
@@ -107,8 +108,11 @@ func (q *ReportQueue) Take(ctx context.Context, into []TaggedReport) (int, error
 		var cerr *C.wdpool_error
 		// buf is Go memory holding no Go pointers, written by C for this
 		// call only (the reports' error pointers are C memory).
+		// Whole milliseconds, rounded up: a deadline under 1 ms away waits
+		// in C rather than looking again and again.
+		ms := (wait + time.Millisecond - 1) / time.Millisecond
 		rc := C.wdpool_go_queue_take(C.uintptr_t(q.h), &buf[0], C.size_t(len(buf)),
-			C.int64_t(wait.Milliseconds()), &n, &cerr)
+			C.int64_t(ms), &n, &cerr)
 		runtime.KeepAlive(q)
 		if err := takeError(rc, cerr); err != nil {
 			if isCode(err, ResultStaleHandle) {
