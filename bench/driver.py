@@ -165,6 +165,10 @@ def variants(a, p):
             Variant(f"with{t}.wdpool.with", "with", [wd, "with", "--threads", str(t), "--ops", str(ops), "--mode", "with"]),
             Variant(f"with{t}.wdpool.checkout", "with",
                     [wd, "with", "--threads", str(t), "--ops", str(ops), "--mode", "checkout"]),
+            # With an owner token per thread: what the Go and Ruby bindings
+            # pay in the library for each With (row 6e).
+            *([Variant(f"with{t}.wdpool.owner", "with",
+                       [wd, "with", "--threads", str(t), "--ops", str(ops), "--mode", "owner"])] if t == 1 else []),
             Variant(f"with{t}.c_pool", "with", [cpool, "--threads", str(t), "--ops", str(ops)]),
         ])
     # The bindings' empty `with` against the pool a Ruby or Go user would
@@ -359,6 +363,8 @@ ROWS = [
      ("<=", 1.5), "C mutex+condvar pool"),
     ("6d", "empty checkout + checkin, 2 threads, 2 producers", "with2.wdpool.checkout", "with2.c_pool", None,
      "ns_per_op", ("<=", 1.5), "C mutex+condvar pool"),
+    ("6e", "empty checkout + checkin with an owner token (as Go and Ruby do), 1 thread", "with1.wdpool.owner",
+     "with1.c_pool", None, "ns_per_op", None, "C mutex+condvar pool"),
     ("7a", "graceful close, idle pool of 2", "close0.wdpool", "close0.raw", "flush_ms", "close_ms",
      ("+ms", 50), "rd_kafka_flush (raw close incl. drop: {close})"),
     ("7b", "graceful close, pool of 2, 1,000 messages in flight", "close1000.wdpool", "close1000.raw",

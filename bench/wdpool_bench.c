@@ -7,7 +7,7 @@
  *   wdpool_bench txn        --bootstrap B --topic T --pool K --threads 4 --seconds S
  *                           --per-txn 10 --txn-prefix ID [--set key=value]...
  *   wdpool_bench latency    --bootstrap B --topic T --messages N --warmup W [--set ...]
- *   wdpool_bench with       --threads 1|2 --ops N --mode with|checkout
+ *   wdpool_bench with       --threads 1|2 --ops N --mode with|checkout|owner
  *   wdpool_bench close      --bootstrap B --topic T --pool P --inflight M --repeat R [--set ...]
  *
  * Every `--set key=value` is a librdkafka property given to every producer
@@ -399,6 +399,7 @@ typedef struct with_worker {
   wdpool_pool *pool;
   long ops;
   bool checkout;
+  wdpool_owner owner; /* for checkout: WDPOOL_OWNER_THREAD or an owner token */
   pthread_barrier_t *start;
   pthread_t thread;
 } with_worker;
@@ -414,7 +415,7 @@ static void with_ops(with_worker *w, long ops) {
     wdpool_result rc;
     if (w->checkout) {
       wdpool_producer *p = NULL;
-      rc = wdpool_pool_checkout(w->pool, WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &p, NULL);
+      rc = wdpool_pool_checkout(w->pool, w->owner, WDPOOL_TIMEOUT_DEFAULT, &p, NULL);
       if (rc == WDPOOL_OK) rc = wdpool_producer_checkin(p, NULL);
     } else {
       rc = wdpool_pool_with(w->pool, WDPOOL_TIMEOUT_DEFAULT, empty, NULL, NULL);
@@ -441,15 +442,23 @@ static int cmd_with(int argc, char **argv) {
   long threads = arg_long(argc, argv, "--threads", 1);
   long ops = arg_long(argc, argv, "--ops", 1000000);
   const char *mode = arg_str(argc, argv, "--mode", "with");
-  bool checkout = strcmp(mode, "checkout") == 0;
-  if (!checkout && strcmp(mode, "with") != 0) die("with: --mode with|checkout");
+  /* checkout: as a C thread does (WDPOOL_OWNER_THREAD); owner: with an
+   * owner token of its own per thread, as the Go binding (a fresh owner
+   * per With) and the Ruby binding (one per fiber) do. */
+  bool owner = strcmp(mode, "owner") == 0;
+  bool checkout = owner || strcmp(mode, "checkout") == 0;
+  if (!checkout && strcmp(mode, "with") != 0) die("with: --mode with|checkout|owner");
   if (threads < 1 || threads > MAX_THREADS || ops < 1) die("with: bad --threads or --ops");
   wdpool_pool *pool = pool_make(&s, (size_t)threads);
   pthread_barrier_t start;
   pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
   with_worker workers[MAX_THREADS];
   for (long i = 0; i < threads; i++) {
-    workers[i] = (with_worker){.pool = pool, .ops = ops, .checkout = checkout, .start = &start};
+    workers[i] = (with_worker){.pool = pool,
+                               .ops = ops,
+                               .checkout = checkout,
+                               .owner = owner ? (wdpool_owner)(i + 1) : WDPOOL_OWNER_THREAD,
+                               .start = &start};
     pthread_create(&workers[i].thread, NULL, with_run, &workers[i]);
   }
   pthread_barrier_wait(&start);

@@ -268,21 +268,25 @@ impl<T> Registry<T> {
     }
 
     /// The cell index and generation of a token of this registry's kind.
+    #[inline]
     fn decode(&self, token: usize) -> Result<(u32, u64)> {
         let token = token as u64;
         let tag = (token >> INDEX_BITS) & KIND_MASK;
         let index = token & INDEX_MASK;
         if tag != self.kind as u64 || index == 0 {
-            let what = match Kind::from_tag(tag) {
-                Some(other) if index != 0 => format!("a {} handle", other.name()),
-                _ => "a value that is no wdpool handle".to_owned(),
-            };
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("expected a {} handle, got {what}", self.kind.name()),
-            ));
+            return Err(self.not_mine(tag, index));
         }
         Ok(((index - 1) as u32, token >> GENERATION_SHIFT))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_mine(&self, tag: u64, index: u64) -> Error {
+        let what = match Kind::from_tag(tag) {
+            Some(other) if index != 0 => format!("a {} handle", other.name()),
+            _ => "a value that is no wdpool handle".to_owned(),
+        };
+        Error::new(ErrorKind::InvalidArgument, format!("expected a {} handle, got {what}", self.kind.name()))
     }
 
     /// A free cell: this thread's stashed one, the shared free list's, or
@@ -364,19 +368,22 @@ impl<T> Registry<T> {
         Ok(published)
     }
 
+    #[cold]
     fn stale(&self, why: &str) -> Error {
         stale(self.kind, why)
     }
 
-    fn live_cell(&self, token: usize) -> Result<(&Cell<T>, u64)> {
+    #[inline]
+    fn live_cell(&self, token: usize) -> Result<(u32, &Cell<T>, u64)> {
         let (index, generation) = self.decode(token)?;
         let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;
         if self.kind.per_process() && cell.stored_in.load(Ordering::Acquire) != fork_generation() {
             return Err(self.stale(MADE_BEFORE_FORK));
         }
-        Ok((cell, generation))
+        Ok((index, cell, generation))
     }
 
+    #[cold]
     fn gone(&self) -> Error {
         self.stale(match self.kind {
             Kind::Producer => "its callback returned or it was checked in",
@@ -388,7 +395,7 @@ impl<T> Registry<T> {
     /// Runs `f` on the live value behind `token`, under its cell's lock
     /// (keep `f` short).
     pub(crate) fn with<R>(&self, token: usize, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        let (cell, generation) = self.live_cell(token)?;
+        let (_, cell, generation) = self.live_cell(token)?;
         cell.locked(|state| match state {
             (g, Some(value)) if *g & GENERATION_MASK == generation => Ok(f(value)),
             _ => Err(self.gone()),
@@ -399,8 +406,7 @@ impl<T> Registry<T> {
     /// then on.
     #[inline]
     pub(crate) fn remove_if(&'static self, token: usize, take: impl FnOnce(&T) -> Result<()>) -> Result<T> {
-        let (index, _) = self.decode(token)?;
-        let (cell, generation) = self.live_cell(token)?;
+        let (index, cell, generation) = self.live_cell(token)?;
         let value = cell.locked(|state| {
             match &*state {
                 (g, Some(value)) if *g & GENERATION_MASK == generation => take(value)?,
