@@ -97,7 +97,6 @@ import (
 	"context"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 )
@@ -152,22 +151,19 @@ type Producer struct {
 	parent context.Context // the context With got
 	owner  uint64
 	owned  bool // parent already carries owner
-	once   sync.Once
-	ctx    context.Context
 }
 
 // Context returns the context of the With that checked this producer out,
 // carrying its owner: a With or Transaction given this context (or one
 // derived from it) gets this same producer and joins its transaction.
+// (Each call may return a new context value; all of them carry the same
+// owner. Nothing is cached on the Producer: a With allocates as little as
+// it can.)
 func (p *Producer) Context() context.Context {
-	p.once.Do(func() {
-		if p.owned {
-			p.ctx = p.parent
-		} else {
-			p.ctx = context.WithValue(p.parent, ownerKey{}, p.owner)
-		}
-	})
-	return p.ctx
+	if p.owned {
+		return p.parent
+	}
+	return context.WithValue(p.parent, ownerKey{}, p.owner)
 }
 
 // Info says what the producer is.
