@@ -138,7 +138,7 @@ test-go: go-pc
 # message back, transactions are checked with read_committed.
 test-go-real: go-pc
 	cd bindings/go && WDPOOL_KAFKA_READ=$(CURDIR)/target/debug/examples/kafka_read \
-	  $(GO_ENV) go test -timeout 300s -run 'TestLoad|TestRealBroker' ./...
+	  $(GO_ENV) go test -timeout 300s -run 'TestLoad|TestRealBroker|TestPoolSendDeliversEverything' ./...
 
 $(BUILD)/%: tests/c/%.c $(wildcard tests/c/*.h) include/wdpool.h $(DEBUG_LIB)/libwdpool.so $(DEBUG_LIB)/$(SONAME)
 	@mkdir -p $(BUILD)

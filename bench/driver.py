@@ -131,6 +131,8 @@ def variants(a, p):
         tp_go("async", p["go_async_messages"]),
         tp_go("tagged", n),
         tp_go("tagged", n, 100),
+        tp_go("poolsend", n),
+        tp_go("pooltagged", n),
     ])
     groups.append([
         Variant("tp4.wdpool.with1", "throughput", tp_wd(4, 1, BASE), True),
@@ -403,6 +405,10 @@ ROWS = [
      "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10j", "Go: `With` per 100 messages, `ProduceTagged`, reports taken from a `ReportQueue`", "tp2.go.tagged100",
      "tp2.franz", None, "msgs_per_s", (">=", 1.0), "franz-go ×2"),
+    ("10k", "Go: `Pool.Send` per message (checkout, send, checkin: one cgo call)", "tp2.go.poolsend",
+     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10l", "Go: `Pool.ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.pooltagged",
+     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
 ]
 
 
@@ -498,6 +504,8 @@ def notes(results):
             ("tp2.go.async", "wdpool's Go binding, `With` + `ProduceAsync`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.tagged", "wdpool's Go binding, `With` + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.tagged100", "wdpool's Go binding, `With` per 100 + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.poolsend", "wdpool's Go binding, `Pool.Send`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.pooltagged", "wdpool's Go binding, `Pool.ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
             ("best.raw", "raw rdkafka, best settings", None, None),
             ("best.wdpool", "wdpool, best settings", "best.raw", "raw rdkafka with the same settings"),
             ("best.franz", "franz-go, best settings", "best.raw", "raw rdkafka with wdpool's best settings")):
@@ -652,7 +660,7 @@ def print_table(results):
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
     sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
-    print("- rows 10c-j: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
+    print("- rows 10c-l: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
           f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
           "ns/op (wall) = wall time / operations of all threads together")
     return verdicts

@@ -7,7 +7,7 @@
 //	gobench -client franz     -bootstrap B -topic T -messages N -threads 4 -producers 2
 //	        [-linger 5ms] [-compression none|snappy|lz4|zstd] [-max-buffered 100000]
 //	        [-batch-max-bytes 1000012]
-//	gobench -client wdpool -mode send|async [-window 10000] [-per-with 1] -bootstrap B -topic T -messages N
+//	gobench -client wdpool -mode send|async|tagged|poolsend|pooltagged [-window 10000] [-per-with 1] -bootstrap B -topic T -messages N
 //	        -threads 4 -producers 2 [-set key=value]...
 //	gobench -bench with -client wdpool|chan -threads T -pool 2 -ops N
 //
@@ -272,7 +272,7 @@ func main() {
 	var cfg config
 	client := flag.String("client", "", "confluent | franz | wdpool (-bench with: wdpool | chan)")
 	bench := flag.String("bench", "throughput", "throughput | with")
-	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue)")
+	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue) | poolsend, pooltagged (send, tagged through Pool.Send, Pool.ProduceTagged)")
 	window := flag.Int("window", 10000, "wdpool -mode async: Deliveries pending per goroutine")
 	perWith := flag.Int("per-with", 1, "wdpool: messages per With")
 	ops := flag.Int64("ops", 1000000, "-bench with: operations in all")

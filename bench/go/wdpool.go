@@ -79,10 +79,16 @@ func loadedLibrary() string {
 // (per perWith) and ProduceTagged inside, every report taken from one
 // ReportQueue by one goroutine. The run ends when every producer is
 // flushed (send), every Delivery waited on (async) or every report taken
-// (tagged).
+// (tagged). -mode poolsend and pooltagged are send and tagged through
+// Pool.Send and Pool.ProduceTagged (the With is inside: one cgo call when
+// a producer is free), a message at a time (perWith is ignored).
 func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
-	if mode != "send" && mode != "async" && mode != "tagged" {
-		die("-mode send|async|tagged")
+	switch mode {
+	case "send", "async", "tagged":
+	case "poolsend", "pooltagged":
+		perWith = 1
+	default:
+		die("-mode send|async|tagged|poolsend|pooltagged")
 	}
 	pool := newWdpool(cfg.producers, func(conf *wdpool.Config, _ int) error {
 		if err := conf.SetKafka("bootstrap.servers", cfg.bootstrap); err != nil {
@@ -120,7 +126,8 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	var taken sync.WaitGroup
 	stopTaking, stop := context.WithCancel(ctx)
 	defer stop()
-	if mode == "tagged" {
+	tagged := mode == "tagged" || mode == "pooltagged"
+	if tagged {
 		if queue, err = wdpool.NewReportQueue(); err != nil {
 			die("wdpool NewReportQueue: %v", err)
 		}
@@ -153,6 +160,19 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 			var pending []*wdpool.Delivery
 			for i := int64(0); i < n; {
 				k := min(int64(perWith), n-i)
+				if mode == "poolsend" || mode == "pooltagged" {
+					var err error
+					if mode == "poolsend" {
+						err = pool.Send(ctx, msg())
+					} else {
+						err = pool.ProduceTagged(ctx, msg(), queue, uint64(i))
+					}
+					if err != nil {
+						die("wdpool Pool.%s: %v", mode, err)
+					}
+					i++
+					continue
+				}
 				err := pool.With(ctx, func(p *wdpool.Producer) error {
 					for j := int64(0); j < k; j++ {
 						if mode == "send" {
@@ -191,7 +211,7 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	}
 	wg.Wait()
 	sendS := time.Since(t0).Seconds()
-	if mode == "tagged" {
+	if tagged {
 		c.waitFor(warmup+cfg.messages, 10*time.Minute)
 		stop()
 		taken.Wait()
@@ -207,7 +227,7 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	if err := pool.Close(); err != nil {
 		die("wdpool Close: %v", err)
 	}
-	return result{warmup: warmup, elapsed: elapsed, sendS: sendS, cpu: cpu, noReports: mode == "send"}
+	return result{warmup: warmup, elapsed: elapsed, sendS: sendS, cpu: cpu, noReports: mode == "send" || mode == "poolsend"}
 }
 
 // --------------------------------------------------------------- empty With

@@ -118,6 +118,32 @@ func benchmarkSend(b *testing.B, configure ConfigureFunc) {
 
 func BenchmarkSendOffline(b *testing.B) { benchmarkSend(b, offline) }
 
+// A message per checkout, 1 goroutine, deliver=false producers: a With
+// with Send inside (three cgo calls), against Pool.Send (one).
+func BenchmarkWithSendPerMessageOffline(b *testing.B) {
+	p := newOffline(b, 2, 10*time.Second)
+	ctx := context.Background()
+	m := &Message{Topic: "bench", Payload: payload100}
+	defer cpuPerOp(b)()
+	for b.Loop() {
+		if err := p.With(ctx, func(pr *Producer) error { return pr.Send(m) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPoolSendOffline(b *testing.B) {
+	p := newOffline(b, 2, 10*time.Second)
+	ctx := context.Background()
+	m := &Message{Topic: "bench", Payload: payload100}
+	defer cpuPerOp(b)()
+	for b.Loop() {
+		if err := p.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkSendMockCluster(b *testing.B) {
 	benchmarkSend(b, func(c *Config, _ int) error {
 		return c.SetKafkaMap(map[string]string{"bootstrap.servers": mock.BootstrapServers(), "linger.ms": "5"})

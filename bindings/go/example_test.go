@@ -102,6 +102,32 @@ func ExampleReportQueue() {
 	// Output: 1000 delivered, 0 failed
 }
 
+// Pool.Send: one message, fire and forget, with the checkout and checkin
+// around it (one cgo call when a producer is free; otherwise it waits as
+// With does). For a burst, check a producer out once with With.
+func ExamplePool_Send() {
+	pool, err := wdpool.New(&wdpool.Options{Size: 2, Timeout: 5 * time.Second}, func(c *wdpool.Config, _ int) error {
+		return c.SetDeliver(false) // c.SetKafka("bootstrap.servers", "localhost:9092")
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		msg := &wdpool.Message{Topic: "page_views", Key: []byte("user-42"), Payload: []byte(strconv.Itoa(i))}
+		if err := pool.Send(ctx, msg); err != nil {
+			log.Fatal(err) // not sent
+		}
+	}
+	stats, err := pool.Stats()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("producers in use:", stats.InUse)
+	// Output: producers in use: 0
+}
+
 // The seed's "Background Job Integration": a job publishes a notification
 // synchronously and tells a pool timeout from other failures.
 func Example_backgroundJobNotification() {

@@ -18,6 +18,23 @@ static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int 
   if (given) { b.data = len > 0 ? data : wdpool_go_empty; b.len = len; }
   return b;
 }
+// Fills m (initialized here) with one message; name is room for the topic
+// and its NUL.
+static inline void wdpool_go_fill_one(wdpool_message *m, char name[256], const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len, int has_payload,
+    const uint8_t *key, size_t key_len, int has_key,
+    const uint8_t *pkey, size_t pkey_len, int has_pkey,
+    int32_t partition, int has_partition, int64_t timestamp_ms) {
+  memcpy(name, topic, topic_len);
+  name[topic_len] = 0;
+  wdpool_message_init(m);
+  m->topic = name;
+  m->payload = wdpool_go_bytes(payload, payload_len, has_payload);
+  m->key = wdpool_go_bytes(key, key_len, has_key);
+  m->partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
+  if (has_partition) m->partition = partition;
+  m->timestamp_ms = timestamp_ms;
+}
 static inline wdpool_go_async_result wdpool_go_produce_one(
     uintptr_t producer_addr, const char *topic, size_t topic_len,
     const uint8_t *payload, size_t payload_len, int has_payload,
@@ -28,16 +45,9 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   wdpool_producer *producer = (wdpool_producer *)producer_addr; // a C pointer: no cgocheck look
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
-  memcpy(name, topic, topic_len);
-  name[topic_len] = 0;
   wdpool_message m;
-  wdpool_message_init(&m);
-  m.topic = name;
-  m.payload = wdpool_go_bytes(payload, payload_len, has_payload);
-  m.key = wdpool_go_bytes(key, key_len, has_key);
-  m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
-  if (has_partition) m.partition = partition;
-  m.timestamp_ms = timestamp_ms;
+  wdpool_go_fill_one(&m, name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
+                     pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
   if (slots != 0) {
     r.rc = wdpool_producer_produce_into(producer, &m, 1, (wdpool_report_slots *)slots, slot, &r.err);
     return r;
@@ -49,6 +59,41 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   wdpool_delivery *d = NULL;
   r.rc = wdpool_producer_produce_async(producer, &m, want_delivery ? &d : NULL, &r.err);
   r.delivery = (uintptr_t)d;
+  return r;
+}
+// Pool.Send and Pool.ProduceTagged in one cgo call: a producer free at
+// once (or the owner's own) is checked out, given one message without
+// headers (fire and forget, or tagged into a report queue) and checked in,
+// through the same three C ABI calls a With makes. sent 0: no producer was
+// free, nothing was produced (the caller takes the With path).
+typedef struct { wdpool_result rc; int sent; wdpool_error *err; } wdpool_go_send_result;
+static inline wdpool_go_send_result wdpool_go_pool_send_one(
+    uintptr_t pool_addr, wdpool_owner owner, const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len, int has_payload,
+    const uint8_t *key, size_t key_len, int has_key,
+    const uint8_t *pkey, size_t pkey_len, int has_pkey,
+    int32_t partition, int has_partition, int64_t timestamp_ms, uintptr_t queue, uint64_t tag) {
+  const wdpool_pool *pool = (const wdpool_pool *)pool_addr;
+  wdpool_go_send_result r = {WDPOOL_OK, 0, NULL};
+  wdpool_producer *producer = NULL;
+  r.rc = pool != NULL ? wdpool_pool_try_checkout(pool, owner, &producer, &r.err)
+                      : wdpool_try_checkout(owner, &producer, &r.err);
+  if (r.rc != WDPOOL_OK || producer == NULL) return r;
+  r.sent = 1;
+  char name[256];
+  wdpool_message m;
+  wdpool_go_fill_one(&m, name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
+                     pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
+  r.rc = queue != 0 ? wdpool_producer_produce_tagged(producer, &m, (const wdpool_report_queue *)queue, tag, &r.err)
+                    : wdpool_producer_produce_async(producer, &m, NULL, &r.err);
+  wdpool_error *in_err = NULL;
+  wdpool_result in = wdpool_producer_checkin(producer, &in_err);
+  if (r.rc == WDPOOL_OK && in != WDPOOL_OK) {
+    r.rc = in;
+    r.err = in_err;
+  } else if (in_err != NULL) {
+    wdpool_error_free(in_err);
+  }
   return r;
 }
 static inline wdpool_go_async_result wdpool_go_produce_async(wdpool_producer *producer, const wdpool_message *m) {
@@ -393,28 +438,57 @@ func (p *Producer) produceOne(m *Message, wantDelivery bool, slots uintptr, slot
 	if !canProduceOne(m) {
 		return 0, nil, false
 	}
-	var partition C.int32_t
-	var hasPartition C.int
-	if m.Partition != nil {
-		partition, hasPartition = C.int32_t(*m.Partition), 1
-	}
-	var ts C.int64_t
-	if !m.Timestamp.IsZero() {
-		ts = C.int64_t(m.Timestamp.UnixMilli())
-	}
-	topic := (*C.char)(unsafe.Pointer(unsafe.StringData(m.Topic)))
-	payload, payloadLen, hasPayload := goBytes(m.Payload)
-	key, keyLen, hasKey := goBytes(m.Key)
-	pkey, pkeyLen, hasPkey := goBytes(m.PartitionKey)
 	want := C.int(0)
 	if wantDelivery {
 		want = 1
 	}
-	r := C.wdpool_go_produce_one(addrOf(p.h), topic, C.size_t(len(m.Topic)), payload, payloadLen, hasPayload,
-		key, keyLen, hasKey, pkey, pkeyLen, hasPkey, partition, hasPartition, ts, want,
+	c := oneOf(m)
+	r := C.wdpool_go_produce_one(addrOf(p.h), c.topic, c.topicLen, c.payload, c.payloadLen, c.hasPayload,
+		c.key, c.keyLen, c.hasKey, c.pkey, c.pkeyLen, c.hasPkey, c.partition, c.hasPartition, c.ts, want,
 		C.uintptr_t(slots), C.size_t(slot), C.uintptr_t(queue), C.uint64_t(tag))
 	runtime.KeepAlive(m)
 	return uintptr(r.delivery), takeError(r.rc, r.err), true
+}
+
+// cOne is a message canProduceOne accepts as the one-call C helpers take
+// it: Go memory (bytes, no pointers) for the length of one call.
+type cOne struct {
+	topic                       *C.char
+	topicLen                    C.size_t
+	payload, key, pkey          *C.uint8_t
+	payloadLen, keyLen, pkeyLen C.size_t
+	hasPayload, hasKey, hasPkey C.int
+	partition                   C.int32_t
+	hasPartition                C.int
+	ts                          C.int64_t
+}
+
+func oneOf(m *Message) (c cOne) {
+	if m.Partition != nil {
+		c.partition, c.hasPartition = C.int32_t(*m.Partition), 1
+	}
+	if !m.Timestamp.IsZero() {
+		c.ts = C.int64_t(m.Timestamp.UnixMilli())
+	}
+	c.topic, c.topicLen = (*C.char)(unsafe.Pointer(unsafe.StringData(m.Topic))), C.size_t(len(m.Topic))
+	c.payload, c.payloadLen, c.hasPayload = goBytes(m.Payload)
+	c.key, c.keyLen, c.hasKey = goBytes(m.Key)
+	c.pkey, c.pkeyLen, c.hasPkey = goBytes(m.PartitionKey)
+	return c
+}
+
+// sendOne is Pool.Send's and Pool.ProduceTagged's one-cgo-call path (see
+// wdpool_go_pool_send_one) for a message canProduceOne accepts, on the pool
+// at poolAddr (0: the global pool), for owner, into the report queue at
+// queue (0: fire and forget). sent is false when no producer was free at
+// once and nothing was produced.
+func sendOne(poolAddr uintptr, owner uint64, m *Message, queue uintptr, tag uint64) (sent bool, err error) {
+	c := oneOf(m)
+	r := C.wdpool_go_pool_send_one(C.uintptr_t(poolAddr), C.wdpool_owner(owner), c.topic, c.topicLen,
+		c.payload, c.payloadLen, c.hasPayload, c.key, c.keyLen, c.hasKey, c.pkey, c.pkeyLen, c.hasPkey,
+		c.partition, c.hasPartition, c.ts, C.uintptr_t(queue), C.uint64_t(tag))
+	runtime.KeepAlive(m)
+	return r.sent != 0, takeError(r.rc, r.err)
 }
 
 // canProduceOne: m takes produceOne's path (no headers, a topic that fits

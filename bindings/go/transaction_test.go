@@ -202,6 +202,21 @@ func TestGlobalPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := Send(ctx, &Message{Topic: "events", Payload: []byte("sent")}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	q, err := NewReportQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := ProduceTagged(ctx, &Message{Topic: "events", Payload: []byte("tagged")}, q, 7); err != nil {
+		t.Fatalf("ProduceTagged: %v", err)
+	}
+	reports := make([]TaggedReport, 1)
+	if n, err := q.Take(ctx, reports); err != nil || n != 1 || reports[0].Tag != 7 {
+		t.Fatalf("the global ProduceTagged's report: %d %+v %v", n, reports[0], err)
+	}
 	if err := Transaction(ctx, func(*Producer) error { return nil }); !errors.Is(err, ErrNotTransactional) {
 		t.Fatalf("want ErrNotTransactional, got %v", err)
 	}
@@ -219,5 +234,8 @@ func TestGlobalPool(t *testing.T) {
 	}
 	if err := With(ctx, func(*Producer) error { return nil }); !errors.Is(err, ErrPoolClosed) && !errors.Is(err, ErrNotSetUp) {
 		t.Fatalf("after close: %v", err)
+	}
+	if err := Send(ctx, &Message{Topic: "events"}); !errors.Is(err, ErrPoolClosed) && !errors.Is(err, ErrNotSetUp) {
+		t.Fatalf("Send after close: %v", err)
 	}
 }

@@ -1,0 +1,188 @@
+package wdpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Pool.Send and Pool.ProduceTagged from 8 goroutines through a pool of 2,
+// every fourth message with a header (the With path), the others in one
+// cgo call: every tagged message is reported delivered exactly once, the
+// pool closes with nothing undelivered and every slot back. Against the
+// mock cluster; against a real broker when WDPOOL_KAFKA_BOOTSTRAP and
+// WDPOOL_KAFKA_READ are set, where every message is read back exactly once.
+func TestPoolSendDeliversEverything(t *testing.T) {
+	const goroutines, each = 8, 200
+	bootstrap, reader := os.Getenv("WDPOOL_KAFKA_BOOTSTRAP"), os.Getenv("WDPOOL_KAFKA_READ")
+	topic := fmt.Sprintf("go-pool-send-%d", time.Now().UnixNano())
+	var p *Pool
+	if bootstrap == "" || reader == "" {
+		bootstrap, reader = "", ""
+		p = mockTopicPool(t, topic, 2)
+	} else {
+		var err error
+		p, err = New(&Options{Size: 2, Timeout: 30 * time.Second}, func(c *Config, _ int) error {
+			return c.SetKafkaMap(map[string]string{"bootstrap.servers": bootstrap, "linger.ms": "1"})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, err := NewReportQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := ctxTimeout(t, 90*time.Second)
+
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := g*each + i
+				m := &Message{Topic: topic, Key: []byte(fmt.Sprint("k", n)), Payload: []byte("x")}
+				if i%4 == 0 {
+					m.Headers = []Header{{Key: "h", Value: []byte("v")}}
+				}
+				var err error
+				if i%2 == 0 {
+					err = p.ProduceTagged(ctx, m, q, uint64(n))
+				} else {
+					err = p.Send(ctx, m)
+				}
+				if err != nil {
+					t.Errorf("message %d: %v", n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	tagged := goroutines * each / 2
+	seen := map[uint64]int{}
+	buf := make([]TaggedReport, 64)
+	for len(seen) < tagged {
+		n, err := q.Take(ctx, buf)
+		if err != nil {
+			t.Fatalf("Take with %d of %d reports: %v", len(seen), tagged, err)
+		}
+		for _, r := range buf[:n] {
+			if r.Err != nil {
+				t.Errorf("tag %d: %v", r.Tag, r.Err)
+			}
+			seen[r.Tag]++
+		}
+	}
+	for tag, c := range seen {
+		if c != 1 || (tag%each)%2 != 0 {
+			t.Errorf("tag %d reported %d times", tag, c)
+		}
+	}
+	if s, err := p.Stats(); err != nil || s.InUse != 0 || s.Available() != 2 {
+		t.Fatalf("stats %+v %v", s, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if reader == "" {
+		return
+	}
+	got := readBack(t, reader, bootstrap, topic, "read_uncommitted", goroutines*each)
+	for n := range goroutines * each {
+		if c := got[fmt.Sprint("k", n)]; c != 1 {
+			t.Errorf("key k%d read back %d times", n, c)
+		}
+	}
+	t.Logf("%d messages sent with Pool.Send / Pool.ProduceTagged, each read back once", goroutines*each)
+}
+
+// Pool.Send is the With it stands for: it waits for a producer when none
+// is free (and times out as With does), nests through Producer.Context, and
+// returns the errors With would, leaving every slot in the pool.
+func TestPoolSendIsAWith(t *testing.T) {
+	p := newOffline(t, 1, 5*time.Second)
+	m := &Message{Topic: "events", Payload: []byte("x")}
+	ctx := ctxTimeout(t, 30*time.Second)
+
+	// Nested: the owner's own producer on a pool of 1, no deadlock, in one
+	// call and on the With path (a header).
+	err := p.With(ctx, func(pr *Producer) error {
+		if err := p.Send(pr.Context(), m); err != nil {
+			return err
+		}
+		return p.Send(pr.Context(), &Message{Topic: "events", Headers: []Header{{Key: "h"}}})
+	})
+	if err != nil {
+		t.Fatalf("nested Send: %v", err)
+	}
+
+	// Busy: another goroutine holds the only producer; Send waits as With
+	// does, up to its context's deadline.
+	held, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- p.With(ctx, func(*Producer) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = p.Send(short, m)
+	cancel()
+	if !errors.Is(err, ErrPoolTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send on a busy pool: want a timeout, got %v", err)
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- p.Send(ctx, m) }()
+	eventually(t, "a Send waiting for the producer", func() bool {
+		s, _ := p.Stats()
+		return s.Waiting == 1
+	})
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("Send once the producer came back: %v", err)
+	}
+
+	// Errors, each with the producer back.
+	cancelled, cancelNow := context.WithCancel(ctx)
+	cancelNow()
+	if err := p.Send(cancelled, m); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+	if err := p.Send(ctx, &Message{Payload: []byte("no topic")}); !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("no topic: %v", err)
+	}
+	if err := p.ProduceTagged(ctx, m, nil, 1); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil queue: %v", err)
+	}
+	q, err := NewReportQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if err := p.ProduceTagged(ctx, m, q, 1); !isCode(err, ResultStaleHandle) {
+		t.Fatalf("closed queue: %v", err)
+	}
+	if s, err := p.Stats(); err != nil || s.InUse != 0 || s.Available() != 1 {
+		t.Fatalf("stats %+v %v", s, err)
+	}
+	if _, err := p.Shutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(ctx, m); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("closed pool: %v", err)
+	}
+}
