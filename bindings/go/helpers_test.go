@@ -58,3 +58,14 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 
 // liveHandles is how many cgo.Handles the package holds now.
 func liveHandles() int64 { return handlesLive.Load() }
+
+// newQueue is a ReportQueue closed at the test's end.
+func newQueue(t testing.TB) *ReportQueue {
+	t.Helper()
+	q, err := NewReportQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return q
+}

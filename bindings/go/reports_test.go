@@ -16,11 +16,7 @@ import (
 func TestReportQueueEveryTagOnce(t *testing.T) {
 	const goroutines, each = 4, 500
 	p := mockTopicPool(t, "tagged", 2)
-	q, err := NewReportQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := newQueue(t)
 	ctx := ctxTimeout(t, 60*time.Second)
 
 	var produced sync.WaitGroup
@@ -106,13 +102,9 @@ func TestReportQueueEveryTagOnce(t *testing.T) {
 // code as a *KafkaError, and no offset.
 func TestReportQueueFailureCarriesKafkaError(t *testing.T) {
 	cluster, p := shortTimeoutPool(t, "tagged-gone")
-	q, err := NewReportQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := newQueue(t)
 	ctx := ctxTimeout(t, 30*time.Second)
-	err = p.With(ctx, func(pr *Producer) error {
+	err := p.With(ctx, func(pr *Producer) error {
 		if _, err := pr.ProduceSync(ctx, &Message{Topic: "tagged-gone", Payload: []byte("warm")}); err != nil {
 			return err
 		}

@@ -33,11 +33,7 @@ func TestPoolSendDeliversEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q, err := NewReportQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := newQueue(t)
 	ctx := ctxTimeout(t, 90*time.Second)
 
 	var wg sync.WaitGroup
