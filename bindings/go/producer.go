@@ -18,23 +18,6 @@ static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int 
   if (given) { b.data = len > 0 ? data : wdpool_go_empty; b.len = len; }
   return b;
 }
-// Fills m (initialized here) with one message; name is room for the topic
-// and its NUL.
-static inline void wdpool_go_fill_one(wdpool_message *m, char name[256], const char *topic, size_t topic_len,
-    const uint8_t *payload, size_t payload_len, int has_payload,
-    const uint8_t *key, size_t key_len, int has_key,
-    const uint8_t *pkey, size_t pkey_len, int has_pkey,
-    int32_t partition, int has_partition, int64_t timestamp_ms) {
-  memcpy(name, topic, topic_len);
-  name[topic_len] = 0;
-  wdpool_message_init(m);
-  m->topic = name;
-  m->payload = wdpool_go_bytes(payload, payload_len, has_payload);
-  m->key = wdpool_go_bytes(key, key_len, has_key);
-  m->partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
-  if (has_partition) m->partition = partition;
-  m->timestamp_ms = timestamp_ms;
-}
 static inline wdpool_go_async_result wdpool_go_produce_one(
     uintptr_t producer_addr, const char *topic, size_t topic_len,
     const uint8_t *payload, size_t payload_len, int has_payload,
@@ -45,9 +28,16 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   wdpool_producer *producer = (wdpool_producer *)producer_addr; // a C pointer: no cgocheck look
   wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
+  memcpy(name, topic, topic_len);
+  name[topic_len] = 0;
   wdpool_message m;
-  wdpool_go_fill_one(&m, name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
-                     pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
+  wdpool_message_init(&m);
+  m.topic = name;
+  m.payload = wdpool_go_bytes(payload, payload_len, has_payload);
+  m.key = wdpool_go_bytes(key, key_len, has_key);
+  m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
+  if (has_partition) m.partition = partition;
+  m.timestamp_ms = timestamp_ms;
   if (slots != 0) {
     r.rc = wdpool_producer_produce_into(producer, &m, 1, (wdpool_report_slots *)slots, slot, &r.err);
     return r;
@@ -63,8 +53,8 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
 }
 // Pool.Send and Pool.ProduceTagged in one cgo call: a producer free at
 // once (or the owner's own) is checked out, given one message without
-// headers (fire and forget, or tagged into a report queue) and checked in,
-// through the same three C ABI calls a With makes. sent 0: no producer was
+// headers (fire and forget, or tagged into a report queue: produce_one)
+// and checked in, through the same three C ABI calls a With makes. sent 0: no producer was
 // free, nothing was produced (the caller takes the With path).
 typedef struct { wdpool_result rc; int sent; wdpool_error *err; } wdpool_go_send_result;
 static inline wdpool_go_send_result wdpool_go_pool_send_one(
@@ -80,12 +70,11 @@ static inline wdpool_go_send_result wdpool_go_pool_send_one(
                       : wdpool_try_checkout(owner, &producer, &r.err);
   if (r.rc != WDPOOL_OK || producer == NULL) return r;
   r.sent = 1;
-  char name[256];
-  wdpool_message m;
-  wdpool_go_fill_one(&m, name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
-                     pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
-  r.rc = queue != 0 ? wdpool_producer_produce_tagged(producer, &m, (const wdpool_report_queue *)queue, tag, &r.err)
-                    : wdpool_producer_produce_async(producer, &m, NULL, &r.err);
+  wdpool_go_async_result p = wdpool_go_produce_one((uintptr_t)producer, topic, topic_len, payload, payload_len,
+      has_payload, key, key_len, has_key, pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms, 0, 0, 0,
+      queue, tag);
+  r.rc = p.rc;
+  r.err = p.err;
   wdpool_error *in_err = NULL;
   wdpool_result in = wdpool_producer_checkin(producer, &in_err);
   if (r.rc == WDPOOL_OK && in != WDPOOL_OK) {

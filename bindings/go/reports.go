@@ -188,7 +188,7 @@ func (q *ReportQueue) Close() {
 // ErrStaleHandle; a nil q: ErrInvalidArgument.
 func (p *Producer) ProduceTagged(m *Message, q *ReportQueue, tag uint64) error {
 	if q == nil {
-		return &Error{Code: ResultInvalidArgument, Message: "ProduceTagged: a nil *ReportQueue"}
+		return errNilQueue()
 	}
 	if q.closed.Load() {
 		return q.closedError()
@@ -206,6 +206,11 @@ func (p *Producer) ProduceTagged(m *Message, q *ReportQueue, tag uint64) error {
 	rc := C.wdpool_go_produce_tagged(p.h, cm.msgs, C.uintptr_t(q.h), C.uint64_t(tag), &cerr)
 	runtime.KeepAlive(q)
 	return q.staleIsClosed(takeError(rc, cerr))
+}
+
+// errNilQueue: every ProduceTagged given a nil *ReportQueue.
+func errNilQueue() error {
+	return &Error{Code: ResultInvalidArgument, Message: "ProduceTagged: a nil *ReportQueue"}
 }
 
 // staleIsClosed: a STALE_HANDLE while q is closed names the queue (the

@@ -31,7 +31,7 @@ func (p *Pool) Send(ctx context.Context, m *Message) error {
 // The report comes to q with tag, as Producer.ProduceTagged's does.
 func (p *Pool) ProduceTagged(ctx context.Context, m *Message, q *ReportQueue, tag uint64) error {
 	if q == nil {
-		return &Error{Code: ResultInvalidArgument, Message: "ProduceTagged: a nil *ReportQueue"}
+		return errNilQueue()
 	}
 	return poolSend(ctx, p, m, q, tag)
 }
@@ -44,7 +44,7 @@ func Send(ctx context.Context, m *Message) error {
 // ProduceTagged is Pool.ProduceTagged on the global pool.
 func ProduceTagged(ctx context.Context, m *Message, q *ReportQueue, tag uint64) error {
 	if q == nil {
-		return &Error{Code: ResultInvalidArgument, Message: "ProduceTagged: a nil *ReportQueue"}
+		return errNilQueue()
 	}
 	return poolSend(ctx, nil, m, q, tag)
 }
