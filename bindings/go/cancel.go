@@ -16,7 +16,8 @@ import (
 // got.
 
 // callsWaiting counts the calls await runs on goroutines that have not
-// returned yet, given up or not (for tests).
+// ended yet, given up or not, an abandoned call's give-back included (for
+// tests: a producer is back in its pool once it is 0).
 var callsWaiting atomic.Int64
 
 // awaited is one call that await runs on a goroutine.
@@ -55,8 +56,10 @@ func await[T any](ctx context.Context, call func() T, giveBack func(T)) (T, erro
 	a := &awaited[T]{done: make(chan struct{})}
 	callsWaiting.Add(1)
 	go func() {
+		// Decremented last: a caller that gave up sees the call end only
+		// once what it got is given back.
+		defer callsWaiting.Add(-1)
 		r := call()
-		callsWaiting.Add(-1)
 		a.result = r
 		if a.state.CompareAndSwap(callRunning, callFinished) {
 			close(a.done)
