@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod message;
 pub mod producer;
 pub mod slots;
+mod topics;
 pub mod transaction;
 
 pub use config::ProducerConfig;

@@ -2,18 +2,22 @@
 //! `deliver = false` test mode), produce paths, flush and close.
 
 use std::collections::HashMap;
+use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer};
+use rdkafka::message::Message as _;
+use rdkafka::bindings as rdsys;
+use rdkafka::producer::{Producer as _, PurgeConfig, ThreadedProducer};
+use rdkafka::util::IntoOpaque;
 
 use super::config::ProducerConfig;
 use super::context::Context;
 use super::delivery::{Batch, Report, ReportQueue, Ticket};
 use super::slots::ReportSlots;
+use super::topics::Topics;
 use super::message::Message;
 use super::transaction::{deadline_after, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -29,6 +33,81 @@ pub(crate) enum Backend {
     Kafka(ThreadedProducer<Context>),
     /// `deliver = false`: validate and acknowledge without a broker.
     Test { next_offset: AtomicI64 },
+}
+
+/// Which topic a message goes to: a handle this producer keeps, or a name.
+enum Target {
+    Handle(*mut rdsys::rd_kafka_topic_t),
+    Name(CString),
+}
+
+/// A message's headers in librdkafka's form: destroyed on drop, unless
+/// librdkafka took them (a produce that succeeded: forgotten then).
+struct Headers(*mut rdsys::rd_kafka_headers_t);
+
+impl Headers {
+    fn of(m: &Message<'_>) -> Self {
+        // SAFETY: a new list, filled with copies of the borrowed keys and
+        // values (librdkafka copies both, with their lengths).
+        unsafe {
+            let list = Headers(rdsys::rd_kafka_headers_new(m.headers.len()));
+            for h in &m.headers {
+                let (value, len) = h.value.map_or((std::ptr::null(), 0), |v| (v.as_ptr().cast::<c_void>(), v.len() as isize));
+                rdsys::rd_kafka_header_add(list.0, h.key.as_ptr().cast(), h.key.len() as isize, value, len);
+            }
+            list
+        }
+    }
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        // SAFETY: ours (librdkafka did not take it), destroyed once.
+        unsafe { rdsys::rd_kafka_headers_destroy(self.0) };
+    }
+}
+
+/// `rd_kafka_producev` for one message, copying payload and key.
+///
+/// # Safety
+/// `rk` is a live producer and `target`'s handle one of its topics;
+/// `headers` stays owned by the caller unless this returns NO_ERROR;
+/// `opaque` is a `Ticket`'s pointer (or NULL).
+#[inline]
+unsafe fn producev(
+    rk: *mut rdsys::rd_kafka_t,
+    target: &Target,
+    partition: i32,
+    m: &Message<'_>,
+    headers: Option<&Headers>,
+    opaque: *mut c_void,
+) -> rdsys::rd_kafka_resp_err_t {
+    use rdsys::rd_kafka_vtype_t::*;
+    fn bytes(b: Option<&[u8]>) -> (*mut c_void, usize) {
+        b.map_or((std::ptr::null_mut(), 0), |b| (b.as_ptr() as *mut c_void, b.len()))
+    }
+    let (payload, payload_len) = bytes(m.payload);
+    let (key, key_len) = bytes(m.key);
+    let headers = headers.map_or(std::ptr::null_mut(), |h| h.0);
+    let timestamp = m.timestamp_ms.unwrap_or(0);
+    let flags = rdsys::RD_KAFKA_MSG_F_COPY;
+    // SAFETY: as promised by the caller; the argument list is terminated.
+    unsafe {
+        match target {
+            Target::Handle(rkt) => rdsys::rd_kafka_producev(
+                rk, RD_KAFKA_VTYPE_RKT, *rkt, RD_KAFKA_VTYPE_PARTITION, partition, RD_KAFKA_VTYPE_MSGFLAGS, flags,
+                RD_KAFKA_VTYPE_VALUE, payload, payload_len, RD_KAFKA_VTYPE_KEY, key, key_len,
+                RD_KAFKA_VTYPE_OPAQUE, opaque, RD_KAFKA_VTYPE_TIMESTAMP, timestamp,
+                RD_KAFKA_VTYPE_HEADERS, headers, RD_KAFKA_VTYPE_END,
+            ),
+            Target::Name(name) => rdsys::rd_kafka_producev(
+                rk, RD_KAFKA_VTYPE_TOPIC, name.as_ptr(), RD_KAFKA_VTYPE_PARTITION, partition,
+                RD_KAFKA_VTYPE_MSGFLAGS, flags, RD_KAFKA_VTYPE_VALUE, payload, payload_len,
+                RD_KAFKA_VTYPE_KEY, key, key_len, RD_KAFKA_VTYPE_OPAQUE, opaque,
+                RD_KAFKA_VTYPE_TIMESTAMP, timestamp, RD_KAFKA_VTYPE_HEADERS, headers, RD_KAFKA_VTYPE_END,
+            ),
+        }
+    }
 }
 
 /// Where the delivery reports of a send go.
@@ -49,6 +128,9 @@ pub struct Producer {
     pub(crate) id: String,
     pub(crate) origin: Origin,
     pub(crate) config: ProducerConfig,
+    /// Before `backend`: its topic handles are given back (dropped) before
+    /// the librdkafka producer is destroyed.
+    topics: Topics,
     pub(crate) backend: Backend,
     pub(crate) context: Arc<Context>,
     pub(crate) txn: Txn,
@@ -81,6 +163,7 @@ impl Producer {
             id,
             origin,
             config: config.clone(),
+            topics: Topics::new(),
             backend,
             context,
             txn: Txn::default(),
@@ -147,10 +230,16 @@ impl Producer {
     /// A producer that must not be handed out again: fatal error, fenced, or
     /// closed.
     pub fn is_broken(&self) -> bool {
-        if self.closed.load(Ordering::Acquire) || self.context.is_broken() {
-            return true;
-        }
-        self.has_fatal_error()
+        self.is_known_broken() || self.has_fatal_error()
+    }
+
+    /// `is_broken` without asking librdkafka (whose fatal-error word is an
+    /// atomic read-modify-write on a line its own threads write): closed,
+    /// or marked broken (by a fatal error seen by wdpool or served to the
+    /// error callback).
+    #[inline]
+    pub fn is_known_broken(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.context.is_broken()
     }
 
     /// Whether librdkafka raised a fatal error, without formatting its
@@ -277,55 +366,66 @@ impl Producer {
     }
 
     fn send(&self, p: &ThreadedProducer<Context>, m: &Message<'_>, ticket: Ticket) -> Result<()> {
-        let mut record: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(m.topic, ticket);
-        if let Some(payload) = m.payload {
-            record = record.payload(payload);
-        }
-        if let Some(key) = m.key {
-            record = record.key(key);
-        }
-        if m.partition >= 0 {
-            record = record.partition(m.partition);
+        let partition = if m.partition >= 0 {
+            m.partition
         } else if let Some(pk) = m.partition_key {
-            record = record.partition(self.partition_for(p, m.topic, pk)?);
-        }
-        if let Some(ts) = m.timestamp_ms {
-            record = record.timestamp(ts);
-        }
-        if !m.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for h in &m.headers {
-                headers = headers.insert(KafkaHeader { key: h.key, value: h.value });
-            }
-            record = record.headers(headers);
-        }
+            self.partition_for(p, m.topic, pk)?
+        } else {
+            -1
+        };
+        // librdkafka owns the headers once a produce succeeds; until then
+        // (a refusal, a retry) they are ours.
+        let headers = (!m.headers.is_empty()).then(|| Headers::of(m));
+        let rk = p.client().native_ptr();
+        // By handle when this producer keeps one for the topic (see
+        // `super::topics`), else by name.
+        let target = match self.topics.get(rk, m.topic) {
+            Some(rkt) => Target::Handle(rkt),
+            None => Target::Name(
+                CString::new(m.topic).map_err(|_| Error::invalid_message("topic", "contains a NUL byte"))?,
+            ),
+        };
         // Read only when the queue is full: no clock on the common path.
         let mut started = None;
         let mut backoff = Duration::from_millis(1);
+        let mut opaque = ticket.into_ptr();
         // Counted before librdkafka has it: its report may be served (and
         // uncounted) on the polling thread before `send` even returns.
         self.context.sending();
         loop {
-            match p.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+            // SAFETY: `rk` is this producer's live handle; every pointer is
+            // valid for the call (librdkafka copies payload and key, F_COPY);
+            // the headers pass to librdkafka only on success (forgotten
+            // below); `opaque` comes back in the delivery report, or here on
+            // failure.
+            let code = unsafe { producev(rk, &target, partition, m, headers.as_ref(), opaque) };
+            let code = match code {
+                rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                    std::mem::forget(headers);
+                    return Ok(());
+                }
+                code => RDKafkaErrorCode::from(code),
+            };
+            match code {
+                RDKafkaErrorCode::QueueFull
                     if started.get_or_insert_with(Instant::now).elapsed() < self.config.max_wait_timeout =>
                 {
                     // librdkafka's queue drains as the polling thread serves
                     // delivery reports: back off briefly and try again.
-                    record = back;
                     crate::pool::lock::nap(backoff);
                     backoff = (backoff * 2).min(QUEUE_FULL_BACKOFF_MAX);
+                    continue;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {
-                    self.context.not_sent();
-                    return Err(self.fatal().prefixed(format_args!("producing to {} failed", m.topic)));
-                }
-                Err((e, _)) => {
-                    self.context.not_sent();
-                    return Err(Error::kafka(&format!("producing to {} failed", m.topic), &e));
-                }
+                _ => {}
             }
+            // SAFETY: librdkafka refused the message and gave the opaque
+            // back untouched: ours again, reclaimed once.
+            drop(unsafe { Ticket::from_ptr(std::mem::replace(&mut opaque, std::ptr::null_mut())) });
+            self.context.not_sent();
+            return Err(match code {
+                RDKafkaErrorCode::Fatal => self.fatal().prefixed(format_args!("producing to {} failed", m.topic)),
+                code => Error::kafka(&format!("producing to {} failed", m.topic), &KafkaError::MessageProduction(code)),
+            });
         }
     }
 
