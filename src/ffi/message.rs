@@ -6,6 +6,7 @@ use std::ffi::c_char;
 
 use super::utf8;
 use crate::error::{Error, ErrorKind, Result};
+use crate::kafka::message::{MAX_TOPIC_LEN, TOPIC_BYTE};
 use crate::kafka::{Header, Message};
 
 /// A borrowed byte range. `data` may be NULL only when `len` is 0; what NULL
@@ -102,7 +103,7 @@ unsafe fn optional_bytes<'a>(b: wdpool_bytes, field: &str) -> Result<Option<&'a 
 pub(crate) unsafe fn borrow<'a>(m: &'a wdpool_message) -> Result<Message<'a>> {
     // SAFETY: every pointer of `m` is NULL or valid, as promised by the
     // caller.
-    let topic = unsafe { utf8(m.topic, "topic") }.map_err(as_message_error)?;
+    let topic = unsafe { topic_of(m.topic) }?;
     // SAFETY: as above.
     let payload = unsafe { optional_bytes(m.payload, "payload") }?;
     let mut message = Message::new(topic, payload);
@@ -134,6 +135,32 @@ pub(crate) unsafe fn borrow<'a>(m: &'a wdpool_message) -> Result<Message<'a>> {
     Ok(message)
 }
 
+/// The topic name at `ptr`. A valid name (ASCII letters, digits, '_', '-',
+/// '.', at most `MAX_TOPIC_LEN` bytes) is read in one pass, which also
+/// proves it UTF-8; anything else takes `utf8`, and an invalid name is
+/// refused by the message's validation, naming what is wrong.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string valid for `'a`.
+#[inline]
+unsafe fn topic_of<'a>(ptr: *const c_char) -> Result<&'a str> {
+    if !ptr.is_null() {
+        let mut len = 0;
+        // SAFETY: reads stop at the terminating NUL (never allowed in a
+        // name), which the caller promises.
+        while len <= MAX_TOPIC_LEN && TOPIC_BYTE[unsafe { *ptr.cast::<u8>().add(len) } as usize] {
+            len += 1;
+        }
+        // SAFETY: `len` bytes were read above.
+        if len <= MAX_TOPIC_LEN && unsafe { *ptr.add(len) } == 0 {
+            // SAFETY: `len` readable ASCII bytes, valid for `'a`.
+            return Ok(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr.cast::<u8>(), len)) });
+        }
+    }
+    // SAFETY: as promised by the caller.
+    unsafe { utf8(ptr, "topic") }.map_err(as_message_error)
+}
+
 /// A missing or malformed field of a message is an invalid message.
 fn as_message_error(e: Error) -> Error {
     Error { kind: ErrorKind::InvalidMessage, message: format!("invalid message: {}", e.message), ..e }
@@ -158,4 +185,55 @@ pub(crate) unsafe fn borrow_many<'a>(messages: *const wdpool_message, count: usi
         // SAFETY: each message is valid as promised by the caller.
         .map(|(i, m)| unsafe { borrow(m) }.map_err(|e| if count > 1 { e.prefixed(format_args!("message {i}")) } else { e }))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn message(topic: *const c_char) -> wdpool_message {
+        let mut m = std::mem::MaybeUninit::uninit();
+        // SAFETY: initialises every field.
+        unsafe {
+            wdpool_message_init(m.as_mut_ptr());
+            wdpool_message { topic, ..m.assume_init() }
+        }
+    }
+
+    fn topic(bytes: &[u8]) -> Result<String> {
+        let c = CString::new(bytes).unwrap();
+        let m = message(c.as_ptr());
+        // SAFETY: every pointer is NULL or valid.
+        let borrowed = unsafe { borrow(&m) }?;
+        borrowed.validate(10)?;
+        Ok(borrowed.topic.to_owned())
+    }
+
+    fn refused(bytes: &[u8], says: &str) {
+        let e = topic(bytes).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidMessage, "{e:?}");
+        assert!(e.message.contains("topic") && e.message.contains(says), "{:?} should say {says:?}: {}", bytes, e.message);
+    }
+
+    #[test]
+    fn topic_names_in_one_pass_and_every_refusal_named() {
+        assert_eq!(topic(b"events.v1_x-Y9").unwrap(), "events.v1_x-Y9");
+        let longest = "t".repeat(MAX_TOPIC_LEN);
+        assert_eq!(topic(longest.as_bytes()).unwrap(), longest);
+        refused("t".repeat(MAX_TOPIC_LEN + 1).as_bytes(), "longer than 249");
+        refused(b"", "must not be empty");
+        refused(b"a b", "contains ' '");
+        refused("caf\u{e9}".as_bytes(), "contains '\u{e9}'");
+        refused(b"ab\xff", "not valid UTF-8");
+        refused(b"\xffab", "not valid UTF-8");
+    }
+
+    #[test]
+    fn a_null_topic_is_an_invalid_message() {
+        // SAFETY: every pointer is NULL.
+        let e = unsafe { borrow(&message(std::ptr::null())) }.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidMessage, "{e:?}");
+        assert!(e.message.contains("topic is NULL"), "{}", e.message);
+    }
 }

@@ -44,6 +44,7 @@ impl<'a> Message<'a> {
 
     /// Checks the message against WaterDrop's contract; the error names the
     /// field.
+    #[inline]
     pub fn validate(&self, max_payload_size: usize) -> Result<()> {
         validate_topic(self.topic)?;
         if let Some(payload) = self.payload {
@@ -72,8 +73,30 @@ impl<'a> Message<'a> {
     }
 }
 
+/// The bytes a topic name may hold: ASCII letters, digits, '_', '-', '.'.
+pub(crate) const TOPIC_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+        b += 1;
+    }
+    table
+};
+
 /// `/\A(\w|-|\.)+\z/`, as WaterDrop checks it, and Kafka's length limit.
+#[inline]
 pub fn validate_topic(topic: &str) -> Result<()> {
+    if !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN && topic.bytes().all(|b| TOPIC_BYTE[b as usize]) {
+        return Ok(());
+    }
+    invalid_topic(topic)
+}
+
+/// Why `topic` is not a valid topic name.
+#[cold]
+fn invalid_topic(topic: &str) -> Result<()> {
     if topic.is_empty() {
         return Err(Error::invalid_message("topic", "must not be empty"));
     }
