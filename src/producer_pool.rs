@@ -51,6 +51,10 @@ impl Manager for ProducerManager {
         producer.is_broken()
     }
 
+    fn is_known_broken(&self, producer: &Producer) -> bool {
+        producer.is_known_broken()
+    }
+
     fn close(&self, producer: Arc<Producer>, force: bool) -> u64 {
         producer.close(force)
     }

@@ -81,6 +81,13 @@ pub trait Manager: Send + Sync + 'static {
     /// A broken connection is discarded instead of going back to the pool.
     fn is_broken(&self, conn: &Self::Conn) -> bool;
 
+    /// What `is_broken` can tell without asking anything shared (a flag of
+    /// the connection's own): the lock-free checkout of a slot that was
+    /// checked (with `is_broken`) when it was given back asks only this.
+    fn is_known_broken(&self, conn: &Self::Conn) -> bool {
+        self.is_broken(conn)
+    }
+
     /// Closes a connection the pool no longer wants, returning how many of its
     /// messages were not delivered. `force` asks to drop pending work.
     fn close(&self, conn: Arc<Self::Conn>, force: bool) -> u64;
@@ -1179,7 +1186,8 @@ impl<M: Manager> Inner<M> {
                 && generation == self.news.generation.load(Ordering::SeqCst)
                 // SAFETY: a parked slot's connection is the slot's own
                 // `Arc`, which stays while the slot is parked or held.
-                && !self.manager.is_broken(unsafe { conn.as_ref() })
+                // Checked in full when it was parked, by `fast_checkin`.
+                && !self.manager.is_known_broken(unsafe { conn.as_ref() })
         });
         if !usable {
             // Let the locked path deal with it (close, replace).
