@@ -404,3 +404,71 @@ pub fn reload_global() -> Result<u64> {
         None => Ok(0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::time::Instant;
+
+    use rdkafka::bindings as rdsys;
+    use rdkafka::producer::Producer as _;
+
+    use super::*;
+
+    /// A fatal error raised while the producer is idle in the pool (by
+    /// librdkafka's own test hook, as its idempotence or transaction code
+    /// would): once its error callback has run, the next checkout does not
+    /// hand the producer out but gets the slot a fresh one. (Checkouts ask
+    /// only the mark the callback sets: `Producer::is_known_broken`.)
+    #[test]
+    fn a_fatal_error_raised_while_idle_replaces_the_producer_at_the_next_checkout() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("fatal-idle", 1, 1).expect("topic");
+        let bootstrap = cluster.bootstrap_servers();
+        let options = Options { size: 1, timeout: Duration::from_secs(5) };
+        let pool = ProducerPool::new(
+            options,
+            |c, _| {
+                c.set_kafka("bootstrap.servers", &bootstrap)?;
+                c.set_kafka("enable.idempotence", "true")?;
+                c.max_wait_timeout = Duration::from_secs(10);
+                Ok(())
+            },
+            false,
+        )
+        .expect("pool");
+        let first = pool
+            .with(None, |p| {
+                p.produce_sync(&[Message::new("fatal-idle", Some(b"before"))])?;
+                Ok(Arc::clone(p.conn()))
+            })
+            .expect("warm-up");
+        let rk = first.kafka().expect("a librdkafka producer").client().native_ptr();
+        let reason = CString::new("raised by the test").unwrap();
+        // SAFETY: a live producer (`first` holds it); the reason is copied.
+        let rc = unsafe {
+            rdsys::rd_kafka_test_fatal_error(
+                rk,
+                rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        assert_eq!(rc, rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !first.is_known_broken() {
+            assert!(Instant::now() < deadline, "the error callback never marked the producer");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(pool.stats().replaced, 0, "idle: nothing replaced it yet");
+
+        let fresh = pool
+            .with(None, |p| {
+                p.produce_sync(&[Message::new("fatal-idle", Some(b"after"))])?;
+                Ok(!Arc::ptr_eq(p.conn(), &first) && p.index() == 0)
+            })
+            .expect("a fresh producer for the slot");
+        assert!(fresh, "the broken producer was handed out");
+        let stats = pool.stats();
+        assert_eq!((stats.replaced, stats.creations), (1, 2), "{stats:?}");
+    }
+}

@@ -2,10 +2,11 @@
 //! librdkafka's threads (or a thread inside flush/commit): they never block,
 //! never call user code, and only record or queue what happened.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use rdkafka::bindings as rdsys;
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -39,6 +40,9 @@ pub struct Context {
     /// likely down to (bad credentials, a certificate not trusted, the wrong
     /// security.protocol, ...).
     last_cause: Mutex<Option<(String, Instant)>>,
+    /// The librdkafka handle, once made: `error` asks it whether an error
+    /// it hands over is fatal.
+    client: AtomicPtr<rdsys::rd_kafka_t>,
 }
 
 impl Context {
@@ -54,7 +58,25 @@ impl Context {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
             last_cause: Mutex::new(None),
+            client: AtomicPtr::new(std::ptr::null_mut()),
         }
+    }
+
+    /// Called once the librdkafka handle this context serves is made; it
+    /// must outlive every callback (it does: librdkafka calls back only
+    /// while it lives).
+    pub(crate) fn set_client(&self, rk: *mut rdsys::rd_kafka_t) {
+        self.client.store(rk, Ordering::Release);
+    }
+
+    /// Whether librdkafka raised a fatal error on this context's client.
+    fn client_fatal(&self) -> bool {
+        let rk = self.client.load(Ordering::Acquire);
+        // SAFETY: a live client (see `set_client`); no reason is written
+        // into a NULL buffer of size 0.
+        !rk.is_null()
+            && unsafe { rdsys::rd_kafka_fatal_error(rk, std::ptr::null_mut(), 0) }
+                != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
     }
 
     /// "; last client error (N ms ago): ..." when librdkafka reported one,
@@ -173,7 +195,12 @@ impl ClientContext for Context {
             return;
         }
         let code = error.rdkafka_error_code();
-        if code == Some(RDKafkaErrorCode::Fatal) {
+        // A fatal error comes with its underlying code (the crate does not
+        // pass on `rd_kafka_event_error_is_fatal`); librdkafka raised it
+        // before it queued the event, so asking it now tells. Marked here,
+        // a producer idle in the pool is replaced at its next checkout,
+        // which reads only this mark (`Producer::is_known_broken`).
+        if code == Some(RDKafkaErrorCode::Fatal) || self.client_fatal() {
             self.mark_broken();
         }
         let message = format!("{error}: {reason}");

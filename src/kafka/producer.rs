@@ -154,6 +154,7 @@ impl Producer {
                 .create_with_context(context)
                 .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("creating producer {id} failed: {e}")))?;
             let context = Arc::clone(producer.context());
+            context.set_client(producer.client().native_ptr());
             (Backend::Kafka(producer), context)
         } else {
             (Backend::Test { next_offset: AtomicI64::new(0) }, Arc::new(context))

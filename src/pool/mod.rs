@@ -82,8 +82,8 @@ pub trait Manager: Send + Sync + 'static {
     fn is_broken(&self, conn: &Self::Conn) -> bool;
 
     /// What `is_broken` can tell without asking anything shared (a flag of
-    /// the connection's own): the lock-free checkout of a slot that was
-    /// checked (with `is_broken`) when it was given back asks only this.
+    /// the connection's own): a checkout of an idle or parked slot asks
+    /// only this, for the checkin that made it idle asked `is_broken`.
     fn is_known_broken(&self, conn: &Self::Conn) -> bool {
         self.is_broken(conn)
     }
@@ -1069,8 +1069,9 @@ impl<M: Manager> Inner<M> {
             };
             let slot = &mut state.slots[index];
             let conn = NonNull::from(slot.conn.as_deref().expect("an idle slot holds a connection"));
-            // SAFETY: the slot's own `Arc`, borrowed under the lock.
-            if self.manager.is_broken(unsafe { conn.as_ref() }) {
+            // SAFETY: the slot's own `Arc`, borrowed under the lock. Asked
+            // in full (`is_broken`) when it was given back.
+            if self.manager.is_known_broken(unsafe { conn.as_ref() }) {
                 let broken = slot.conn.take();
                 state.empty.push(index);
                 drop(state);
