@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -344,5 +345,39 @@ func TestOwnersAcrossGoroutinesAndSlotIndexes(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Owner tokens come from per-P blocks: across goroutines (and garbage
+// collections, which drop blocks) every token is distinct and none is
+// WDPOOL_OWNER_THREAD or WDPOOL_OWNER_NONE.
+func TestOwnerTokensAreUniqueAcrossGoroutines(t *testing.T) {
+	const goroutines, each = 8, 20000
+	got := make([][]uint64, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if i%5000 == 0 {
+					runtime.GC()
+				}
+				got[g] = append(got[g], newOwner())
+			}
+		}()
+	}
+	wg.Wait()
+	seen := make(map[uint64]bool, goroutines*each)
+	for _, tokens := range got {
+		for _, o := range tokens {
+			if o == 0 || o == math.MaxUint64 {
+				t.Fatalf("token %d is reserved", o)
+			}
+			if seen[o] {
+				t.Fatalf("token %d handed out twice", o)
+			}
+			seen[o] = true
+		}
 	}
 }
