@@ -42,7 +42,6 @@ import (
 	"errors"
 	"math"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -476,32 +475,14 @@ func statsFromC(s *C.wdpool_statistics) Stats {
 
 type ownerKey struct{}
 
-// lastOwner is the last owner token reserved; goroutines take tokens from
-// blocks of ownerBlockSize reserved at once (one per P, through
-// ownerBlocks), so that Withs on different Ps do not all write one counter.
 var lastOwner atomic.Uint64
 
-const ownerBlockSize = 1 << 10
-
-// ownerBlock is a range of reserved tokens: next up to end (exclusive).
-type ownerBlock struct{ next, end uint64 }
-
-var ownerBlocks = sync.Pool{New: func() any { return new(ownerBlock) }}
-
 // newOwner returns a token unique in the process, never
-// WDPOOL_OWNER_THREAD (0) nor WDPOOL_OWNER_NONE (UINT64_MAX). Tokens of a
-// block dropped by the garbage collector are never handed out.
+// WDPOOL_OWNER_THREAD (0) nor WDPOOL_OWNER_NONE (UINT64_MAX).
 func newOwner() uint64 {
-	b := ownerBlocks.Get().(*ownerBlock)
 	for {
-		if b.next == b.end {
-			end := lastOwner.Add(ownerBlockSize)
-			b.next, b.end = end-ownerBlockSize, end
-		}
-		o := b.next
-		b.next++
+		o := lastOwner.Add(1)
 		if o != 0 && o != math.MaxUint64 {
-			ownerBlocks.Put(b)
 			return o
 		}
 	}
