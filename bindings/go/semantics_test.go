@@ -348,9 +348,9 @@ func TestOwnersAcrossGoroutinesAndSlotIndexes(t *testing.T) {
 	}
 }
 
-// Owner tokens come from per-P blocks: across goroutines (and garbage
-// collections, which drop blocks) every token is distinct and none is
-// WDPOOL_OWNER_THREAD or WDPOOL_OWNER_NONE.
+// Owner tokens taken on many goroutines at once (garbage collections
+// included) are all distinct, and none is WDPOOL_OWNER_THREAD or
+// WDPOOL_OWNER_NONE.
 func TestOwnerTokensAreUniqueAcrossGoroutines(t *testing.T) {
 	const goroutines, each = 8, 20000
 	got := make([][]uint64, goroutines)
