@@ -127,6 +127,8 @@ struct Record {
     hazards: [AtomicU64; DEPTH],
     /// Hazards in use (only the record's thread touches it).
     hazard_depth: AtomicUsize,
+    /// Frames in use (only the record's thread touches it).
+    frame_depth: AtomicUsize,
 }
 
 static CHUNK_TABLE: [AtomicPtr<Record>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
@@ -138,8 +140,6 @@ static FREE_RECORDS: FreeList = FreeList::new();
 /// The calling thread's record; given back when the thread ends.
 struct Mine {
     index: Cell<Option<u32>>,
-    /// Frames in use on this thread.
-    depth: Cell<usize>,
 }
 
 impl Drop for Mine {
@@ -151,9 +151,10 @@ impl Drop for Mine {
 }
 
 thread_local! {
-    static MINE: Mine = const { Mine { index: Cell::new(None), depth: Cell::new(0) } };
+    static MINE: Mine = const { Mine { index: Cell::new(None) } };
 }
 
+#[inline]
 fn record(index: u32) -> Option<&'static Record> {
     let (chunk, offset) = (index as usize / RECORDS_PER_CHUNK, index as usize % RECORDS_PER_CHUNK);
     let base = CHUNK_TABLE.get(chunk)?.load(Ordering::Acquire);
@@ -184,6 +185,7 @@ fn new_record() -> Option<u32> {
                     frames: [const { Frame::new() }; DEPTH],
                     hazards: [const { AtomicU64::new(0) }; DEPTH],
                     hazard_depth: AtomicUsize::new(0),
+                    frame_depth: AtomicUsize::new(0),
                 })
                 .collect();
         let fresh = Box::into_raw(records) as *mut Record;
@@ -197,16 +199,25 @@ fn new_record() -> Option<u32> {
 
 /// The calling thread's record, made on first use; None when every record
 /// is in use.
+#[inline]
 fn my_record(mine: &Mine) -> Option<(u32, &'static Record)> {
     let index = match mine.index.get() {
         Some(index) => index,
-        None => {
-            let index = new_record()?;
-            mine.index.set(Some(index));
-            index
-        }
+        None => return first_record(mine),
     };
     Some((index, record(index)?))
+}
+
+/// `my_record` on the thread's first use: a record of its own, its depths
+/// at 0 (a thread that ended inside a callback may have left them higher).
+#[cold]
+fn first_record(mine: &Mine) -> Option<(u32, &'static Record)> {
+    let index = new_record()?;
+    let record = record(index)?;
+    record.frame_depth.store(0, Ordering::Relaxed);
+    record.hazard_depth.store(0, Ordering::Relaxed);
+    mine.index.set(Some(index));
+    Some((index, record))
 }
 
 /// A hazard of the calling thread (see `super::pins`): cleared, and the
@@ -234,6 +245,7 @@ impl Drop for Hazard {
 
 /// The calling thread's next hazard slot; None when nested too deep (or no
 /// record to be had): the caller takes a counted reference instead.
+#[inline]
 pub(crate) fn hazard() -> Option<Hazard> {
     MINE.try_with(|mine| {
         let (_, record) = my_record(mine)?;
@@ -256,6 +268,7 @@ pub(crate) fn any_hazard(value: u64) -> bool {
     (0..made).filter_map(record).any(|r| r.hazards.iter().any(|h| h.load(Ordering::SeqCst) == value))
 }
 
+#[inline]
 fn token(index: u32, depth: usize, generation: u64) -> usize {
     let high = ((generation & GENERATION_MASK) << DEPTH_BITS) | depth as u64;
     ((high << GENERATION_SHIFT) | ((Kind::ProducerFrame as u64) << INDEX_BITS) | (u64::from(index) + 1)) as usize
@@ -287,6 +300,7 @@ fn gone() -> Error {
 /// A live frame on the calling thread; leaving it (drop) makes its handle
 /// stale, after any other thread still resolving it is done.
 pub(crate) struct Entered {
+    record: &'static Record,
     frame: &'static Frame,
     depth: usize,
     pub(crate) token: usize,
@@ -295,13 +309,14 @@ pub(crate) struct Entered {
 /// Enters a frame for a callback lent `producer` (an alias that outlives
 /// the returned guard) for `owner`; None when this thread cannot (too deep,
 /// or no record to be had): use the registry then.
+#[inline]
 pub(crate) fn enter(producer: &Arc<Producer>, owner: OwnerId) -> Option<Entered> {
     MINE.try_with(|mine| {
-        let depth = mine.depth.get();
+        let (index, record) = my_record(mine)?;
+        let depth = record.frame_depth.load(Ordering::Relaxed);
         if depth >= DEPTH {
             return None;
         }
-        let (index, record) = my_record(mine)?;
         let frame = &record.frames[depth];
         frame.producer.store(Arc::as_ptr(producer).cast_mut(), Ordering::Relaxed);
         frame.set_owner(owner);
@@ -309,8 +324,8 @@ pub(crate) fn enter(producer: &Arc<Producer>, owner: OwnerId) -> Option<Entered>
         // Odd: live. Release: a reader that sees it sees the fields above.
         let generation = (frame.state.load(Ordering::Relaxed) + 1) | 1;
         frame.state.store(generation, Ordering::Release);
-        mine.depth.set(depth + 1);
-        Some(Entered { frame, depth, token: token(index, depth, generation) })
+        record.frame_depth.store(depth + 1, Ordering::Relaxed);
+        Some(Entered { record, frame, depth, token: token(index, depth, generation) })
     })
     .ok()
     .flatten()
@@ -339,7 +354,7 @@ impl Drop for Entered {
                 }
             }
         }
-        let _ = MINE.try_with(|mine| mine.depth.set(self.depth));
+        self.record.frame_depth.store(self.depth, Ordering::Relaxed);
     }
 }
 

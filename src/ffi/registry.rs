@@ -347,6 +347,7 @@ impl<T> Registry<T> {
     /// if `token` is live now; read without the lock. The caller keeps the
     /// value from being dropped by other means (`super::pins`): a value
     /// removed after this returns is not noticed here.
+    #[inline]
     pub(crate) fn live_ptr(&self, token: usize) -> Result<*mut ()> {
         let (index, generation) = self.decode(token)?;
         let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;

@@ -1176,9 +1176,15 @@ impl<M: Manager> Inner<M> {
         if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
             return None;
         }
-        let (index, token) = reentrancy::fast_hint(self.id)?;
-        let fast = self.fast.get(index)?;
-        fast.word.compare_exchange(PARKED, held_word(token), Ordering::SeqCst, Ordering::Relaxed).ok()?;
+        let (index, token) = reentrancy::fast_hint_held(self.id)?;
+        let Some(fast) = self.fast.get(index) else {
+            reentrancy::forget(self.id);
+            return None;
+        };
+        if fast.word.compare_exchange(PARKED, held_word(token), Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            reentrancy::forget(self.id);
+            return None;
+        }
         // Written before the slot was parked; the exchange acquired them.
         let conn = NonNull::new(fast.conn.load(Ordering::Relaxed));
         let generation = fast.generation.load(Ordering::Relaxed);
@@ -1192,11 +1198,11 @@ impl<M: Manager> Inner<M> {
         });
         if !usable {
             // Let the locked path deal with it (close, replace).
+            reentrancy::forget(self.id);
             fast.word.store(PARKED, Ordering::SeqCst);
             self.unpark(index);
             return None;
         }
-        reentrancy::hold(self.id, index);
         Some((index, 0, OwnerId::Thread(token), conn?))
     }
 
@@ -1213,9 +1219,7 @@ impl<M: Manager> Inner<M> {
             // nested lease may still hold it).
             return self.checkin(index, 0, conn);
         }
-        if thread_token() == token {
-            reentrancy::released(self.id, index);
-        }
+        reentrancy::released_by(token, self.id, index);
         let news = &self.news;
         if !news.open.load(Ordering::SeqCst)
             || news.waiting.load(Ordering::SeqCst) > 0

@@ -98,15 +98,18 @@ pub(crate) fn last_slot(pool: u64) -> Option<usize> {
 
 /// For the lock-free checkout: (the slot this thread gave back last to
 /// `pool`, the thread's token), unless the thread holds a slot of `pool`
-/// now (a nested checkout, which the locked path serves).
+/// now (a nested checkout, which the locked path serves). The slot is
+/// recorded as held at once (one thread-local look-up for both): a caller
+/// that does not get it after all calls `forget`.
 #[inline]
-pub(crate) fn fast_hint(pool: u64) -> Option<(usize, u64)> {
+pub(crate) fn fast_hint_held(pool: u64) -> Option<(usize, u64)> {
     LOCAL
         .try_with(|l| {
             let (p, index) = l.last.get();
             if p != pool || l.held(pool).is_some() {
                 return None;
             }
+            l.hold(pool, index);
             Some((index, l.token()))
         })
         .ok()
@@ -117,12 +120,26 @@ pub(crate) fn held_slot(pool: u64) -> Option<usize> {
     LOCAL.try_with(|l| l.held(pool)).ok().flatten()
 }
 
+#[inline]
 pub(crate) fn hold(pool: u64, index: usize) {
     let _ = LOCAL.try_with(|l| l.hold(pool, index));
 }
 
 pub(crate) fn forget(pool: u64) {
     let _ = LOCAL.try_with(|l| l.forget(pool));
+}
+
+/// `released`, when the calling thread is the one whose token is `token`
+/// (a lease may be given back on another thread); one thread-local
+/// look-up for both.
+#[inline]
+pub(crate) fn released_by(token: u64, pool: u64, index: usize) {
+    let _ = LOCAL.try_with(|l| {
+        if l.token() == token {
+            l.forget(pool);
+            l.last.set((pool, index));
+        }
+    });
 }
 
 /// The thread gave slot `index` of `pool` back: it holds none of `pool`
