@@ -121,24 +121,38 @@ impl ForkSafeLock {
     }
 
     /// Runs `f` holding the lock (released even if `f` panics).
+    #[inline(always)]
     fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
         struct Unlock<'a>(&'a AtomicU64);
         impl Drop for Unlock<'_> {
+            #[inline(always)]
             fn drop(&mut self) {
                 self.0.store(0, Ordering::Release);
             }
         }
         let me = fork_generation().wrapping_add(1);
+        if self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.lock_contended(me);
+        }
+        let _unlock = Unlock(&self.word);
+        f()
+    }
+
+    /// `locked`'s wait: held by another thread, or by a thread of the
+    /// process this one was forked from (taken over).
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self, me: u64) {
         let mut spins = 0u32;
         loop {
             match self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => break,
+                Ok(_) => return,
                 Err(0) => {}
                 // Held by a thread of the process this one was forked from:
                 // it will never let go here.
                 Err(held) if held != me => {
                     if self.word.compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                        break;
+                        return;
                     }
                 }
                 Err(_) if spins < 100 => {
@@ -148,8 +162,6 @@ impl ForkSafeLock {
                 Err(_) => std::thread::yield_now(),
             }
         }
-        let _unlock = Unlock(&self.word);
-        f()
     }
 }
 
@@ -347,7 +359,7 @@ impl<T> Registry<T> {
     /// if `token` is live now; read without the lock. The caller keeps the
     /// value from being dropped by other means (`super::pins`): a value
     /// removed after this returns is not noticed here.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn live_ptr(&self, token: usize) -> Result<*mut ()> {
         let (index, generation) = self.decode(token)?;
         let cell = self.cell(index).ok_or_else(|| self.stale("it was never issued"))?;

@@ -807,6 +807,7 @@ impl<M: Manager> Pool<M> {
 }
 
 impl<M: Manager> Inner<M> {
+    #[inline]
     fn check_fork(&self) {
         if fork_generation() != self.fork_generation.load(Ordering::Acquire) {
             self.abandon_after_fork();
@@ -817,6 +818,8 @@ impl<M: Manager> Inner<M> {
     /// them (their librdkafka threads do not exist here), and start afresh.
     /// The check and the reset happen under the state lock, so no other
     /// checkout can see the parent's connections in between.
+    #[cold]
+    #[inline(never)]
     fn abandon_after_fork(&self) {
         let mut state = self.lock();
         let current = fork_generation();
@@ -1122,7 +1125,8 @@ impl<M: Manager> Inner<M> {
         if slot.depth > 0 {
             return;
         }
-        let mine = slot.owner == Some(OwnerId::Thread(thread_token()));
+        // (A thread-local look-up only for a thread's lease.)
+        let mine = matches!(slot.owner, Some(OwnerId::Thread(t)) if t == thread_token());
         if mine {
             reentrancy::released(self.id, index);
         }
