@@ -3,6 +3,7 @@ package wdpool
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -68,4 +69,23 @@ func newQueue(t testing.TB) *ReportQueue {
 	}
 	t.Cleanup(q.Close)
 	return q
+}
+
+// spread calls fn(g, i) for i from 0 to each-1 on each of goroutines
+// goroutines (g is the goroutine's index); a goroutine stops at the first
+// false. The returned func waits for all of them.
+func spread(goroutines, each int, fn func(g, i int) bool) (wait func()) {
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if !fn(g, i) {
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }

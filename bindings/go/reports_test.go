@@ -19,24 +19,18 @@ func TestReportQueueEveryTagOnce(t *testing.T) {
 	q := newQueue(t)
 	ctx := ctxTimeout(t, 60*time.Second)
 
-	var produced sync.WaitGroup
-	for g := range goroutines {
-		produced.Add(1)
-		go func() {
-			defer produced.Done()
-			for i := range each {
-				m := &Message{Topic: "tagged", Payload: []byte(fmt.Sprint(g, i))}
-				if i%5 == 0 {
-					m.Headers = []Header{{Key: "h", Value: []byte("v")}}
-				}
-				tag := uint64(g*each + i)
-				if err := p.With(ctx, func(pr *Producer) error { return pr.ProduceTagged(m, q, tag) }); err != nil {
-					t.Errorf("ProduceTagged %d: %v", tag, err)
-					return
-				}
-			}
-		}()
-	}
+	producedWait := spread(goroutines, each, func(g, i int) bool {
+		m := &Message{Topic: "tagged", Payload: []byte(fmt.Sprint(g, i))}
+		if i%5 == 0 {
+			m.Headers = []Header{{Key: "h", Value: []byte("v")}}
+		}
+		tag := uint64(g*each + i)
+		if err := p.With(ctx, func(pr *Producer) error { return pr.ProduceTagged(m, q, tag) }); err != nil {
+			t.Errorf("ProduceTagged %d: %v", tag, err)
+			return false
+		}
+		return true
+	})
 
 	var mu sync.Mutex
 	seen := make(map[uint64]int)
@@ -75,7 +69,7 @@ func TestReportQueueEveryTagOnce(t *testing.T) {
 			}
 		}()
 	}
-	produced.Wait()
+	producedWait()
 	takers.Wait()
 	if len(seen) != goroutines*each {
 		t.Fatalf("%d tags reported of %d", len(seen), goroutines*each)

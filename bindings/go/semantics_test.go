@@ -354,20 +354,13 @@ func TestOwnersAcrossGoroutinesAndSlotIndexes(t *testing.T) {
 func TestOwnerTokensAreUniqueAcrossGoroutines(t *testing.T) {
 	const goroutines, each = 8, 20000
 	got := make([][]uint64, goroutines)
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if i%5000 == 0 {
-					runtime.GC()
-				}
-				got[g] = append(got[g], newOwner())
-			}
-		}()
-	}
-	wg.Wait()
+	spread(goroutines, each, func(g, i int) bool {
+		if i%5000 == 0 {
+			runtime.GC()
+		}
+		got[g] = append(got[g], newOwner())
+		return true
+	})()
 	seen := make(map[uint64]bool, goroutines*each)
 	for _, tokens := range got {
 		for _, o := range tokens {

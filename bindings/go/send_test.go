@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 )
@@ -36,31 +35,24 @@ func TestPoolSendDeliversEverything(t *testing.T) {
 	q := newQueue(t)
 	ctx := ctxTimeout(t, 90*time.Second)
 
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				n := g*each + i
-				m := &Message{Topic: topic, Key: []byte(fmt.Sprint("k", n)), Payload: []byte("x")}
-				if i%4 == 0 {
-					m.Headers = []Header{{Key: "h", Value: []byte("v")}}
-				}
-				var err error
-				if i%2 == 0 {
-					err = p.ProduceTagged(ctx, m, q, uint64(n))
-				} else {
-					err = p.Send(ctx, m)
-				}
-				if err != nil {
-					t.Errorf("message %d: %v", n, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	spread(goroutines, each, func(g, i int) bool {
+		n := g*each + i
+		m := &Message{Topic: topic, Key: []byte(fmt.Sprint("k", n)), Payload: []byte("x")}
+		if i%4 == 0 {
+			m.Headers = []Header{{Key: "h", Value: []byte("v")}}
+		}
+		var err error
+		if i%2 == 0 {
+			err = p.ProduceTagged(ctx, m, q, uint64(n))
+		} else {
+			err = p.Send(ctx, m)
+		}
+		if err != nil {
+			t.Errorf("message %d: %v", n, err)
+			return false
+		}
+		return true
+	})()
 
 	tagged := goroutines * each / 2
 	seen := map[uint64]int{}
