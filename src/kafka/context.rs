@@ -69,8 +69,11 @@ impl Context {
         self.client.store(rk, Ordering::Release);
     }
 
-    /// Whether librdkafka raised a fatal error on this context's client.
-    fn client_fatal(&self) -> bool {
+    /// Whether librdkafka raised a fatal error on this context's client
+    /// (false before `set_client`, and for a producer without one). Asked
+    /// without formatting the reason (the crate's `fatal_error` zeroes a
+    /// 512-byte buffer per call).
+    pub(crate) fn client_fatal(&self) -> bool {
         let rk = self.client.load(Ordering::Acquire);
         // SAFETY: a live client (see `set_client`); no reason is written
         // into a NULL buffer of size 0.

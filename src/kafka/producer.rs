@@ -91,22 +91,19 @@ unsafe fn producev(
     let headers = headers.map_or(std::ptr::null_mut(), |h| h.0);
     let timestamp = m.timestamp_ms.unwrap_or(0);
     let flags = rdsys::RD_KAFKA_MSG_F_COPY;
+    let (by, topic) = match target {
+        Target::Handle(rkt) => (RD_KAFKA_VTYPE_RKT, rkt.cast::<c_void>().cast_const()),
+        Target::Name(name) => (RD_KAFKA_VTYPE_TOPIC, name.as_ptr().cast::<c_void>()),
+    };
     // SAFETY: as promised by the caller; the argument list is terminated.
+    // Both kinds of target pass as one pointer.
     unsafe {
-        match target {
-            Target::Handle(rkt) => rdsys::rd_kafka_producev(
-                rk, RD_KAFKA_VTYPE_RKT, *rkt, RD_KAFKA_VTYPE_PARTITION, partition, RD_KAFKA_VTYPE_MSGFLAGS, flags,
-                RD_KAFKA_VTYPE_VALUE, payload, payload_len, RD_KAFKA_VTYPE_KEY, key, key_len,
-                RD_KAFKA_VTYPE_OPAQUE, opaque, RD_KAFKA_VTYPE_TIMESTAMP, timestamp,
-                RD_KAFKA_VTYPE_HEADERS, headers, RD_KAFKA_VTYPE_END,
-            ),
-            Target::Name(name) => rdsys::rd_kafka_producev(
-                rk, RD_KAFKA_VTYPE_TOPIC, name.as_ptr(), RD_KAFKA_VTYPE_PARTITION, partition,
-                RD_KAFKA_VTYPE_MSGFLAGS, flags, RD_KAFKA_VTYPE_VALUE, payload, payload_len,
-                RD_KAFKA_VTYPE_KEY, key, key_len, RD_KAFKA_VTYPE_OPAQUE, opaque,
-                RD_KAFKA_VTYPE_TIMESTAMP, timestamp, RD_KAFKA_VTYPE_HEADERS, headers, RD_KAFKA_VTYPE_END,
-            ),
-        }
+        rdsys::rd_kafka_producev(
+            rk, by, topic, RD_KAFKA_VTYPE_PARTITION, partition, RD_KAFKA_VTYPE_MSGFLAGS, flags,
+            RD_KAFKA_VTYPE_VALUE, payload, payload_len, RD_KAFKA_VTYPE_KEY, key, key_len,
+            RD_KAFKA_VTYPE_OPAQUE, opaque, RD_KAFKA_VTYPE_TIMESTAMP, timestamp,
+            RD_KAFKA_VTYPE_HEADERS, headers, RD_KAFKA_VTYPE_END,
+        )
     }
 }
 
@@ -231,7 +228,7 @@ impl Producer {
     /// A producer that must not be handed out again: fatal error, fenced, or
     /// closed.
     pub fn is_broken(&self) -> bool {
-        self.is_known_broken() || self.has_fatal_error()
+        self.is_known_broken() || self.context.client_fatal()
     }
 
     /// `is_broken` without asking librdkafka (whose fatal-error word is an
@@ -241,20 +238,6 @@ impl Producer {
     #[inline]
     pub fn is_known_broken(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.context.is_broken()
-    }
-
-    /// Whether librdkafka raised a fatal error, without formatting its
-    /// reason (the crate's `fatal_error` zeroes a 512-byte buffer per call).
-    fn has_fatal_error(&self) -> bool {
-        match self.kafka() {
-            // SAFETY: a live client; librdkafka writes no reason into a
-            // NULL buffer of size 0.
-            Some(p) => unsafe {
-                rdkafka::bindings::rd_kafka_fatal_error(p.client().native_ptr(), std::ptr::null_mut(), 0)
-                    != rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
-            },
-            None => false,
-        }
     }
 
     /// The producer's fatal error, now that one was seen: marks it broken.
@@ -283,7 +266,7 @@ impl Producer {
 
     fn ensure_open(&self) -> Result<()> {
         self.ensure_not_closed()?;
-        if self.has_fatal_error() {
+        if self.context.client_fatal() {
             return Err(self.fatal());
         }
         Ok(())

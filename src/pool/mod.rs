@@ -1181,14 +1181,13 @@ impl<M: Manager> Inner<M> {
             return None;
         }
         let (index, token) = reentrancy::fast_hint_held(self.id)?;
-        let Some(fast) = self.fast.get(index) else {
+        let claimed = self.fast.get(index).filter(|fast| {
+            fast.word.compare_exchange(PARKED, held_word(token), Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        });
+        let Some(fast) = claimed else {
             reentrancy::forget(self.id);
             return None;
         };
-        if fast.word.compare_exchange(PARKED, held_word(token), Ordering::SeqCst, Ordering::Relaxed).is_err() {
-            reentrancy::forget(self.id);
-            return None;
-        }
         // Written before the slot was parked; the exchange acquired them.
         let conn = NonNull::new(fast.conn.load(Ordering::Relaxed));
         let generation = fast.generation.load(Ordering::Relaxed);

@@ -71,6 +71,13 @@ impl Local {
         }
     }
 
+    /// Holds no slot of `pool` any more; `index` is the hint for its next
+    /// checkout.
+    fn release(&self, pool: u64, index: usize) {
+        self.forget(pool);
+        self.last.set((pool, index));
+    }
+
     fn hold(&self, pool: u64, index: usize) {
         self.forget(pool);
         match self.held.iter().find(|e| e.get().0 == 0) {
@@ -136,8 +143,7 @@ pub(crate) fn forget(pool: u64) {
 pub(crate) fn released_by(token: u64, pool: u64, index: usize) {
     let _ = LOCAL.try_with(|l| {
         if l.token() == token {
-            l.forget(pool);
-            l.last.set((pool, index));
+            l.release(pool, index);
         }
     });
 }
@@ -145,8 +151,5 @@ pub(crate) fn released_by(token: u64, pool: u64, index: usize) {
 /// The thread gave slot `index` of `pool` back: it holds none of `pool`
 /// now, and `index` is its hint for the next checkout.
 pub(crate) fn released(pool: u64, index: usize) {
-    let _ = LOCAL.try_with(|l| {
-        l.forget(pool);
-        l.last.set((pool, index));
-    });
+    let _ = LOCAL.try_with(|l| l.release(pool, index));
 }
