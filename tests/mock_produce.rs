@@ -329,6 +329,28 @@ fn a_fatal_error_replaces_the_producer() {
     assert!(payloads.contains(&"before".to_owned()) && payloads.contains(&"after".to_owned()), "{payloads:?}");
 }
 
+/// A producer keeps a topic handle for each of its first 64 topics and
+/// sends to any further topic by name: both ways deliver (read back).
+#[test]
+fn topics_past_the_kept_handles_go_by_name() {
+    let (cluster, first, bootstrap) = cluster_with_topic("topics-0", 1);
+    let topics: Vec<String> = std::iter::once(first).chain((1..66).map(|i| topic_name(&format!("topics-{i}")))).collect();
+    for t in &topics[1..] {
+        cluster.create_topic(t, 1, 1).expect("create topic");
+    }
+    let pool = new_pool(&bootstrap, 1, &[]);
+    pool.with(None, |p| {
+        for t in &topics {
+            p.produce_sync(&[Message::new(t, Some(t.as_bytes()))])?;
+        }
+        Ok(())
+    })
+    .expect("every topic");
+    for t in [&topics[0], &topics[63], &topics[64], &topics[65]] {
+        assert_eq!(sorted_payloads(&consume_all(&bootstrap, t, 1, DEADLINE)), vec![t.clone()], "{t}");
+    }
+}
+
 #[test]
 fn deliver_false_acknowledges_without_a_broker() {
     // No broker at all.
