@@ -193,8 +193,12 @@ pub struct ReportQueue {
 #[derive(Debug, Default)]
 struct QueueState {
     reports: std::collections::VecDeque<(u64, Report)>,
-    /// Threads in `take`: a push wakes one only when there are some (std's
-    /// condvar makes a system call on every notify otherwise).
+    /// Threads waiting in `take`. A push wakes one only when there are
+    /// some and the queue was empty: a taker waits only while it is empty,
+    /// so a push onto reports not yet taken has a taker on its way already
+    /// (std's condvar makes a system call on every notify, and a report at
+    /// a time, the way librdkafka's delivery callback hands them over,
+    /// made one per message while the woken taker was on its way).
     waiters: usize,
     /// Set by `close`: takers stop waiting.
     closed: bool,
@@ -211,8 +215,8 @@ impl ReportQueue {
 
     pub fn push(&self, tag: u64, report: Report) {
         let mut state = self.lock();
+        let wake = state.reports.is_empty() && state.waiters > 0;
         state.reports.push_back((tag, report));
-        let wake = state.waiters > 0;
         drop(state);
         if wake {
             self.ready.notify_one();
@@ -243,6 +247,13 @@ impl ReportQueue {
         }
         let n = max.min(state.reports.len());
         out.extend(state.reports.drain(..n));
+        // Reports left over (more than `max`) were announced by one wake:
+        // pass it on to another waiting taker.
+        let wake = !state.reports.is_empty() && state.waiters > 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// How many reports wait to be taken.
@@ -415,6 +426,60 @@ mod tests {
         queue.take(&mut out, 10, Duration::from_secs(30));
         assert!(out.is_empty());
         assert!(started.elapsed() < Duration::from_secs(10), "a closed queue is not waited on");
+    }
+
+    #[test]
+    fn reports_left_over_by_one_taker_wake_the_next() {
+        // A push wakes a taker only when the queue was empty: two reports
+        // that came in before the woken taker ran are announced once, and
+        // a taker taking one passes the wake on to the other.
+        let queue = Arc::new(ReportQueue::new());
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = Arc::clone(&queue);
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    q.take(&mut out, 1, Duration::from_secs(30));
+                    out
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue.lock().waiters < 2 {
+            assert!(Instant::now() < deadline, "the takers never waited");
+            std::thread::yield_now();
+        }
+        let started = Instant::now();
+        {
+            // Two pushes before either taker runs: one wake.
+            let mut state = queue.lock();
+            state.reports.push_back((1, ok()));
+            state.reports.push_back((2, ok()));
+        }
+        queue.ready.notify_one();
+        let mut tags: Vec<u64> = takers.into_iter().flat_map(|t| t.join().unwrap()).map(|(tag, _)| tag).collect();
+        tags.sort_unstable();
+        assert_eq!(tags, vec![1, 2]);
+        assert!(started.elapsed() < Duration::from_secs(10), "the second taker slept to its timeout");
+
+        // Reports pushed one by one while a taker waits reach it, however
+        // many come in before it runs.
+        let q = Arc::clone(&queue);
+        let taker = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut out = Vec::new();
+            while all.len() < 100 {
+                q.take(&mut out, 7, Duration::from_secs(30));
+                assert!(!out.is_empty(), "a take timed out with reports pushed");
+                all.append(&mut out);
+            }
+            all
+        });
+        for tag in 0..100 {
+            queue.push(tag, ok());
+        }
+        let tags: Vec<u64> = taker.join().unwrap().into_iter().map(|(tag, _)| tag).collect();
+        assert_eq!(tags, (0..100).collect::<Vec<_>>());
     }
 
     #[test]
