@@ -13,7 +13,7 @@
 //! message in flight has its report.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,10 @@ struct Slot {
     /// reference to it.
     owner: AtomicPtr<ReportSlots>,
     index: usize,
+    /// Threads in `wait` on this slot: its report wakes the array's
+    /// waiters only when there are some, so that the reports of the slots
+    /// nobody waits on (most of them) cost no lock and no system call.
+    waiters: AtomicU32,
 }
 
 impl Slot {
@@ -83,6 +87,7 @@ impl Slot {
             error: Mutex::new(None),
             owner: AtomicPtr::new(std::ptr::null_mut()),
             index,
+            waiters: AtomicU32::new(0),
         }
     }
 
@@ -95,10 +100,11 @@ impl Slot {
 pub struct ReportSlots {
     public: Box<[PublicSlot]>,
     slots: Box<[Slot]>,
-    /// Threads in `wait`: a report wakes them only when there are some.
-    waiters: AtomicUsize,
     lock: Mutex<()>,
     done: Condvar,
+    /// How many times a report woke the waiters (for tests).
+    #[cfg(test)]
+    wakes: AtomicU32,
 }
 
 impl std::fmt::Debug for ReportSlots {
@@ -127,9 +133,10 @@ impl ReportSlots {
         let slots = Arc::new(ReportSlots {
             public: (0..count).map(|_| PublicSlot::new()).collect(),
             slots: (0..count).map(Slot::new).collect(),
-            waiters: AtomicUsize::new(0),
             lock: Mutex::new(()),
             done: Condvar::new(),
+            #[cfg(test)]
+            wakes: AtomicU32::new(0),
         });
         let me = Arc::as_ptr(&slots) as *mut ReportSlots;
         for s in slots.slots.iter() {
@@ -250,10 +257,10 @@ impl ReportSlots {
         }
         let timeout = timeout.unwrap_or_else(|| Duration::from_millis(s.max_wait_ms.load(Ordering::Relaxed)));
         let deadline = Instant::now().checked_add(timeout);
-        self.waiters.fetch_add(1, Ordering::SeqCst);
+        s.waiters.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        // SeqCst pairs with the report's store of DONE and load of
-        // `waiters`: either it sees this waiter, or this sees DONE.
+        // SeqCst pairs with the report's store of DONE and load of the
+        // slot's `waiters`: either it sees this waiter, or this sees DONE.
         while p.state.load(Ordering::SeqCst) == PENDING {
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
@@ -265,15 +272,18 @@ impl ReportSlots {
             guard = self.done.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         drop(guard);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        s.waiters.fetch_sub(1, Ordering::SeqCst);
         self.poll(index)
     }
 
+    /// Wakes every waiter (each looks at its own slot again). Taking the
+    /// lock first: a waiter that saw PENDING under it is in `wait_timeout`
+    /// by now, so the notification reaches it.
     fn wake(&self) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
-            self.done.notify_all();
-        }
+        #[cfg(test)]
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.done.notify_all();
     }
 }
 
@@ -318,10 +328,13 @@ impl SlotTicket {
         // SAFETY: `owner` is the array, alive until this count is given
         // back at the end.
         unsafe { (*owner).public[s.index].state.store(state, Ordering::SeqCst) };
+        let waited = s.waiters.load(Ordering::SeqCst) > 0;
         std::mem::forget(self);
         // SAFETY: as above.
         unsafe {
-            (*owner).wake();
+            if waited {
+                (*owner).wake();
+            }
             Arc::decrement_strong_count(owner);
         }
     }
@@ -402,6 +415,30 @@ mod tests {
         // the report must reach it).
         t.complete(ok(3));
         assert_eq!(waiter.join().unwrap(), SlotState::Done(ok(3)));
+    }
+
+    #[test]
+    fn only_a_waited_slot_wakes_the_waiters() {
+        let slots = ReportSlots::new(101).unwrap();
+        slots.arm(0, 101, Duration::from_secs(30)).unwrap();
+        let mut tickets: Vec<_> = (0..101).map(|i| Some(slots.ticket(i))).collect();
+        let waiter = {
+            let slots = Arc::clone(&slots);
+            std::thread::spawn(move || slots.wait(0, None).unwrap())
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slots.slots[0].waiters.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the waiter never waited");
+            std::thread::yield_now();
+        }
+        for (i, t) in tickets.iter_mut().enumerate().skip(1) {
+            t.take().unwrap().complete(ok(i as i64));
+        }
+        assert_eq!(slots.wakes.load(Ordering::Relaxed), 0, "reports nobody waits on woke the waiter");
+        assert_eq!(slots.poll(100).unwrap(), SlotState::Done(ok(100)));
+        tickets[0].take().unwrap().complete(ok(0));
+        assert_eq!(waiter.join().unwrap(), SlotState::Done(ok(0)));
+        assert_eq!(slots.wakes.load(Ordering::Relaxed), 1);
     }
 
     #[test]
