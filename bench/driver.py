@@ -133,6 +133,7 @@ def variants(a, p):
         tp_go("tagged", n, 100),
         tp_go("poolsend", n),
         tp_go("pooltagged", n),
+        tp_go("poolasync", p["go_async_messages"]),
     ])
     groups.append([
         Variant("tp4.wdpool.with1", "throughput", tp_wd(4, 1, BASE), True),
@@ -409,6 +410,8 @@ ROWS = [
      "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10l", "Go: `Pool.ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.pooltagged",
      "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10m", "Go: `Pool.ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.poolasync",
+     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
 ]
 
 
@@ -506,6 +509,7 @@ def notes(results):
             ("tp2.go.tagged100", "wdpool's Go binding, `With` per 100 + `ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.poolsend", "wdpool's Go binding, `Pool.Send`", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.pooltagged", "wdpool's Go binding, `Pool.ProduceTagged`", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.go.poolasync", "wdpool's Go binding, `Pool.ProduceAsync`", "tp2.raw", "raw rdkafka (row 1)"),
             ("best.raw", "raw rdkafka, best settings", None, None),
             ("best.wdpool", "wdpool, best settings", "best.raw", "raw rdkafka with the same settings"),
             ("best.franz", "franz-go, best settings", "best.raw", "raw rdkafka with wdpool's best settings")):
@@ -660,7 +664,7 @@ def print_table(results):
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
     sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
-    print("- rows 10c-l: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f send "
+    print("- rows 10c-m: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f and 10m send "
           f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
           "ns/op (wall) = wall time / operations of all threads together")
     return verdicts

@@ -272,7 +272,7 @@ func main() {
 	var cfg config
 	client := flag.String("client", "", "confluent | franz | wdpool (-bench with: wdpool | chan)")
 	bench := flag.String("bench", "throughput", "throughput | with")
-	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue) | poolsend, pooltagged (send, tagged through Pool.Send, Pool.ProduceTagged)")
+	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue) | poolsend, pooltagged, poolasync (send, tagged, async through Pool.Send, Pool.ProduceTagged, Pool.ProduceAsync)")
 	window := flag.Int("window", 10000, "wdpool -mode async: Deliveries pending per goroutine")
 	perWith := flag.Int("per-with", 1, "wdpool: messages per With")
 	ops := flag.Int64("ops", 1000000, "-bench with: operations in all")

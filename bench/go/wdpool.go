@@ -81,14 +81,15 @@ func loadedLibrary() string {
 // flushed (send), every Delivery waited on (async) or every report taken
 // (tagged). -mode poolsend and pooltagged are send and tagged through
 // Pool.Send and Pool.ProduceTagged (the With is inside: one cgo call when
-// a producer is free), a message at a time (perWith is ignored).
+// a producer is free), a message at a time (perWith is ignored); -mode
+// poolasync is async through Pool.ProduceAsync, a message at a time.
 func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 	switch mode {
 	case "send", "async", "tagged":
-	case "poolsend", "pooltagged":
+	case "poolsend", "pooltagged", "poolasync":
 		perWith = 1
 	default:
-		die("-mode send|async|tagged|poolsend|pooltagged")
+		die("-mode send|async|tagged|poolsend|pooltagged|poolasync")
 	}
 	pool := newWdpool(cfg.producers, func(conf *wdpool.Config, _ int) error {
 		if err := conf.SetKafka("bootstrap.servers", cfg.bootstrap); err != nil {
@@ -160,17 +161,27 @@ func runWdpool(cfg config, c *counts, mode string, window, perWith int) result {
 			var pending []*wdpool.Delivery
 			for i := int64(0); i < n; {
 				k := min(int64(perWith), n-i)
-				if mode == "poolsend" || mode == "pooltagged" {
+				if mode == "poolsend" || mode == "pooltagged" || mode == "poolasync" {
 					var err error
-					if mode == "poolsend" {
+					switch mode {
+					case "poolsend":
 						err = pool.Send(ctx, msg())
-					} else {
+					case "pooltagged":
 						err = pool.ProduceTagged(ctx, msg(), queue, uint64(i))
+					default:
+						var d *wdpool.Delivery
+						if d, err = pool.ProduceAsync(ctx, msg()); err == nil {
+							pending = append(pending, d)
+						}
 					}
 					if err != nil {
 						die("wdpool Pool.%s: %v", mode, err)
 					}
 					i++
+					for len(pending) >= window {
+						c.report(pending[0].Wait(ctx))
+						pending = pending[1:]
+					}
 					continue
 				}
 				err := pool.With(ctx, func(p *wdpool.Producer) error {

@@ -235,6 +235,13 @@ func (d *Delivery) target() (t target, ok bool) {
 	return target{h: h}, h != 0
 }
 
+// armed reports whether t's slot holds a message (PENDING or DONE), not
+// EMPTY: a refused message leaves its slot EMPTY.
+func (t target) armed() bool {
+	p := (*C.wdpool_report_slot)(unsafe.Add(t.array, uintptr(t.slot)*C.sizeof_wdpool_report_slot))
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&p.state))) != C.WDPOOL_SLOT_EMPTY
+}
+
 // wait waits in C; nil when every report is in (failed or not).
 func (t target) wait(timeout int64) error {
 	if t.slots != 0 {

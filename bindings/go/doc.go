@@ -66,9 +66,10 @@
 // Events channel is the same idea). Take's wait ends when a report comes,
 // when ctx is done (noticed within 20 ms) or when the queue is closed.
 //
-// Pool.Send and Pool.ProduceTagged produce one message with the With
-// around it (a checkout, the produce, the checkin): exactly that With,
-// in one cgo call instead of three when a producer is free at once.
+// Pool.Send, Pool.ProduceTagged and Pool.ProduceAsync produce one message
+// with the With around it (a checkout, the produce, the checkin): exactly
+// that With, in one cgo call instead of three when a producer is free at
+// once.
 //
 // # Errors and panics
 //

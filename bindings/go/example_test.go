@@ -128,6 +128,37 @@ func ExamplePool_Send() {
 	// Output: producers in use: 0
 }
 
+// Pool.ProduceAsync: one message with its Delivery, the checkout and
+// checkin around it as Pool.Send; Wait on the Delivery for the report.
+func ExamplePool_ProduceAsync() {
+	pool, err := wdpool.New(&wdpool.Options{Size: 2, Timeout: 5 * time.Second}, func(c *wdpool.Config, _ int) error {
+		return c.SetDeliver(false) // c.SetKafka("bootstrap.servers", "localhost:9092")
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	var pending []*wdpool.Delivery
+	for i := range 3 {
+		d, err := pool.ProduceAsync(ctx, &wdpool.Message{Topic: "orders", Payload: []byte(strconv.Itoa(i))})
+		if err != nil {
+			log.Fatal(err) // not sent
+		}
+		pending = append(pending, d)
+	}
+	for _, d := range pending {
+		if err := d.Wait(ctx); err != nil {
+			log.Fatal(err) // not delivered
+		}
+		fmt.Println("delivered to", d.Report().Topic)
+	}
+	// Output:
+	// delivered to orders
+	// delivered to orders
+	// delivered to orders
+}
+
 // The seed's "Background Job Integration": a job publishes a notification
 // synchronously and tells a pool timeout from other failures.
 func Example_backgroundJobNotification() {

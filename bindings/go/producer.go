@@ -51,18 +51,20 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   r.delivery = (uintptr_t)d;
   return r;
 }
-// Pool.Send and Pool.ProduceTagged in one cgo call: a producer free at
-// once (or the owner's own) is checked out, given one message without
-// headers (fire and forget, or tagged into a report queue: produce_one)
-// and checked in, through the same three C ABI calls a With makes. sent 0: no producer was
-// free, nothing was produced (the caller takes the With path).
+// Pool.Send, Pool.ProduceTagged and Pool.ProduceAsync in one cgo call: a
+// producer free at once (or the owner's own) is checked out, given one
+// message without headers (fire and forget, tagged into a report queue,
+// or into a report slot: produce_one) and checked in, through the same
+// three C ABI calls a With makes. sent 0: no producer was free, nothing
+// was produced (the caller takes the With path).
 typedef struct { wdpool_result rc; int sent; wdpool_error *err; } wdpool_go_send_result;
 static inline wdpool_go_send_result wdpool_go_pool_send_one(
     uintptr_t pool_addr, wdpool_owner owner, const char *topic, size_t topic_len,
     const uint8_t *payload, size_t payload_len, int has_payload,
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
-    int32_t partition, int has_partition, int64_t timestamp_ms, uintptr_t queue, uint64_t tag) {
+    int32_t partition, int has_partition, int64_t timestamp_ms, uintptr_t slots, size_t slot,
+    uintptr_t queue, uint64_t tag) {
   const wdpool_pool *pool = (const wdpool_pool *)pool_addr;
   wdpool_go_send_result r = {WDPOOL_OK, 0, NULL};
   wdpool_producer *producer = NULL;
@@ -71,8 +73,8 @@ static inline wdpool_go_send_result wdpool_go_pool_send_one(
   if (r.rc != WDPOOL_OK || producer == NULL) return r;
   r.sent = 1;
   wdpool_go_async_result p = wdpool_go_produce_one((uintptr_t)producer, topic, topic_len, payload, payload_len,
-      has_payload, key, key_len, has_key, pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms, 0, 0, 0,
-      queue, tag);
+      has_payload, key, key_len, has_key, pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms, 0, slots,
+      slot, queue, tag);
   r.rc = p.rc;
   r.err = p.err;
   wdpool_error *in_err = NULL;
@@ -466,16 +468,17 @@ func oneOf(m *Message) (c cOne) {
 	return c
 }
 
-// sendOne is Pool.Send's and Pool.ProduceTagged's one-cgo-call path (see
-// wdpool_go_pool_send_one) for a message canProduceOne accepts, on the pool
-// at poolAddr (0: the global pool), for owner, into the report queue at
-// queue (0: fire and forget). sent is false when no producer was free at
-// once and nothing was produced.
-func sendOne(poolAddr uintptr, owner uint64, m *Message, queue uintptr, tag uint64) (sent bool, err error) {
+// sendOne is the one-cgo-call path of Pool.Send, Pool.ProduceTagged and
+// Pool.ProduceAsync (see wdpool_go_pool_send_one) for a message
+// canProduceOne accepts, on the pool at poolAddr (0: the global pool), for
+// owner, into report slot slot of the slots at slots (when not 0), else
+// into the report queue at queue (0: fire and forget). sent is false when
+// no producer was free at once and nothing was produced.
+func sendOne(poolAddr uintptr, owner uint64, m *Message, slots uintptr, slot int32, queue uintptr, tag uint64) (sent bool, err error) {
 	c := oneOf(m)
 	r := C.wdpool_go_pool_send_one(C.uintptr_t(poolAddr), C.wdpool_owner(owner), c.topic, c.topicLen,
 		c.payload, c.payloadLen, c.hasPayload, c.key, c.keyLen, c.hasKey, c.pkey, c.pkeyLen, c.hasPkey,
-		c.partition, c.hasPartition, c.ts, C.uintptr_t(queue), C.uint64_t(tag))
+		c.partition, c.hasPartition, c.ts, C.uintptr_t(slots), C.size_t(slot), C.uintptr_t(queue), C.uint64_t(tag))
 	runtime.KeepAlive(m)
 	return r.sent != 0, takeError(r.rc, r.err)
 }

@@ -36,6 +36,70 @@ func (p *Pool) ProduceTagged(ctx context.Context, m *Message, q *ReportQueue, ta
 	return poolSend(ctx, p, m, q, tag)
 }
 
+// ProduceAsync is p.With with Producer.ProduceAsync(m) inside, made
+// cheaper as Send is: one cgo call when a producer is free at once (or ctx
+// carries an owner that holds one); otherwise that With, which waits for a
+// producer as With does. Wait on the returned Delivery for the report, or
+// Close it, as for Producer.ProduceAsync's. On an error (the pool's, the
+// context's, or the message's) no Delivery is returned and nothing was
+// produced, except when the error is the checkin's: the message went, and
+// its Delivery comes with the error.
+func (p *Pool) ProduceAsync(ctx context.Context, m *Message) (*Delivery, error) {
+	return poolProduceAsync(ctx, p, m)
+}
+
+// ProduceAsync is Pool.ProduceAsync on the global pool (ErrNotSetUp
+// before Setup).
+func ProduceAsync(ctx context.Context, m *Message) (*Delivery, error) {
+	return poolProduceAsync(ctx, nil, m)
+}
+
+// poolProduceAsync is ProduceAsync on p or (nil) the global pool.
+func poolProduceAsync(ctx context.Context, p *Pool, m *Message) (*Delivery, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	withPath := func() (*Delivery, error) {
+		var d *Delivery
+		err := run(ctx, p, false, func(pr *Producer) error {
+			var err error
+			d, err = pr.ProduceAsync(m)
+			return err
+		})
+		return d, err
+	}
+	if !canProduceOne(m) {
+		return withPath()
+	}
+	d, hs, err := reserveSlot(m.Topic)
+	if err != nil {
+		return nil, err
+	}
+	var pool uintptr
+	if p != nil {
+		pool = uintptr(unsafe.Pointer(p.h))
+	}
+	owner, _ := ownerOf(ctx)
+	sent, err := sendOne(pool, owner, m, hs.slots, d.slot, 0, 0)
+	runtime.KeepAlive(p)
+	switch {
+	case !sent && err == nil:
+		// No producer free at once: wait for one as With does. (d's slot
+		// was never armed: it stays EMPTY, and d is never handed out.)
+		return withPath()
+	case err != nil && !sent:
+		return nil, err
+	case err != nil:
+		if t, _ := d.target(); !t.armed() {
+			return nil, err // refused: nothing was produced
+		}
+	}
+	return d, err
+}
+
 // Send is Pool.Send on the global pool (ErrNotSetUp before Setup).
 func Send(ctx context.Context, m *Message) error {
 	return poolSend(ctx, nil, m, nil, 0)
@@ -81,7 +145,7 @@ func poolSend(ctx context.Context, p *Pool, m *Message, q *ReportQueue, tag uint
 		pool = uintptr(unsafe.Pointer(p.h))
 	}
 	owner, _ := ownerOf(ctx)
-	sent, err := sendOne(pool, owner, m, queue, tag)
+	sent, err := sendOne(pool, owner, m, 0, 0, queue, tag)
 	runtime.KeepAlive(p)
 	runtime.KeepAlive(q)
 	if !sent && err == nil {

@@ -174,3 +174,109 @@ func TestPoolSendIsAWith(t *testing.T) {
 		t.Fatalf("closed pool: %v", err)
 	}
 }
+
+// Pool.ProduceAsync is the With it stands for, with a Delivery: its report
+// comes through Wait (in one cgo call and on the With path), it nests
+// through Producer.Context, waits for a producer when none is free (and
+// times out as With does), and on an error returns no Delivery, leaving
+// every slot in the pool.
+func TestPoolProduceAsyncIsAWith(t *testing.T) {
+	p := newOffline(t, 1, 5*time.Second)
+	m := &Message{Topic: "events", Key: []byte("k"), Payload: []byte("x")}
+	ctx := ctxTimeout(t, 30*time.Second)
+
+	// One call (no header) and the With path (a header), nested on a
+	// pool of 1 through the owner's context, and not nested.
+	var ds []*Delivery
+	err := p.With(ctx, func(pr *Producer) error {
+		for _, msg := range []*Message{m, {Topic: "other", Headers: []Header{{Key: "h"}}}} {
+			d, err := p.ProduceAsync(pr.Context(), msg)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("nested ProduceAsync: %v", err)
+	}
+	d, err := p.ProduceAsync(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds = append(ds, d)
+	for i, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+		want := []string{"events", "other", "events"}[i]
+		if r := d.Report(); r.Topic != want || r.Err != nil || d.Count() != 1 {
+			t.Fatalf("delivery %d: report %+v, count %d", i, r, d.Count())
+		}
+	}
+
+	// Busy: another goroutine holds the only producer; ProduceAsync waits
+	// as With does, up to its context's deadline.
+	held, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- p.With(ctx, func(*Producer) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	d, err = p.ProduceAsync(short, m)
+	cancel()
+	if d != nil || (!errors.Is(err, ErrPoolTimeout) && !errors.Is(err, context.DeadlineExceeded)) {
+		t.Fatalf("ProduceAsync on a busy pool: want a timeout and no Delivery, got %v %v", d, err)
+	}
+	type result struct {
+		d   *Delivery
+		err error
+	}
+	sent := make(chan result, 1)
+	go func() {
+		d, err := p.ProduceAsync(ctx, m)
+		sent <- result{d, err}
+	}()
+	eventually(t, "a ProduceAsync waiting for the producer", func() bool {
+		s, _ := p.Stats()
+		return s.Waiting == 1
+	})
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r := <-sent
+	if r.err != nil || r.d == nil {
+		t.Fatalf("ProduceAsync once the producer came back: %v %v", r.d, r.err)
+	}
+	if err := r.d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Errors: no Delivery, the producer back.
+	cancelled, cancelNow := context.WithCancel(ctx)
+	cancelNow()
+	if d, err := p.ProduceAsync(cancelled, m); d != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v %v", d, err)
+	}
+	for _, bad := range []*Message{{Payload: []byte("no topic")}, {Topic: "bad topic!"}, nil} {
+		if d, err := p.ProduceAsync(ctx, bad); d != nil || !errors.Is(err, ErrInvalidMessage) {
+			t.Fatalf("message %+v: want ErrInvalidMessage and no Delivery, got %v %v", bad, d, err)
+		}
+	}
+	if s, err := p.Stats(); err != nil || s.InUse != 0 || s.Available() != 1 {
+		t.Fatalf("stats %+v %v", s, err)
+	}
+	if _, err := p.Shutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := p.ProduceAsync(ctx, m); d != nil || !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("closed pool: %v %v", d, err)
+	}
+}

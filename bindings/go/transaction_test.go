@@ -217,6 +217,13 @@ func TestGlobalPool(t *testing.T) {
 	if n, err := q.Take(ctx, reports); err != nil || n != 1 || reports[0].Tag != 7 {
 		t.Fatalf("the global ProduceTagged's report: %d %+v %v", n, reports[0], err)
 	}
+	d, err := ProduceAsync(ctx, &Message{Topic: "events", Payload: []byte("async")})
+	if err != nil {
+		t.Fatalf("ProduceAsync: %v", err)
+	}
+	if err := d.Wait(ctx); err != nil || d.Report().Topic != "events" {
+		t.Fatalf("the global ProduceAsync's report: %+v %v", d.Report(), err)
+	}
 	if err := Transaction(ctx, func(*Producer) error { return nil }); !errors.Is(err, ErrNotTransactional) {
 		t.Fatalf("want ErrNotTransactional, got %v", err)
 	}
@@ -237,5 +244,8 @@ func TestGlobalPool(t *testing.T) {
 	}
 	if err := Send(ctx, &Message{Topic: "events"}); !errors.Is(err, ErrPoolClosed) && !errors.Is(err, ErrNotSetUp) {
 		t.Fatalf("Send after close: %v", err)
+	}
+	if d, err := ProduceAsync(ctx, &Message{Topic: "events"}); d != nil || (!errors.Is(err, ErrPoolClosed) && !errors.Is(err, ErrNotSetUp)) {
+		t.Fatalf("ProduceAsync after close: %v %v", d, err)
 	}
 }
