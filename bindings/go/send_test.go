@@ -114,16 +114,7 @@ func TestPoolSendIsAWith(t *testing.T) {
 
 	// Busy: another goroutine holds the only producer; Send waits as With
 	// does, up to its context's deadline.
-	held, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- p.With(ctx, func(*Producer) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
+	release, done := holdOne(ctx, p)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	err = p.Send(short, m)
 	cancel()
@@ -218,16 +209,7 @@ func TestPoolProduceAsyncIsAWith(t *testing.T) {
 
 	// Busy: another goroutine holds the only producer; ProduceAsync waits
 	// as With does, up to its context's deadline.
-	held, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- p.With(ctx, func(*Producer) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
+	release, done := holdOne(ctx, p)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	d, err = p.ProduceAsync(short, m)
 	cancel()
@@ -279,4 +261,20 @@ func TestPoolProduceAsyncIsAWith(t *testing.T) {
 	if d, err := p.ProduceAsync(ctx, m); d != nil || !errors.Is(err, ErrPoolClosed) {
 		t.Fatalf("closed pool: %v %v", d, err)
 	}
+}
+
+// holdOne checks a producer of p out on a goroutine of its own and keeps
+// it until release is closed; done gets that With's error.
+func holdOne(ctx context.Context, p *Pool) (release chan struct{}, done chan error) {
+	held := make(chan struct{})
+	release, done = make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- p.With(ctx, func(*Producer) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	return release, done
 }
