@@ -1,6 +1,8 @@
-//! Pool handles used without touching a shared reference count.
+//! Pool handles (and report queue handles) used without touching a shared
+//! reference count.
 //!
-//! Every `wdpool_pool_with` (and checkout) resolves its pool handle. Taking
+//! Every `wdpool_pool_with` (and checkout) resolves its pool handle, and
+//! every tagged produce its report queue's. Taking
 //! a counted reference means a locked registry cell and two atomic
 //! read-modify-writes on the pool's reference count, a cache line every
 //! thread using the pool shares. The hot exports instead publish the
@@ -32,36 +34,36 @@ use std::time::Duration;
 use super::{fence, frames};
 use super::registry::Registry;
 use crate::error::Result;
-use crate::producer_pool::ProducerPool;
 
-/// Runs `f` on the pool behind `token` (a live handle of `pools`), without
-/// a counted reference when the thread has a hazard slot free.
-pub(crate) fn with_pool<R>(
-    pools: &'static Registry<Arc<ProducerPool>>,
+/// Runs `f` on the value behind `token` (a live handle of `registry`, whose
+/// values were inserted with `insert_arc` and are retired with [`retire`]),
+/// without a counted reference when the thread has a hazard slot free.
+pub(crate) fn with_pinned<T: Send + Sync + 'static, R>(
+    registry: &'static Registry<Arc<T>>,
     token: usize,
-    f: impl FnOnce(&ProducerPool) -> Result<R>,
+    f: impl FnOnce(&T) -> Result<R>,
 ) -> Result<R> {
     let Some(hazard) = frames::hazard() else {
-        let pool = pools.with(token, |p| Arc::clone(p))?;
-        return f(&pool);
+        let value = registry.with(token, |v| Arc::clone(v))?;
+        return f(&value);
     };
     hazard.publish(token as u64);
-    let published = pools.live_ptr(token)?;
-    // SAFETY: `insert_arc` published the pool's address with the handle,
+    let published = registry.live_ptr(token)?;
+    // SAFETY: `insert_arc` published the value's address with the handle,
     // which was live after our hazard was published: the registry's
     // reference (or, once the handle is freed, the retired one) lives until
     // no hazard names the handle, and ours stays until `hazard` drops,
     // after `f`.
-    let pool = unsafe { &*published.cast::<ProducerPool>().cast_const() };
-    f(pool)
+    let value = unsafe { &*published.cast::<T>().cast_const() };
+    f(value)
 }
 
-/// Drops the registry's reference of a freed pool handle: now when no
+/// Drops the registry's reference of a freed handle's value: now when no
 /// thread uses it, else on a thread of its own once none does.
-pub(crate) fn retire(token: usize, pool: Arc<ProducerPool>) {
+pub(crate) fn retire<T: Send + Sync + 'static>(token: usize, value: Arc<T>) {
     fence::heavy();
     if !frames::any_hazard(token as u64) {
-        return drop(pool);
+        return drop(value);
     }
     let spawned = std::thread::Builder::new().name("wdpool-free".into()).spawn(move || {
         let mut pause = Duration::from_micros(50);
@@ -69,9 +71,9 @@ pub(crate) fn retire(token: usize, pool: Arc<ProducerPool>) {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         }
-        drop(pool);
+        drop(value);
     });
-    // No thread to be had: keep the pool rather than free it under a user.
+    // No thread to be had: keep the value rather than free it under a user.
     if let Err(e) = spawned {
         let _ = e;
     }

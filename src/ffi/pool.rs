@@ -153,7 +153,7 @@ fn on_pool<R>(pool: *const wdpool_pool, f: impl FnOnce(&ProducerPool) -> Result<
     if pool.is_null() {
         return Err(null("pool"));
     }
-    pins::with_pool(&POOLS, pool as usize, f)
+    pins::with_pinned(&POOLS, pool as usize, f)
 }
 
 fn run_with(pool: &ProducerPool, timeout_ms: i64, callback: wdpool_producer_cb, user_data: *mut c_void) -> Result<()> {

@@ -410,10 +410,11 @@ pub unsafe extern "C" fn wdpool_producer_produce_tagged(
             return Err(null("message"));
         }
         let (producer, who) = producer_of(producer)?;
-        let queue = super::reports::queue_of(queue)?;
         // SAFETY: one readable message, as promised by the caller.
         let msg = unsafe { borrow(&*message) }?;
-        producer.produce_async_queued(who, std::slice::from_ref(&msg), &queue, tag)
+        super::reports::with_queue(queue, |q, arc| {
+            producer.produce_async_queued(who, std::slice::from_ref(&msg), q, arc, tag)
+        })
     })
 }
 

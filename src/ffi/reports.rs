@@ -63,6 +63,20 @@ pub(crate) fn queue_of(queue: *const wdpool_report_queue) -> Result<Arc<ReportQu
     QUEUES.with(queue as usize, |q| Arc::clone(q))
 }
 
+/// Runs `f` on the queue behind `queue` without a counted reference (a
+/// hazard pin, see `super::pins`), with a way to get its `Arc` when `f`
+/// needs one to keep.
+pub(crate) fn with_queue<R>(
+    queue: *const wdpool_report_queue,
+    f: impl FnOnce(&ReportQueue, &dyn Fn() -> Result<Arc<ReportQueue>>) -> Result<R>,
+) -> Result<R> {
+    if queue.is_null() {
+        return Err(null("queue"));
+    }
+    let token = queue as usize;
+    super::pins::with_pinned(&QUEUES, token, |q| f(q, &|| QUEUES.with(token, |q| Arc::clone(q))))
+}
+
 fn tagged_to_c(tag: u64, report: Report) -> wdpool_tagged_report {
     let error_code = error_code_of(&report);
     let error = report.error.map_or(std::ptr::null_mut(), error_box);
@@ -89,7 +103,7 @@ pub unsafe extern "C" fn wdpool_report_queue_new(
         if queue_out.is_null() {
             return Err(null("queue_out"));
         }
-        let token = QUEUES.insert(Arc::new(ReportQueue::new()))?;
+        let token = QUEUES.insert_arc(Arc::new(ReportQueue::new()))?;
         // SAFETY: checked for NULL; the caller passes a writable pointer.
         unsafe { write_out(queue_out, token as *mut wdpool_report_queue) };
         Ok(())
@@ -167,6 +181,8 @@ pub unsafe extern "C" fn wdpool_report_queue_free(queue: *mut wdpool_report_queu
         if !queue.is_null() {
             if let Ok(q) = QUEUES.remove(queue as usize) {
                 q.close();
+                // A produce may still be using it through a hazard pin.
+                super::pins::retire(queue as usize, q);
             }
         }
     })

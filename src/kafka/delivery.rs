@@ -3,6 +3,8 @@
 //! blocks and never calls user code.
 
 use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use rdkafka::util::IntoOpaque;
@@ -213,8 +215,13 @@ impl ReportQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a report; a closed queue drops it (its handle was freed:
+    /// nobody will take it).
     pub fn push(&self, tag: u64, report: Report) {
         let mut state = self.lock();
+        if state.closed {
+            return;
+        }
         let wake = state.reports.is_empty() && state.waiters > 0;
         state.reports.push_back((tag, report));
         drop(state);
@@ -265,10 +272,123 @@ impl ReportQueue {
         self.len() == 0
     }
 
-    /// Wakes every taker; later takes do not wait.
+    /// Drops the reports not taken (and, from now on, those pushed) and
+    /// wakes every taker; later takes do not wait. (A producer may keep a
+    /// closed queue until it is dropped: see [`KeptQueues`].)
     pub fn close(&self) {
-        self.lock().closed = true;
+        let dropped = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.reports)
+        };
+        drop(dropped);
         self.ready.notify_all();
+    }
+}
+
+/// The queue a queued ticket reports to.
+pub enum QueueRef {
+    /// A counted reference: the ticket keeps the queue alive.
+    Counted(Arc<ReportQueue>),
+    /// A queue the producer keeps alive for as long as its messages can be
+    /// reported (see [`KeptQueues`]): no count to touch per message.
+    Kept(KeptQueue),
+}
+
+impl QueueRef {
+    fn get(&self) -> &ReportQueue {
+        match self {
+            QueueRef::Counted(queue) => queue,
+            // SAFETY: a kept queue outlives every ticket of its producer
+            // (see `KeptQueue`).
+            QueueRef::Kept(kept) => unsafe { kept.0.as_ref() },
+        }
+    }
+}
+
+/// A queue kept alive by a producer's [`KeptQueues`]. Only a producer's
+/// own messages carry one, and the producer drops its kept queues only
+/// after its librdkafka handle, with every message (and ticket) in it.
+#[derive(Clone, Copy)]
+pub struct KeptQueue(NonNull<ReportQueue>);
+
+// SAFETY: a pointer to a `ReportQueue` (Sync: a mutex and a condvar), alive
+// while it is used (see above).
+unsafe impl Send for KeptQueue {}
+// SAFETY: as above.
+unsafe impl Sync for KeptQueue {}
+
+/// How many report queues a producer keeps (the first ones its messages go
+/// to); messages to others count their queue per message.
+pub const KEPT_QUEUES: usize = 8;
+
+/// The report queues a producer's tagged messages go to, kept until the
+/// producer is dropped so that their tickets need no counted reference
+/// (two atomic operations per message on a line every producing and
+/// reporting thread shares). Append-only: up to [`KEPT_QUEUES`] of them,
+/// each looked up without a lock.
+#[derive(Default)]
+pub struct KeptQueues {
+    kept: [AtomicPtr<ReportQueue>; KEPT_QUEUES],
+    owned: Mutex<Vec<Arc<ReportQueue>>>,
+}
+
+impl KeptQueues {
+    /// Where a message to `queue` reports: the kept queue, else (all taken)
+    /// a counted reference. `arc` gives `queue`'s `Arc` the first time.
+    pub fn target(&self, queue: &ReportQueue, arc: impl FnOnce() -> Result<Arc<ReportQueue>>) -> Result<QueueRef> {
+        let wanted = queue as *const ReportQueue;
+        if let Some(kept) = self.find(wanted) {
+            return Ok(QueueRef::Kept(kept));
+        }
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = self.find(wanted) {
+            return Ok(QueueRef::Kept(kept));
+        }
+        let arc = arc()?;
+        if !std::ptr::eq(Arc::as_ptr(&arc), wanted) || owned.len() == KEPT_QUEUES {
+            return Ok(QueueRef::Counted(arc));
+        }
+        self.kept[owned.len()].store(Arc::as_ptr(&arc).cast_mut(), Ordering::Release);
+        owned.push(arc);
+        Ok(QueueRef::Kept(KeptQueue(NonNull::from(queue))))
+    }
+
+    fn find(&self, wanted: *const ReportQueue) -> Option<KeptQueue> {
+        for slot in &self.kept {
+            let p = slot.load(Ordering::Acquire);
+            if p.is_null() {
+                return None;
+            }
+            if std::ptr::eq(p, wanted) {
+                return NonNull::new(p).map(KeptQueue);
+            }
+        }
+        None
+    }
+
+    /// How many queues are kept.
+    pub fn len(&self) -> usize {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl QueueRef {
+    /// The same queue, for one more ticket.
+    pub fn another(&self) -> QueueRef {
+        match self {
+            QueueRef::Counted(queue) => QueueRef::Counted(Arc::clone(queue)),
+            QueueRef::Kept(kept) => QueueRef::Kept(*kept),
+        }
+    }
+
+    /// Adds `report` to the queue.
+    pub fn push(&self, tag: u64, report: Report) {
+        self.get().push(tag, report)
     }
 }
 
@@ -282,7 +402,7 @@ pub enum Ticket {
     None,
     Single(Arc<Batch>),
     Indexed(Box<(Arc<Batch>, usize)>),
-    Queued(Box<(Arc<ReportQueue>, u64)>),
+    Queued(Box<(QueueRef, u64)>),
     /// An armed slot of a [`super::slots::ReportSlots`] (no allocation).
     Slot(super::slots::SlotTicket),
 }
@@ -302,7 +422,7 @@ impl Ticket {
             Ticket::None => {}
             Ticket::Single(batch) => batch.complete(0, report()),
             Ticket::Indexed(entry) => entry.0.complete(entry.1, report()),
-            Ticket::Queued(entry) => entry.0.push(entry.1, report()),
+            Ticket::Queued(entry) => entry.0.get().push(entry.1, report()),
             Ticket::Slot(slot) => slot.complete(report()),
         }
     }
@@ -341,7 +461,7 @@ impl IntoOpaque for Ticket {
             Ticket::Slot(unsafe { super::slots::SlotTicket::from_raw((bits & !TAG_BITS) as *mut _) })
         } else {
             // SAFETY: as above.
-            Ticket::Queued(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (Arc<ReportQueue>, u64)) })
+            Ticket::Queued(unsafe { Box::from_raw((bits & !TAG_BITS) as *mut (QueueRef, u64)) })
         }
     }
 }
@@ -375,19 +495,86 @@ mod tests {
     fn queued_tickets_push_their_tag_once() {
         let queue = Arc::new(ReportQueue::new());
         for tag in [7u64, u64::MAX, 0] {
-            let ptr = Ticket::Queued(Box::new((Arc::clone(&queue), tag))).into_ptr();
+            let ptr = Ticket::Queued(Box::new((QueueRef::Counted(Arc::clone(&queue)), tag))).into_ptr();
             // SAFETY: made by into_ptr just above, taken back once.
             unsafe { Ticket::from_ptr(ptr) }.complete(ok);
         }
         // A ticket dropped without a report (librdkafka refused the
         // message) pushes nothing.
-        drop(Ticket::Queued(Box::new((Arc::clone(&queue), 9))));
+        drop(Ticket::Queued(Box::new((QueueRef::Counted(Arc::clone(&queue)), 9))));
         assert_eq!(Arc::strong_count(&queue), 1, "the tickets' references were released");
         let mut out = Vec::new();
         queue.take(&mut out, 2, Duration::ZERO);
         assert_eq!(out, vec![(7, ok()), (u64::MAX, ok())]);
         queue.take(&mut out, 10, Duration::ZERO);
         assert_eq!(out, vec![(0, ok())]);
+        queue.take(&mut out, 10, Duration::ZERO);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_producer_keeps_its_first_queues_and_counts_the_others() {
+        let kept = KeptQueues::default();
+        let queues: Vec<_> = (0..KEPT_QUEUES + 2).map(|_| Arc::new(ReportQueue::new())).collect();
+        for (i, q) in queues.iter().enumerate() {
+            let target = kept.target(q, || Ok(Arc::clone(q))).unwrap();
+            assert_eq!(matches!(target, QueueRef::Kept(_)), i < KEPT_QUEUES, "queue {i}");
+            if i < KEPT_QUEUES {
+                // Found again without its `Arc`.
+                let again = kept.target(q, || panic!("looked up again")).unwrap();
+                assert!(matches!(again, QueueRef::Kept(_)));
+            }
+            // A ticket through it reports into that queue.
+            let ptr = Ticket::Queued(Box::new((target.another(), i as u64))).into_ptr();
+            drop(target);
+            // SAFETY: made by into_ptr just above, taken back once.
+            unsafe { Ticket::from_ptr(ptr) }.complete(ok);
+            let mut out = Vec::new();
+            q.take(&mut out, 10, Duration::ZERO);
+            assert_eq!(out, vec![(i as u64, ok())]);
+        }
+        assert_eq!(kept.len(), KEPT_QUEUES);
+        // Kept: one reference more (the producer's), none per ticket.
+        assert_eq!(Arc::strong_count(&queues[0]), 2);
+        assert_eq!(Arc::strong_count(&queues[KEPT_QUEUES]), 1);
+        // An `Arc` of another queue than the one asked for is not kept.
+        let other = Arc::new(ReportQueue::new());
+        let q = Arc::new(ReportQueue::new());
+        assert!(matches!(KeptQueues::default().target(&q, || Ok(Arc::clone(&other))).unwrap(), QueueRef::Counted(_)));
+        drop(kept);
+        assert_eq!(Arc::strong_count(&queues[0]), 1, "dropped with the producer");
+    }
+
+    #[test]
+    fn threads_keep_each_queue_once() {
+        let kept = Arc::new(KeptQueues::default());
+        let queues: Arc<Vec<_>> = Arc::new((0..KEPT_QUEUES).map(|_| Arc::new(ReportQueue::new())).collect());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (kept, queues) = (Arc::clone(&kept), Arc::clone(&queues));
+                std::thread::spawn(move || {
+                    for q in queues.iter().chain(queues.iter().rev()) {
+                        assert!(matches!(kept.target(q, || Ok(Arc::clone(q))).unwrap(), QueueRef::Kept(_)));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(kept.len(), KEPT_QUEUES);
+        assert!(queues.iter().all(|q| Arc::strong_count(q) == 2));
+    }
+
+    #[test]
+    fn a_closed_queue_drops_its_reports() {
+        let queue = ReportQueue::new();
+        queue.push(1, ok());
+        queue.close();
+        assert_eq!(queue.len(), 0, "not taken before the close: dropped");
+        queue.push(2, ok());
+        assert_eq!(queue.len(), 0, "pushed after the close: dropped");
+        let mut out = Vec::new();
         queue.take(&mut out, 10, Duration::ZERO);
         assert!(out.is_empty());
     }

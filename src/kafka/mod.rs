@@ -10,7 +10,7 @@ mod topics;
 pub mod transaction;
 
 pub use config::ProducerConfig;
-pub use delivery::{Batch, Report, ReportQueue, Ticket};
+pub use delivery::{Batch, KeptQueues, QueueRef, Report, ReportQueue, Ticket};
 pub use message::{Header, Message};
 pub use producer::Producer;
 pub use slots::{ReportSlots, SlotState};

@@ -15,7 +15,7 @@ use rdkafka::util::IntoOpaque;
 
 use super::config::ProducerConfig;
 use super::context::Context;
-use super::delivery::{Batch, Report, ReportQueue, Ticket};
+use super::delivery::{Batch, KeptQueues, QueueRef, Report, ReportQueue, Ticket};
 use super::slots::ReportSlots;
 use super::topics::Topics;
 use super::message::Message;
@@ -115,7 +115,7 @@ enum Track<'a> {
     /// A [`Batch`] the caller waits on.
     Batch,
     /// A [`ReportQueue`], tagged from the given number on.
-    Queue(&'a Arc<ReportQueue>, u64),
+    Queue(&'a QueueRef, u64),
     /// [`ReportSlots`] armed from the given index on.
     Slots(&'a Arc<ReportSlots>, usize),
 }
@@ -129,6 +129,10 @@ pub struct Producer {
     /// the librdkafka producer is destroyed.
     topics: Topics,
     pub(crate) backend: Backend,
+    /// After `backend`: the report queues its messages' tickets point to
+    /// without a count live until every ticket has ended with the
+    /// librdkafka producer.
+    queues: KeptQueues,
     pub(crate) context: Arc<Context>,
     pub(crate) txn: Txn,
     /// `config.is_transactional()`, read on every produce.
@@ -163,6 +167,7 @@ impl Producer {
             config: config.clone(),
             topics: Topics::new(),
             backend,
+            queues: KeptQueues::default(),
             context,
             txn: Txn::default(),
             transactional: config.is_transactional(),
@@ -326,9 +331,7 @@ impl Producer {
                 for (i, m) in messages.iter().enumerate() {
                     let ticket = match (&batch, track) {
                         (Some(batch), _) => Ticket::for_message(batch, i, messages.len()),
-                        (None, Track::Queue(queue, tag)) => {
-                            Ticket::Queued(Box::new((Arc::clone(queue), tag.wrapping_add(i as u64))))
-                        }
+                        (None, Track::Queue(queue, tag)) => Ticket::Queued(Box::new((queue.another(), tag.wrapping_add(i as u64)))),
                         // A refused message drops its ticket: its slot is
                         // EMPTY again.
                         (None, Track::Slots(slots, first)) => Ticket::Slot(slots.ticket(first + i)),
@@ -519,8 +522,19 @@ impl Producer {
     /// one report there. On an error a message may still get one (it was
     /// sent before its implicit transaction failed to commit, say), or none
     /// (refused, invalid, never sent).
-    pub fn produce_async_queued(&self, who: OwnerId, messages: &[Message<'_>], queue: &Arc<ReportQueue>, tag: u64) -> Result<()> {
-        self.produce_async_inner(who, messages, Track::Queue(queue, tag)).map(drop)
+    ///
+    /// `queue` is looked up among the queues this producer keeps (see
+    /// [`KeptQueues`]); `arc` gives its `Arc` the first time.
+    pub fn produce_async_queued(
+        &self,
+        who: OwnerId,
+        messages: &[Message<'_>],
+        queue: &ReportQueue,
+        arc: impl FnOnce() -> Result<Arc<ReportQueue>>,
+        tag: u64,
+    ) -> Result<()> {
+        let target = self.queues.target(queue, arc)?;
+        self.produce_async_inner(who, messages, Track::Queue(&target, tag)).map(drop)
     }
 
     /// [`Producer::produce_async_as`] with message `i`'s report written

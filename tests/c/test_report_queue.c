@@ -11,9 +11,13 @@
  *   - A transactional producer: inside the caller's transaction the report
  *     comes with the commit; outside, the implicit transaction commits
  *     before the call returns, so the report is already there.
+ *   - One producer sending into 12 queues (a producer keeps the first 8 it
+ *     sends to; the others are counted per message): every report in its
+ *     own queue, with its tag.
  *   - A take waiting on another thread returns at once when the queue is
  *     freed; a queue freed with messages in flight (their reports dropped,
- *     nothing leaked).
+ *     nothing leaked), the pool closed gracefully or by force (messages
+ *     purged while the queue is gone).
  *   - NULL arguments, a wrong-kind handle, a negative timeout, a freed
  *     queue; wdpool_producer_max_wait_timeout.
  *
@@ -261,6 +265,58 @@ static void test_free(void) {
   CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
   CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
   wdpool_pool_free(pool);
+
+  /* The same, closed by force without a flush: the messages still queued
+   * are purged (their reports made as the producer goes) after the queue
+   * is gone. */
+  pool = make_pool(1, 5000, &setup);
+  q = new_queue();
+  CHECK_RC(wdpool_pool_checkout(pool, 1, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  for (uint64_t i = 0; i < 100; i++) {
+    wdpool_message m = text_message(TOPIC, "purged");
+    CHECK_RC(wdpool_producer_produce_tagged(p, &m, q, i, CHECK_ERR), WDPOOL_OK);
+  }
+  wdpool_report_queue_free(q);
+  CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
+  wdpool_close_report rep;
+  memset(&rep, 0, sizeof rep);
+  CHECK_RC(wdpool_pool_close(pool, true, &rep, CHECK_ERR), WDPOOL_OK);
+  CHECK_EQ(rep.in_use, 0);
+  wdpool_pool_free(pool);
+}
+
+static void test_many_queues(void) {
+  enum { QUEUES = 12, EACH = 3 };
+  pool_setup setup = {0};
+  wdpool_pool *pool = make_pool(1, 5000, &setup);
+  wdpool_report_queue *qs[QUEUES];
+  wdpool_producer *p = NULL;
+  CHECK_RC(wdpool_pool_checkout(pool, 1, WDPOOL_TIMEOUT_DEFAULT, &p, CHECK_ERR), WDPOOL_OK);
+  for (size_t i = 0; i < QUEUES; i++) {
+    qs[i] = new_queue();
+    for (uint64_t j = 0; j < EACH; j++) {
+      wdpool_message m = text_message(TOPIC, "one of many queues");
+      CHECK_RC(wdpool_producer_produce_tagged(p, &m, qs[i], i * 100 + j, CHECK_ERR), WDPOOL_OK);
+    }
+  }
+  for (size_t i = 0; i < QUEUES; i++) {
+    wdpool_tagged_report got[EACH];
+    size_t n = take_reports(qs[i], got, EACH, MAX_WAIT_MS);
+    CHECK_EQ(n, EACH);
+    int seen[EACH] = {0};
+    for (size_t k = 0; k < n; k++) {
+      CHECK_EQ(got[k].error_code, 0);
+      CHECK(got[k].tag / 100 == i && got[k].tag % 100 < EACH);
+      if (got[k].tag / 100 == i && got[k].tag % 100 < EACH) seen[got[k].tag % 100]++;
+      if (got[k].error != NULL) wdpool_error_free(got[k].error);
+    }
+    for (size_t j = 0; j < EACH; j++) CHECK_EQ(seen[j], 1);
+    CHECK_EQ(wdpool_report_queue_len(qs[i]), 0);
+    wdpool_report_queue_free(qs[i]);
+  }
+  CHECK_RC(wdpool_producer_checkin(p, CHECK_ERR), WDPOOL_OK);
+  CHECK_RC(wdpool_pool_close(pool, false, NULL, CHECK_ERR), WDPOOL_OK);
+  wdpool_pool_free(pool);
 }
 
 static void test_bad_arguments(void) {
@@ -307,6 +363,7 @@ int main(void) {
   test_many_tags_come_back_once();
   test_failures();
   test_transactional();
+  test_many_queues();
   test_free();
   test_bad_arguments();
 
