@@ -304,6 +304,19 @@ impl QueueRef {
             QueueRef::Kept(kept) => unsafe { kept.0.as_ref() },
         }
     }
+
+    /// The same queue, for one more ticket.
+    pub fn another(&self) -> QueueRef {
+        match self {
+            QueueRef::Counted(queue) => QueueRef::Counted(Arc::clone(queue)),
+            QueueRef::Kept(kept) => QueueRef::Kept(*kept),
+        }
+    }
+
+    /// Adds `report` to the queue.
+    pub fn push(&self, tag: u64, report: Report) {
+        self.get().push(tag, report)
+    }
 }
 
 /// A queue kept alive by a producer's [`KeptQueues`]. Only a producer's
@@ -320,7 +333,7 @@ unsafe impl Sync for KeptQueue {}
 
 /// How many report queues a producer keeps (the first ones its messages go
 /// to); messages to others count their queue per message.
-pub const KEPT_QUEUES: usize = 8;
+pub(crate) const KEPT_QUEUES: usize = 8;
 
 /// The report queues a producer's tagged messages go to, kept until the
 /// producer is dropped so that their tickets need no counted reference
@@ -377,21 +390,6 @@ impl KeptQueues {
     }
 }
 
-impl QueueRef {
-    /// The same queue, for one more ticket.
-    pub fn another(&self) -> QueueRef {
-        match self {
-            QueueRef::Counted(queue) => QueueRef::Counted(Arc::clone(queue)),
-            QueueRef::Kept(kept) => QueueRef::Kept(*kept),
-        }
-    }
-
-    /// Adds `report` to the queue.
-    pub fn push(&self, tag: u64, report: Report) {
-        self.get().push(tag, report)
-    }
-}
-
 /// What travels with a message through librdkafka to its delivery report,
 /// without an allocation in the common cases: nothing (fire and forget: the
 /// producer only counts), a batch of one (the `Arc` itself), message
@@ -422,7 +420,7 @@ impl Ticket {
             Ticket::None => {}
             Ticket::Single(batch) => batch.complete(0, report()),
             Ticket::Indexed(entry) => entry.0.complete(entry.1, report()),
-            Ticket::Queued(entry) => entry.0.get().push(entry.1, report()),
+            Ticket::Queued(entry) => entry.0.push(entry.1, report()),
             Ticket::Slot(slot) => slot.complete(report()),
         }
     }

@@ -129,9 +129,9 @@ pub struct Producer {
     /// the librdkafka producer is destroyed.
     topics: Topics,
     pub(crate) backend: Backend,
-    /// After `backend`: the report queues its messages' tickets point to
-    /// without a count live until every ticket has ended with the
-    /// librdkafka producer.
+    /// Declared after `backend`, so dropped after it: the report queues
+    /// this producer's tickets point to without a count stay alive until
+    /// every ticket has ended with the librdkafka producer.
     queues: KeptQueues,
     pub(crate) context: Arc<Context>,
     pub(crate) txn: Txn,
