@@ -58,21 +58,6 @@
 #define WDPOOL_VERSION_PATCH 0
 
 /**
- * Retrying the call may succeed.
- */
-#define RETRIABLE 1
-
-/**
- * The producer is unusable.
- */
-#define FATAL 2
-
-/**
- * The transaction must be aborted.
- */
-#define TXN_REQUIRES_ABORT 4
-
-/**
  * A callback's "it worked". Anything else is a failure: a Ruby exception
  * escaping an ffi callback makes it return 0, which must never read as
  * success, so success is deliberately not 0.

@@ -64,3 +64,27 @@ fn header_declares_the_abi_version_of_the_library() {
     let version = unsafe { std::ffi::CStr::from_ptr(wdpool::ffi::wdpool_version()) };
     assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
 }
+
+/// Every name the header defines is wdpool's: macros start with `WDPOOL_`,
+/// types and functions with `wdpool_`. (cbindgen exports every public Rust
+/// constant; three once reached the header as `RETRIABLE`, `FATAL` and
+/// `TXN_REQUIRES_ABORT`, names a C program's own headers may well use.)
+#[test]
+fn header_names_are_prefixed() {
+    let fresh = generate();
+    let mut bad = Vec::new();
+    for line in fresh.lines() {
+        let name = if let Some(rest) = line.strip_prefix("#define ") {
+            rest.split_whitespace().next().filter(|n| !n.starts_with("WDPOOL_"))
+        } else if let Some(rest) = ["typedef struct ", "typedef enum ", "struct ", "enum "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+        {
+            rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().filter(|n| !n.is_empty() && !n.starts_with("wdpool_"))
+        } else {
+            None
+        };
+        bad.extend(name.map(str::to_owned));
+    }
+    assert!(bad.is_empty(), "names without wdpool's prefix in the header: {bad:?}");
+}
