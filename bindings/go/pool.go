@@ -535,10 +535,8 @@ func timeoutOf(ctx context.Context) int64 {
 
 // run is With and Transaction, on p or (nil) the global pool.
 func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if err := ctx.Err(); err != nil {
+	ctx, err = liveCtx(ctx)
+	if err != nil {
 		return err
 	}
 	owner, owned := ownerOf(ctx)
@@ -606,6 +604,15 @@ func run(ctx context.Context, p *Pool, txn bool, fn func(*Producer) error) (err 
 	fnErr = fn(prod)
 	completed = true
 	return fnErr
+}
+
+// liveCtx is ctx (context.Background for nil), or ctx.Err() when it is
+// done already: how every call that checks out begins.
+func liveCtx(ctx context.Context) (context.Context, error) {
+	if ctx == nil {
+		return context.Background(), nil
+	}
+	return ctx, ctx.Err()
 }
 
 // ---- the global pool ----

@@ -470,15 +470,21 @@ func oneOf(m *Message) (c cOne) {
 
 // sendOne is the one-cgo-call path of Pool.Send, Pool.ProduceTagged and
 // Pool.ProduceAsync (see wdpool_go_pool_send_one) for a message
-// canProduceOne accepts, on the pool at poolAddr (0: the global pool), for
-// owner, into report slot slot of the slots at slots (when not 0), else
-// into the report queue at queue (0: fire and forget). sent is false when
-// no producer was free at once and nothing was produced.
-func sendOne(poolAddr uintptr, owner uint64, m *Message, slots uintptr, slot int32, queue uintptr, tag uint64) (sent bool, err error) {
+// canProduceOne accepts, on p (nil: the global pool), for ctx's owner,
+// into report slot slot of the slots at slots (when not 0), else into the
+// report queue at queue (0: fire and forget). sent is false when no
+// producer was free at once and nothing was produced.
+func sendOne(ctx context.Context, p *Pool, m *Message, slots uintptr, slot int32, queue uintptr, tag uint64) (sent bool, err error) {
+	var pool uintptr
+	if p != nil {
+		pool = uintptr(unsafe.Pointer(p.h))
+	}
+	owner, _ := ownerOf(ctx)
 	c := oneOf(m)
-	r := C.wdpool_go_pool_send_one(C.uintptr_t(poolAddr), C.wdpool_owner(owner), c.topic, c.topicLen,
+	r := C.wdpool_go_pool_send_one(C.uintptr_t(pool), C.wdpool_owner(owner), c.topic, c.topicLen,
 		c.payload, c.payloadLen, c.hasPayload, c.key, c.keyLen, c.hasKey, c.pkey, c.pkeyLen, c.hasPkey,
 		c.partition, c.hasPartition, c.ts, C.uintptr_t(slots), C.size_t(slot), C.uintptr_t(queue), C.uint64_t(tag))
+	runtime.KeepAlive(p)
 	runtime.KeepAlive(m)
 	return r.sent != 0, takeError(r.rc, r.err)
 }

@@ -3,7 +3,6 @@ package wdpool
 import (
 	"context"
 	"runtime"
-	"unsafe"
 )
 
 // Send produces one message without waiting for its delivery (fire and
@@ -56,10 +55,8 @@ func ProduceAsync(ctx context.Context, m *Message) (*Delivery, error) {
 
 // poolProduceAsync is ProduceAsync on p or (nil) the global pool.
 func poolProduceAsync(ctx context.Context, p *Pool, m *Message) (*Delivery, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if err := ctx.Err(); err != nil {
+	ctx, err := liveCtx(ctx)
+	if err != nil {
 		return nil, err
 	}
 	withPath := func() (*Delivery, error) {
@@ -78,13 +75,7 @@ func poolProduceAsync(ctx context.Context, p *Pool, m *Message) (*Delivery, erro
 	if err != nil {
 		return nil, err
 	}
-	var pool uintptr
-	if p != nil {
-		pool = uintptr(unsafe.Pointer(p.h))
-	}
-	owner, _ := ownerOf(ctx)
-	sent, err := sendOne(pool, owner, m, hs.slots, d.slot, 0, 0)
-	runtime.KeepAlive(p)
+	sent, err := sendOne(ctx, p, m, hs.slots, d.slot, 0, 0)
 	switch {
 	case !sent && err == nil:
 		// No producer free at once: wait for one as With does. (d's slot
@@ -116,10 +107,8 @@ func ProduceTagged(ctx context.Context, m *Message, q *ReportQueue, tag uint64) 
 // poolSend is Send (q nil) and ProduceTagged, on p or (nil) the global
 // pool.
 func poolSend(ctx context.Context, p *Pool, m *Message, q *ReportQueue, tag uint64) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if err := ctx.Err(); err != nil {
+	ctx, err := liveCtx(ctx)
+	if err != nil {
 		return err
 	}
 	withPath := func() error {
@@ -140,13 +129,7 @@ func poolSend(ctx context.Context, p *Pool, m *Message, q *ReportQueue, tag uint
 		}
 		queue = q.h
 	}
-	var pool uintptr
-	if p != nil {
-		pool = uintptr(unsafe.Pointer(p.h))
-	}
-	owner, _ := ownerOf(ctx)
-	sent, err := sendOne(pool, owner, m, 0, 0, queue, tag)
-	runtime.KeepAlive(p)
+	sent, err := sendOne(ctx, p, m, 0, 0, queue, tag)
 	runtime.KeepAlive(q)
 	if !sent && err == nil {
 		// No producer free at once: wait for one as With does.

@@ -73,8 +73,7 @@ pub(crate) fn with_queue<R>(
     if queue.is_null() {
         return Err(null("queue"));
     }
-    let token = queue as usize;
-    super::pins::with_pinned(&QUEUES, token, |q| f(q, &|| QUEUES.with(token, |q| Arc::clone(q))))
+    super::pins::with_pinned(&QUEUES, queue as usize, |q| f(q, &|| queue_of(queue)))
 }
 
 fn tagged_to_c(tag: u64, report: Report) -> wdpool_tagged_report {
