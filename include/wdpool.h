@@ -123,6 +123,15 @@
 #define WDPOOL_SLOT_DONE 2
 
 /**
+ * A timeout argument of the `wdpool_pool_produce_*` and `wdpool_produce_*`
+ * calls only: do not wait for a producer; use one only if it is free now
+ * (as `wdpool_pool_try_checkout` finds one), else produce nothing and say
+ * so in `*produced_out`. Every other call that takes a timeout treats a
+ * negative value as WDPOOL_TIMEOUT_DEFAULT.
+ */
+#define WDPOOL_TIMEOUT_NO_WAIT -2
+
+/**
  * A bit of `wdpool_error_kafka_flags`: librdkafka says the failed call may
  * succeed if made again (`rd_kafka_error_is_retriable`). wdpool has already
  * retried transactional calls within their timeout, so the operation can be
@@ -1969,6 +1978,125 @@ enum wdpool_result wdpool_report_slots_wait(const struct wdpool_report_slots *sl
  * Blocks: never. Calls back: nothing. Thread: any (a finalizer's too).
  */
 void wdpool_report_slots_free(struct wdpool_report_slots *slots);
+
+/**
+ * Produces one message through the pool in one call: checks a producer
+ * out for `owner` (as `wdpool_pool_checkout` does: the one `owner` holds,
+ * nested, or a free one), produces `message` on it as
+ * `wdpool_producer_produce_async` does, and checks it in. No producer
+ * handle is made, which makes it cheaper than those three calls. The
+ * message is validated (and `delivery_out`, `queue` or `slots` checked)
+ * before the checkout: when that fails, nothing is checked out or sent.
+ *
+ * Blocks:       up to `timeout_ms` for a producer, as `wdpool_pool_checkout`
+ *               (WDPOOL_TIMEOUT_DEFAULT: the pool's timeout);
+ *               WDPOOL_TIMEOUT_NO_WAIT: never for a producer (see
+ *               `produced_out`). Then as `wdpool_producer_produce_async`,
+ *               and as `wdpool_producer_checkin` when it gives the producer
+ *               back.
+ * Calls back:   the subscribers that those three calls call, on this
+ *               thread.
+ * Thread:       any.
+ * delivery_out: NULL (fire and forget), or where to store a new
+ *               `wdpool_delivery` to wait on and read the report from; the
+ *               caller owns it and frees it with `wdpool_delivery_free`.
+ *               Written only on OK, when the message was produced.
+ * produced_out: NULL, or receives whether the message was produced, on
+ *               OK: always true, except with WDPOOL_TIMEOUT_NO_WAIT when
+ *               no producer was free now. Then nothing was sent, and
+ *               nothing counts as a checkout timeout or fires an event (as
+ *               with `wdpool_pool_try_checkout`).
+ * Returns:      OK, NULL_PARAMETER, INVALID_ARGUMENT, INVALID_MESSAGE,
+ *               TIMEOUT (no producer free in time), CLOSED, STALE_HANDLE
+ *               (a freed pool); those of `wdpool_producer_produce_async`
+ *               (KAFKA, FATAL, TRANSACTION_ABORTED...).
+ */
+enum wdpool_result wdpool_pool_produce_async(const struct wdpool_pool *pool,
+                                             wdpool_owner owner,
+                                             int64_t timeout_ms,
+                                             const struct wdpool_message *message,
+                                             struct wdpool_delivery **delivery_out,
+                                             bool *produced_out,
+                                             struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_produce_async` with the report to come in `queue`, tagged
+ * with `tag`, as `wdpool_producer_produce_tagged` produces.
+ *
+ * Blocks, calls back, may be called from any thread and writes
+ * `*produced_out` as `wdpool_pool_produce_async`.
+ * Returns: those of `wdpool_pool_produce_async`; NULL_PARAMETER,
+ * INVALID_ARGUMENT and STALE_HANDLE also for `queue`.
+ */
+enum wdpool_result wdpool_pool_produce_tagged(const struct wdpool_pool *pool,
+                                              wdpool_owner owner,
+                                              int64_t timeout_ms,
+                                              const struct wdpool_message *message,
+                                              const struct wdpool_report_queue *queue,
+                                              uint64_t tag,
+                                              bool *produced_out,
+                                              struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_produce_async` for `count` messages whose reports are to
+ * be written into slots `first` to `first + count - 1` of `slots`, as
+ * `wdpool_producer_produce_into` produces them (all or none; on any result
+ * but OK, the slot of a message that was not sent is EMPTY again; with
+ * WDPOOL_TIMEOUT_NO_WAIT and no producer free, the slots are untouched).
+ *
+ * Blocks, calls back, may be called from any thread and writes
+ * `*produced_out` as `wdpool_pool_produce_async`.
+ * Returns: those of `wdpool_pool_produce_async`; NULL_PARAMETER also for
+ * `slots`, and `messages` with `count` above 0; INVALID_ARGUMENT also when
+ * `count` is 0, a slot is out of range or still PENDING; STALE_HANDLE also
+ * for `slots`.
+ */
+enum wdpool_result wdpool_pool_produce_into(const struct wdpool_pool *pool,
+                                            wdpool_owner owner,
+                                            int64_t timeout_ms,
+                                            const struct wdpool_message *messages,
+                                            size_t count,
+                                            struct wdpool_report_slots *slots,
+                                            size_t first,
+                                            bool *produced_out,
+                                            struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_produce_async` on the global pool (blocks, calls back, may
+ * be called from any thread and returns as that does); also NOT_SET_UP.
+ */
+enum wdpool_result wdpool_produce_async(wdpool_owner owner,
+                                        int64_t timeout_ms,
+                                        const struct wdpool_message *message,
+                                        struct wdpool_delivery **delivery_out,
+                                        bool *produced_out,
+                                        struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_produce_tagged` on the global pool (blocks, calls back,
+ * may be called from any thread and returns as that does); also
+ * NOT_SET_UP.
+ */
+enum wdpool_result wdpool_produce_tagged(wdpool_owner owner,
+                                         int64_t timeout_ms,
+                                         const struct wdpool_message *message,
+                                         const struct wdpool_report_queue *queue,
+                                         uint64_t tag,
+                                         bool *produced_out,
+                                         struct wdpool_error **err);
+
+/**
+ * `wdpool_pool_produce_into` on the global pool (blocks, calls back, may
+ * be called from any thread and returns as that does); also NOT_SET_UP.
+ */
+enum wdpool_result wdpool_produce_into(wdpool_owner owner,
+                                       int64_t timeout_ms,
+                                       const struct wdpool_message *messages,
+                                       size_t count,
+                                       struct wdpool_report_slots *slots,
+                                       size_t first,
+                                       bool *produced_out,
+                                       struct wdpool_error **err);
 
 /**
  * The result code of `error`. Returns `WDPOOL_NULL_PARAMETER` for NULL.

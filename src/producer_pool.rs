@@ -227,6 +227,26 @@ impl ProducerPool {
             .map_err(checkout_error)?
     }
 
+    /// `with` for `owner` (see [`Pool::with_as`] for `wait`): `Ok(None)`
+    /// when `wait` is `None` and no producer is free now.
+    #[inline]
+    pub fn with_as<T>(
+        &self,
+        owner: Owner,
+        wait: Option<Option<Duration>>,
+        body: impl FnOnce(&ProducerLease) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let done = self
+            .pool
+            .with_as(owner, wait, |lease| {
+                let guard = TxnLeftOpenGuard::new(lease);
+                let result = body(lease);
+                guard.finish(result)
+            })
+            .map_err(checkout_error)?;
+        done.transpose()
+    }
+
     /// Runs `body` in a transaction on a producer: committed when it returns
     /// `Commit`, rolled back when it fails or returns `Abort`.
     pub fn transaction(

@@ -51,12 +51,12 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   r.delivery = (uintptr_t)d;
   return r;
 }
-// Pool.Send, Pool.ProduceTagged and Pool.ProduceAsync in one cgo call: a
-// producer free at once (or the owner's own) is checked out, given one
-// message without headers (fire and forget, tagged into a report queue,
-// or into a report slot: produce_one) and checked in, through the same
-// three C ABI calls a With makes. sent 0: no producer was free, nothing
-// was produced (the caller takes the With path).
+// Pool.Send, Pool.ProduceTagged and Pool.ProduceAsync in one cgo call: one
+// message without headers produced through the pool (the global one when
+// pool_addr is 0) by wdpool_pool_produce_* / wdpool_produce_*, fire and
+// forget, tagged into a report queue, or into a report slot, with
+// WDPOOL_TIMEOUT_NO_WAIT. sent 0: no producer was free, nothing was
+// produced (the caller takes the With path).
 typedef struct { wdpool_result rc; int sent; wdpool_error *err; } wdpool_go_send_result;
 static inline wdpool_go_send_result wdpool_go_pool_send_one(
     uintptr_t pool_addr, wdpool_owner owner, const char *topic, size_t topic_len,
@@ -67,24 +67,34 @@ static inline wdpool_go_send_result wdpool_go_pool_send_one(
     uintptr_t queue, uint64_t tag) {
   const wdpool_pool *pool = (const wdpool_pool *)pool_addr;
   wdpool_go_send_result r = {WDPOOL_OK, 0, NULL};
-  wdpool_producer *producer = NULL;
-  r.rc = pool != NULL ? wdpool_pool_try_checkout(pool, owner, &producer, &r.err)
-                      : wdpool_try_checkout(owner, &producer, &r.err);
-  if (r.rc != WDPOOL_OK || producer == NULL) return r;
-  r.sent = 1;
-  wdpool_go_async_result p = wdpool_go_produce_one((uintptr_t)producer, topic, topic_len, payload, payload_len,
-      has_payload, key, key_len, has_key, pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms, 0, slots,
-      slot, queue, tag);
-  r.rc = p.rc;
-  r.err = p.err;
-  wdpool_error *in_err = NULL;
-  wdpool_result in = wdpool_producer_checkin(producer, &in_err);
-  if (r.rc == WDPOOL_OK && in != WDPOOL_OK) {
-    r.rc = in;
-    r.err = in_err;
-  } else if (in_err != NULL) {
-    wdpool_error_free(in_err);
+  char name[256];
+  memcpy(name, topic, topic_len);
+  name[topic_len] = 0;
+  wdpool_message m;
+  wdpool_message_init(&m);
+  m.topic = name;
+  m.payload = wdpool_go_bytes(payload, payload_len, has_payload);
+  m.key = wdpool_go_bytes(key, key_len, has_key);
+  m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
+  if (has_partition) m.partition = partition;
+  m.timestamp_ms = timestamp_ms;
+  bool produced = false;
+  const int64_t t = WDPOOL_TIMEOUT_NO_WAIT;
+  if (slots != 0) {
+    wdpool_report_slots *s = (wdpool_report_slots *)slots;
+    r.rc = pool != NULL ? wdpool_pool_produce_into(pool, owner, t, &m, 1, s, slot, &produced, &r.err)
+                        : wdpool_produce_into(owner, t, &m, 1, s, slot, &produced, &r.err);
+  } else if (queue != 0) {
+    const wdpool_report_queue *q = (const wdpool_report_queue *)queue;
+    r.rc = pool != NULL ? wdpool_pool_produce_tagged(pool, owner, t, &m, q, tag, &produced, &r.err)
+                        : wdpool_produce_tagged(owner, t, &m, q, tag, &produced, &r.err);
+  } else {
+    r.rc = pool != NULL ? wdpool_pool_produce_async(pool, owner, t, &m, NULL, &produced, &r.err)
+                        : wdpool_produce_async(owner, t, &m, NULL, &produced, &r.err);
   }
+  // An error means it was tried: a producer was taken, or the message (or
+  // the pool, queue or slots) was refused before that.
+  r.sent = r.rc != WDPOOL_OK || produced;
   return r;
 }
 static inline wdpool_go_async_result wdpool_go_produce_async(wdpool_producer *producer, const wdpool_message *m) {

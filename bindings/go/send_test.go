@@ -9,9 +9,11 @@ import (
 	"time"
 )
 
-// Pool.Send and Pool.ProduceTagged from 8 goroutines through a pool of 2,
-// every fourth message with a header (the With path), the others in one
-// cgo call: every tagged message is reported delivered exactly once, the
+// Pool.Send, Pool.ProduceTagged and Pool.ProduceAsync (each Delivery
+// waited) from 8 goroutines through a pool of 2, every fourth message with
+// a header (the With path), the others in one cgo call (the C ABI's
+// wdpool_pool_produce_*): every tagged message is reported delivered
+// exactly once, every Delivery waits without an error, the
 // pool closes with nothing undelivered and every slot back. Against the
 // mock cluster; against a real broker when WDPOOL_KAFKA_BOOTSTRAP and
 // WDPOOL_KAFKA_READ are set, where every message is read back exactly once.
@@ -42,9 +44,15 @@ func TestPoolSendDeliversEverything(t *testing.T) {
 			m.Headers = []Header{{Key: "h", Value: []byte("v")}}
 		}
 		var err error
-		if i%2 == 0 {
+		switch {
+		case i%2 == 0:
 			err = p.ProduceTagged(ctx, m, q, uint64(n))
-		} else {
+		case i%4 == 1:
+			var d *Delivery
+			if d, err = p.ProduceAsync(ctx, m); err == nil {
+				err = d.Wait(ctx)
+			}
+		default:
 			err = p.Send(ctx, m)
 		}
 		if err != nil {
@@ -89,7 +97,7 @@ func TestPoolSendDeliversEverything(t *testing.T) {
 			t.Errorf("key k%d read back %d times", n, c)
 		}
 	}
-	t.Logf("%d messages sent with Pool.Send / Pool.ProduceTagged, each read back once", goroutines*each)
+	t.Logf("%d messages sent with Pool.Send / Pool.ProduceTagged / Pool.ProduceAsync, each read back once", goroutines*each)
 }
 
 // Pool.Send is the With it stands for: it waits for a producer when none

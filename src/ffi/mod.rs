@@ -21,6 +21,7 @@ mod producer;
 mod registry;
 mod reports;
 mod slots;
+mod through;
 mod result;
 mod version;
 
@@ -36,6 +37,7 @@ pub use mock::*;
 pub use pool::*;
 pub use producer::*;
 pub use reports::*;
+pub use through::*;
 pub use slots::*;
 pub use result::*;
 pub use version::*;

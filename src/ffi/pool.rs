@@ -149,7 +149,7 @@ fn pool_of(pool: *const wdpool_pool) -> Result<Arc<ProducerPool>> {
 
 /// Runs `f` on the pool behind a handle without a counted reference (the
 /// hot exports: see `super::pins`).
-fn on_pool<R>(pool: *const wdpool_pool, f: impl FnOnce(&ProducerPool) -> Result<R>) -> Result<R> {
+pub(crate) fn on_pool<R>(pool: *const wdpool_pool, f: impl FnOnce(&ProducerPool) -> Result<R>) -> Result<R> {
     if pool.is_null() {
         return Err(null("pool"));
     }

@@ -13,7 +13,7 @@ use super::message::{borrow, borrow_many, wdpool_message};
 use super::registry::{Kind, Registered, Registry};
 use super::{boundary, deadline_arg, null, timeout_or, wdpool_error, wdpool_result, write_out, WDPOOL_CB_ABORT, WDPOOL_CB_OK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kafka::{Completion, Ended, Outcome, Producer};
+use crate::kafka::{Completion, Ended, Message, Outcome, Producer};
 use crate::pool::{thread_token, OwnerId};
 use crate::producer_pool::{ProducerLease, TxnLeftOpenGuard};
 use rdkafka::types::RDKafkaRespErr;
@@ -272,10 +272,25 @@ unsafe fn produce_async(
     if delivery_out.is_null() {
         return producer.produce_async_untracked(who, &msgs);
     }
-    let batch = producer.produce_async_as(who, &msgs)?;
-    let delivery = Delivery::new(batch, topics_of(&msgs), producer.max_wait());
+    // SAFETY: not NULL, and writable as promised by the caller.
+    unsafe { produce_tracked(&producer, who, &msgs, delivery_out) }
+}
+
+/// Produces `msgs` without waiting, storing a new delivery handle for them
+/// in `*delivery_out`.
+///
+/// # Safety
+/// `delivery_out` is not NULL and is writable.
+pub(crate) unsafe fn produce_tracked(
+    producer: &Producer,
+    who: OwnerId,
+    msgs: &[Message<'_>],
+    delivery_out: *mut *mut wdpool_delivery,
+) -> Result<()> {
+    let batch = producer.produce_async_as(who, msgs)?;
+    let delivery = Delivery::new(batch, topics_of(msgs), producer.max_wait());
     let token = DELIVERIES.insert(Arc::new(delivery))?;
-    // SAFETY: checked for NULL; the caller passes a writable pointer.
+    // SAFETY: as promised by the caller.
     unsafe { write_out(delivery_out, token as *mut wdpool_delivery) };
     Ok(())
 }

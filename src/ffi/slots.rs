@@ -92,7 +92,7 @@ fn with_slots<R>(slots: *const wdpool_report_slots, f: impl FnOnce(&Arc<ReportSl
 }
 
 /// The array behind a handle, for calls that may block.
-fn slots_of(slots: *const wdpool_report_slots) -> Result<Arc<ReportSlots>> {
+pub(crate) fn slots_of(slots: *const wdpool_report_slots) -> Result<Arc<ReportSlots>> {
     with_slots(slots, Arc::clone)
 }
 

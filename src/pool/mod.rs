@@ -644,22 +644,28 @@ impl<M: Manager> Pool<M> {
     /// none.
     #[inline]
     pub fn try_checkout_as(&self, owner: Owner) -> Result<Option<Lease<M>>, CheckoutError<M::Error>> {
+        let taken = self.try_checkout_slot(owner)?;
+        Ok(taken.map(|(index, epoch, me, conn)| Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn)))
+    }
+
+    /// `try_checkout_as`'s slot, if one is free now.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    fn try_checkout_slot(&self, owner: Owner) -> Result<Option<(usize, u64, OwnerId, NonNull<M::Conn>)>, CheckoutError<M::Error>> {
         if owner == Owner::Thread {
-            if let Some((index, epoch, me, conn)) = self.inner.fast_checkout() {
-                return Ok(Some(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn)));
+            if let Some(taken) = self.inner.fast_checkout() {
+                return Ok(Some(taken));
             }
         }
         let me = owner.resolve();
-        let taken = match self.start_checkout(me)? {
-            Ok(nested) => nested,
+        match self.start_checkout(me)? {
+            Ok(nested) => Ok(Some(nested)),
             Err(state) => match self.inner.take_idle_slot(state, me, &mut false) {
-                Ok(taken) => taken,
-                Err(state) if state.closing != Closing::Open => return Err(CheckoutError::Closed),
-                Err(_) => return Ok(None),
+                Ok(taken) => Ok(Some(taken)),
+                Err(state) if state.closing != Closing::Open => Err(CheckoutError::Closed),
+                Err(_) => Ok(None),
             },
-        };
-        let (index, epoch, me, conn) = taken;
-        Ok(Some(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn)))
+        }
     }
 
     /// The start of every checkout: the pool open, and a nested checkout
@@ -703,9 +709,41 @@ impl<M: Manager> Pool<M> {
             Some(taken) => taken,
             None => self.checkout_slot(Owner::Thread, timeout)?,
         };
-        // Borrowed: `self` outlives the lease, which never leaves this call.
-        let lease = Lease::new(LeasedPool::Borrowed(NonNull::from(&*self.inner)), index, epoch, me, conn);
-        Ok(f(&lease))
+        Ok(f(&self.borrowed_lease(index, epoch, me, conn)))
+    }
+
+    /// `with` for `owner`. `wait`: `Some(timeout)` waits as `checkout_as`
+    /// does; `None` takes only a connection free now, as `try_checkout_as`
+    /// does, and returns `Ok(None)` (without calling `f`) when there is none.
+    #[inline]
+    pub fn with_as<T>(
+        &self,
+        owner: Owner,
+        wait: Option<Option<Duration>>,
+        f: impl FnOnce(&Lease<M>) -> T,
+    ) -> Result<Option<T>, CheckoutError<M::Error>> {
+        let taken = match wait {
+            Some(timeout) => {
+                let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
+                match fast {
+                    Some(taken) => taken,
+                    None => self.checkout_slot(owner, timeout)?,
+                }
+            }
+            None => match self.try_checkout_slot(owner)? {
+                Some(taken) => taken,
+                None => return Ok(None),
+            },
+        };
+        let (index, epoch, me, conn) = taken;
+        Ok(Some(f(&self.borrowed_lease(index, epoch, me, conn))))
+    }
+
+    /// A lease that borrows the pool: `self` outlives it, for it never
+    /// leaves the call that made it (no count of the pool taken).
+    #[inline(always)]
+    fn borrowed_lease(&self, index: usize, epoch: u64, me: OwnerId, conn: NonNull<M::Conn>) -> Lease<M> {
+        Lease::new(LeasedPool::Borrowed(NonNull::from(&*self.inner)), index, epoch, me, conn)
     }
 
     /// Closes the pool. Idle connections are closed now, in parallel; checked
