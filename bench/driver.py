@@ -124,6 +124,11 @@ def variants(a, p):
         Variant("tp2.confluent", "throughput",
                 [gob, "-client", "confluent", *gconn, "-messages", n, "-threads", "4", "-producers", "2",
                  *sets("-set", BASE)], True),
+        # The like of ProduceAsync + Wait: a delivery channel per message,
+        # waited in order, as many messages as the Go async runs (10e, 10m).
+        Variant("tp2.confluent.chan", "throughput",
+                [gob, "-client", "confluent", "-mode", "chan", "-variant", "chan", *gconn, "-messages",
+                 str(p["go_async_messages"]), "-threads", "4", "-producers", "2", *sets("-set", BASE)], True),
         Variant("tp2.franz", "throughput",
                 [gob, "-client", "franz", *gconn, "-messages", n, "-threads", "4", "-producers", "2",
                  *FRANZ_SAME], True),
@@ -413,8 +418,9 @@ ROWS = [
      "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10d", "Go: `With` + `Send` per message, pool 2, 4 goroutines", "tp2.go.send", "tp2.franz", None,
      "msgs_per_s", (">=", 1.0), "franz-go ×2"),
-    ("10e", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async", "tp2.confluent", None,
-     "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+    ("10e", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async",
+     "tp2.confluent.chan", None, "msgs_per_s", (">=", 1.0),
+     "confluent-kafka-go ×2, a delivery channel per message, waited (as many messages)"),
     ("10f", "Go: `With` + `ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.async", "tp2.franz", None,
      "msgs_per_s", (">=", 1.0), "franz-go ×2"),
     ("10g", "Go: `With` + `ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.tagged",
@@ -430,7 +436,8 @@ ROWS = [
     ("10l", "Go: `Pool.ProduceTagged` per message, reports taken from a `ReportQueue`", "tp2.go.pooltagged",
      "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
     ("10m", "Go: `Pool.ProduceAsync` per message, reports waited (fewer messages)", "tp2.go.poolasync",
-     "tp2.confluent", None, "msgs_per_s", (">=", 1.0), "confluent-kafka-go ×2"),
+     "tp2.confluent.chan", None, "msgs_per_s", (">=", 1.0),
+     "confluent-kafka-go ×2, a delivery channel per message, waited (as many messages)"),
 ]
 
 
@@ -520,6 +527,8 @@ def notes(results):
                        f"pool 4 = {v[2] / v[0]:.2f}× pool 1 (linear: 2× and 4×).")
     for key, label, ref, ref_label in (
             ("tp2.confluent", "confluent-kafka-go", "tp2.raw", "raw rdkafka (row 1)"),
+            ("tp2.confluent.chan", "confluent-kafka-go, a delivery channel per message (fewer messages)",
+             "tp2.confluent", "confluent-kafka-go with its Events channel"),
             ("tp2.franz", "franz-go", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.wdpool.with1", "wdpool, `with` per message", "tp2.raw", "raw rdkafka (row 1)"),
             ("tp2.go.send", "wdpool's Go binding, `With` + `Send`", "tp2.raw", "raw rdkafka (row 1)"),
@@ -684,7 +693,8 @@ def print_table(results):
     print(f"- row 8c wdpool and raw (librdkafka): {' '.join(BEST)}; franz-go: {' '.join(FRANZ_BEST)}")
     print("- confluent-kafka-go also gets go.delivery.report.fields=none (reports carry no key/value copy)")
     sent = sorted({r["sent"] for r in results if r["key"] == "tp2.go.async" and "sent" in r})
-    print("- rows 10c-m: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f and 10m send "
+    print("- rows 10c-m: wdpool's Go binding gets the librdkafka settings of row 1 (release library); 10e-f and 10m "
+          "(and their confluent-kafka-go baseline with a delivery channel per message) send "
           f"{' / '.join(f'{x:,}' for x in sent) or '?'} messages per run; rows 9 and 10a-b: deliver=false producers, "
           "ns/op (wall) = wall time / operations of all threads together")
     return verdicts

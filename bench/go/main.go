@@ -3,7 +3,8 @@
 // 100-byte messages, drained to the end), and the empty With of the Go
 // binding against a buffered-channel pool (wdpool.go).
 //
-//	gobench -client confluent -bootstrap B -topic T -messages N -threads 4 -producers 2 [-set key=value]...
+//	gobench -client confluent [-mode send|chan] [-window 10000] -bootstrap B -topic T -messages N -threads 4 -producers 2
+//	        [-set key=value]...
 //	gobench -client franz     -bootstrap B -topic T -messages N -threads 4 -producers 2
 //	        [-linger 5ms] [-compression none|snappy|lz4|zstd] [-max-buffered 100000]
 //	        [-batch-max-bytes 1000012]
@@ -115,7 +116,12 @@ type result struct {
 
 // --------------------------------------------------------------- confluent
 
-func runConfluent(cfg config, c *counts) result {
+// runConfluent: every report through the producers' Events channels (mode
+// "events", what confluent-kafka-go's own examples do), or, mode "chan", a
+// delivery channel per message, waited in order once window are pending
+// per goroutine: what a confluent-kafka-go user writes to know each
+// message's fate, as wdpool's ProduceAsync + Wait does (rows 10e, 10m).
+func runConfluent(cfg config, c *counts, mode string, window int) result {
 	conf := kafka.ConfigMap{"bootstrap.servers": cfg.bootstrap, "go.delivery.report.fields": "none"}
 	for _, kv := range cfg.sets {
 		k, v, ok := strings.Cut(kv, "=")
@@ -144,10 +150,10 @@ func runConfluent(cfg config, c *counts) result {
 	}
 	body := payload()
 	topic := cfg.topic
-	produce := func(p *kafka.Producer) int64 {
+	produce := func(p *kafka.Producer, ch chan kafka.Event) int64 {
 		full := int64(0)
 		for {
-			err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Value: body}, nil)
+			err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Value: body}, ch)
 			if err == nil {
 				return full
 			}
@@ -160,7 +166,7 @@ func runConfluent(cfg config, c *counts) result {
 		}
 	}
 	for _, p := range producers {
-		produce(p)
+		produce(p, nil)
 	}
 	warmup := int64(len(producers))
 	c.waitFor(warmup, time.Minute)
@@ -174,8 +180,32 @@ func runConfluent(cfg config, c *counts) result {
 		go func(p *kafka.Producer, n int64) {
 			defer wg.Done()
 			f := int64(0)
+			if mode != "chan" {
+				for i := int64(0); i < n; i++ {
+					f += produce(p, nil)
+				}
+				full.Add(f)
+				return
+			}
+			var pending []chan kafka.Event
+			wait := func() {
+				m, ok := (<-pending[0]).(*kafka.Message)
+				if !ok {
+					die("confluent: a delivery channel got no message")
+				}
+				c.report(m.TopicPartition.Error)
+				pending = pending[1:]
+			}
 			for i := int64(0); i < n; i++ {
-				f += produce(p)
+				ch := make(chan kafka.Event, 1)
+				f += produce(p, ch)
+				pending = append(pending, ch)
+				for len(pending) >= window {
+					wait()
+				}
+			}
+			for len(pending) > 0 {
+				wait()
 			}
 			full.Add(f)
 		}(producers[t%len(producers)], share(cfg.messages, cfg.threads, t))
@@ -272,8 +302,8 @@ func main() {
 	var cfg config
 	client := flag.String("client", "", "confluent | franz | wdpool (-bench with: wdpool | chan)")
 	bench := flag.String("bench", "throughput", "throughput | with")
-	mode := flag.String("mode", "send", "wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue) | poolsend, pooltagged, poolasync (send, tagged, async through Pool.Send, Pool.ProduceTagged, Pool.ProduceAsync)")
-	window := flag.Int("window", 10000, "wdpool -mode async: Deliveries pending per goroutine")
+	mode := flag.String("mode", "send", "confluent: send (reports through Events) | chan (a delivery channel per message, waited as -mode async waits); wdpool: send (fire and forget) | async (ProduceAsync, Deliveries waited) | tagged (ProduceTagged, reports taken from one ReportQueue) | poolsend, pooltagged, poolasync (send, tagged, async through Pool.Send, Pool.ProduceTagged, Pool.ProduceAsync)")
+	window := flag.Int("window", 10000, "wdpool -mode async / confluent -mode chan: reports pending per goroutine")
 	perWith := flag.Int("per-with", 1, "wdpool: messages per With")
 	ops := flag.Int64("ops", 1000000, "-bench with: operations in all")
 	size := flag.Int("pool", 2, "-bench with: pool size")
@@ -307,7 +337,13 @@ func main() {
 	var r result
 	switch *client {
 	case "confluent":
-		r = runConfluent(cfg, &c)
+		if *mode != "send" && *mode != "chan" {
+			die("confluent: -mode send (reports through Events) | chan (a delivery channel per message)")
+		}
+		if *window < 1 {
+			die("-window at least 1")
+		}
+		r = runConfluent(cfg, &c, *mode, *window)
 	case "franz":
 		r = runFranz(cfg, &c)
 	case "wdpool":
