@@ -126,8 +126,9 @@
  * A timeout argument of the `wdpool_pool_produce_*` and `wdpool_produce_*`
  * calls only: do not wait for a producer; use one only if it is free now
  * (as `wdpool_pool_try_checkout` finds one), else produce nothing and say
- * so in `*produced_out`. Every other call that takes a timeout treats a
- * negative value as WDPOOL_TIMEOUT_DEFAULT.
+ * so in `*produced_out`. Only those calls know it: passed to
+ * `wdpool_pool_checkout` (or another call whose negative timeouts mean
+ * WDPOOL_TIMEOUT_DEFAULT), it means WDPOOL_TIMEOUT_DEFAULT.
  */
 #define WDPOOL_TIMEOUT_NO_WAIT -2
 
@@ -1989,7 +1990,8 @@ void wdpool_report_slots_free(struct wdpool_report_slots *slots);
  * before the checkout: when that fails, nothing is checked out or sent.
  *
  * Blocks:       up to `timeout_ms` for a producer, as `wdpool_pool_checkout`
- *               (WDPOOL_TIMEOUT_DEFAULT: the pool's timeout);
+ *               (WDPOOL_TIMEOUT_DEFAULT, or any negative value but
+ *               WDPOOL_TIMEOUT_NO_WAIT: the pool's timeout);
  *               WDPOOL_TIMEOUT_NO_WAIT: never for a producer (see
  *               `produced_out`). Then as `wdpool_producer_produce_async`,
  *               and as `wdpool_producer_checkin` when it gives the producer

@@ -20,8 +20,9 @@ use crate::producer_pool::{self as pools, ProducerPool};
 /// A timeout argument of the `wdpool_pool_produce_*` and `wdpool_produce_*`
 /// calls only: do not wait for a producer; use one only if it is free now
 /// (as `wdpool_pool_try_checkout` finds one), else produce nothing and say
-/// so in `*produced_out`. Every other call that takes a timeout treats a
-/// negative value as WDPOOL_TIMEOUT_DEFAULT.
+/// so in `*produced_out`. Only those calls know it: passed to
+/// `wdpool_pool_checkout` (or another call whose negative timeouts mean
+/// WDPOOL_TIMEOUT_DEFAULT), it means WDPOOL_TIMEOUT_DEFAULT.
 pub const WDPOOL_TIMEOUT_NO_WAIT: i64 = -2;
 
 /// The checkout wait that `timeout_ms` asks for: `None` for no wait.
@@ -169,7 +170,8 @@ unsafe fn produce_into(
 /// before the checkout: when that fails, nothing is checked out or sent.
 ///
 /// Blocks:       up to `timeout_ms` for a producer, as `wdpool_pool_checkout`
-///               (WDPOOL_TIMEOUT_DEFAULT: the pool's timeout);
+///               (WDPOOL_TIMEOUT_DEFAULT, or any negative value but
+///               WDPOOL_TIMEOUT_NO_WAIT: the pool's timeout);
 ///               WDPOOL_TIMEOUT_NO_WAIT: never for a producer (see
 ///               `produced_out`). Then as `wdpool_producer_produce_async`,
 ///               and as `wdpool_producer_checkin` when it gives the producer

@@ -463,12 +463,24 @@ impl<M: Manager> Pool<M> {
     /// pool's default when `None`) for a free one and for its creation.
     #[inline]
     pub fn checkout_as(&self, owner: Owner, timeout: Option<Duration>) -> Result<Lease<M>, CheckoutError<M::Error>> {
-        let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
-        let (index, epoch, me, conn) = match fast {
-            Some(taken) => taken,
-            None => self.checkout_slot(owner, timeout)?,
-        };
+        let (index, epoch, me, conn) = self.slot_for(owner, timeout)?;
         Ok(Lease::new(LeasedPool::Owned(Arc::clone(&self.inner)), index, epoch, me, conn))
+    }
+
+    /// A slot for `owner`: a thread's through the fast path when it can,
+    /// else `checkout_slot`'s.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    fn slot_for(
+        &self,
+        owner: Owner,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u64, OwnerId, NonNull<M::Conn>), CheckoutError<M::Error>> {
+        let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
+        match fast {
+            Some(taken) => Ok(taken),
+            None => self.checkout_slot(owner, timeout),
+        }
     }
 
     /// Checks a slot out: its index, epoch, owner and connection (a pointer
@@ -705,10 +717,7 @@ impl<M: Manager> Pool<M> {
         timeout: Option<Duration>,
         f: impl FnOnce(&Lease<M>) -> T,
     ) -> Result<T, CheckoutError<M::Error>> {
-        let (index, epoch, me, conn) = match self.inner.fast_checkout() {
-            Some(taken) => taken,
-            None => self.checkout_slot(Owner::Thread, timeout)?,
-        };
+        let (index, epoch, me, conn) = self.slot_for(Owner::Thread, timeout)?;
         Ok(f(&self.borrowed_lease(index, epoch, me, conn)))
     }
 
@@ -723,13 +732,7 @@ impl<M: Manager> Pool<M> {
         f: impl FnOnce(&Lease<M>) -> T,
     ) -> Result<Option<T>, CheckoutError<M::Error>> {
         let taken = match wait {
-            Some(timeout) => {
-                let fast = if owner == Owner::Thread { self.inner.fast_checkout() } else { None };
-                match fast {
-                    Some(taken) => taken,
-                    None => self.checkout_slot(owner, timeout)?,
-                }
-            }
+            Some(timeout) => self.slot_for(owner, timeout)?,
             None => match self.try_checkout_slot(owner)? {
                 Some(taken) => taken,
                 None => return Ok(None),
