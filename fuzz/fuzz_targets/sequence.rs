@@ -151,6 +151,20 @@ enum Op {
     DeliveryFree { delivery: Pick },
     SlotsNew { count: u8 },
     ProduceInto { producer: Pick, slots: Pick, first: u8, count: u8, topic: u8 },
+    /// `wdpool_pool_produce_async` (`wdpool_produce_async` when `global`).
+    PoolProduce { pool: Pick, global: bool, owner: Owner, timeout: Timeout, no_wait: bool, topic: u8, tracked: bool },
+    /// `wdpool_pool_produce_into` (`wdpool_produce_into` when `global`).
+    PoolProduceInto {
+        pool: Pick,
+        global: bool,
+        owner: Owner,
+        timeout: Timeout,
+        no_wait: bool,
+        slots: Pick,
+        first: u8,
+        count: u8,
+        topic: u8,
+    },
     SlotsPoll { slots: Pick, index: u8 },
     SlotsWait { slots: Pick, index: u8, timeout: Timeout },
     /// Reads a live array's slots in place.
@@ -184,6 +198,17 @@ enum Kind {
 }
 
 const KINDS: [Kind; 6] = [Kind::Pool, Kind::Producer, Kind::Delivery, Kind::Cluster, Kind::Config, Kind::Slots];
+
+/// A message to topic `fuzz-a` (`topic % 3 == 0`), or to an invalid topic.
+fn fuzz_message(topic: u8) -> wdpool_message {
+    let topics: [&'static CStr; 3] = [c"fuzz-a", c"bad topic", c""];
+    let mut m = unsafe { std::mem::zeroed::<wdpool_message>() };
+    // SAFETY: a writable message.
+    unsafe { wdpool_message_init(&mut m) };
+    m.topic = topics[usize::from(topic) % topics.len()].as_ptr();
+    m.payload = wdpool_bytes { data: b"payload".as_ptr(), len: 7 };
+    m
+}
 
 /// What a call given a picked handle must return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -732,13 +757,7 @@ impl<'a> Runner<'a> {
             Op::ProduceInto { producer, slots, first, count, topic } => {
                 let (p, p_expect, _) = self.pick(Kind::Producer, producer);
                 let (s, s_expect, _) = self.pick(Kind::Slots, slots);
-                let topics: [&CStr; 3] = [c"fuzz-a", c"bad topic", c""];
-                let mut m = unsafe { std::mem::zeroed::<wdpool_message>() };
-                // SAFETY: a writable message.
-                unsafe { wdpool_message_init(&mut m) };
-                m.topic = topics[usize::from(topic) % topics.len()].as_ptr();
-                m.payload = wdpool_bytes { data: b"payload".as_ptr(), len: 7 };
-                let messages = [m; 3];
+                let messages = [fuzz_message(topic); 3];
                 let with_err = self.with_err();
                 // SAFETY: valid messages; any handles.
                 let out = call_maybe(with_err, |e| unsafe {
@@ -757,6 +776,68 @@ impl<'a> Runner<'a> {
                 } else {
                     self.expect(&out, s_expect, "produce into (slots)");
                 }
+            }
+            Op::PoolProduce { pool, global, owner, timeout, no_wait, topic, tracked } => {
+                let (token, expect, _) = self.pick(Kind::Pool, pool);
+                let m = fuzz_message(topic);
+                let timeout_ms = if no_wait { WDPOOL_TIMEOUT_NO_WAIT } else { timeout.ms() };
+                let (mut delivery, mut produced): (*mut wdpool_delivery, bool) = (ptr::null_mut(), false);
+                let delivery_out = if tracked { &mut delivery as *mut _ } else { ptr::null_mut() };
+                let with_err = self.with_err();
+                // SAFETY: a valid message and out-parameters; any handle.
+                let out = call_maybe(with_err, |e| unsafe {
+                    if global {
+                        wdpool_produce_async(owner.value(), timeout_ms, &m, delivery_out, &mut produced, e)
+                    } else {
+                        wdpool_pool_produce_async(token as *const _, owner.value(), timeout_ms, &m, delivery_out, &mut produced, e)
+                    }
+                });
+                // The message is checked first, then the pool.
+                if !global && topic % 3 == 0 {
+                    self.expect(&out, expect, "pool produce");
+                }
+                assert!(!out.ok() || produced || no_wait, "produced on OK unless no wait: {out:?}");
+                assert_eq!(!delivery.is_null(), out.ok() && produced && tracked, "{out:?}");
+                if !delivery.is_null() {
+                    self.state.deliveries.push(Handle { token: delivery as usize, live: true, leased: false });
+                }
+            }
+            Op::PoolProduceInto { pool, global, owner, timeout, no_wait, slots, first, count, topic } => {
+                let (token, p_expect, _) = self.pick(Kind::Pool, pool);
+                let (s, s_expect, _) = self.pick(Kind::Slots, slots);
+                let messages = [fuzz_message(topic); 3];
+                let timeout_ms = if no_wait { WDPOOL_TIMEOUT_NO_WAIT } else { timeout.ms() };
+                let (count, first) = (usize::from(count % 4), usize::from(first % 42));
+                let mut produced = false;
+                let with_err = self.with_err();
+                // SAFETY: valid messages and out-parameters; any handles.
+                let out = call_maybe(with_err, |e| unsafe {
+                    if global {
+                        wdpool_produce_into(owner.value(), timeout_ms, messages.as_ptr(), count, s as *mut _, first, &mut produced, e)
+                    } else {
+                        wdpool_pool_produce_into(
+                            token as *const _,
+                            owner.value(),
+                            timeout_ms,
+                            messages.as_ptr(),
+                            count,
+                            s as *mut _,
+                            first,
+                            &mut produced,
+                            e,
+                        )
+                    }
+                });
+                // The slots are looked at first, then the count and the
+                // message, then the pool.
+                if s_expect != Expect::Live {
+                    self.expect(&out, s_expect, "pool produce into (slots)");
+                } else if count == 0 {
+                    assert_eq!(out.rc, WDPOOL_INVALID_ARGUMENT, "{out:?}");
+                } else if !global && topic % 3 == 0 {
+                    self.expect(&out, p_expect, "pool produce into (pool)");
+                }
+                assert!(!out.ok() || produced || no_wait, "produced on OK unless no wait: {out:?}");
             }
             Op::SlotsPoll { slots, index } => {
                 let mut report = unsafe { std::mem::zeroed::<wdpool_report>() };
