@@ -12,10 +12,12 @@
  *   SOAK_KAFKA_SH=scripts/kafka.sh SOAK_CLUSTER=<name> target/c/release/soak <topic>
  *
  * The load: 8 threads through a global pool of 4 idempotent producers
- * (acks=all), each thread SOAK_RATE/8 messages a second: three `wdpool_with`
- * + `produce_sync` of one message, then one `wdpool_with` +
- * `produce_many_async` of four whose delivery is waited for after the
- * producer went back. Payload "w<thread>-<seq>", key "w<thread>".
+ * (acks=all), each thread SOAK_RATE/8 messages a second: two `wdpool_with`
+ * + `produce_sync` of one message, one message through `wdpool_produce_async`
+ * (checkout, produce and checkin in one call) with a delivery handle, then
+ * one `wdpool_with` + `produce_many_async` of four; the delivery of the
+ * last two is waited for after the producer went back. Payload
+ * "w<thread>-<seq>", key "w<thread>".
  *
  * The disturbances, at multiples of their period from the start (none at
  * the end itself):
@@ -312,7 +314,24 @@ static int produce_async_cb(void *user_data, wdpool_producer *producer) {
   return WDPOOL_CB_OK;
 }
 
-/* After the producer went back: the batch's reports. */
+/* One message in one call (checkout, produce, checkin), not waited for
+ * here. */
+static wdpool_result produce_one_call(worker *w, wdpool_error **err) {
+  char payload[32];
+  payload_of(w, w->seq0, payload, sizeof payload);
+  wdpool_message m = text_message(P.topic, payload);
+  m.key = bytes_of(w->key);
+  w->records[w->seq0].state = FAILED; /* until its report says otherwise */
+  bool produced = false;
+  wdpool_result rc = wdpool_produce_async(WDPOOL_OWNER_THREAD, WDPOOL_TIMEOUT_DEFAULT, &m, &w->delivery, &produced, err);
+  if (rc == WDPOOL_OK && (!produced || w->delivery == NULL)) {
+    w->produce_rc = WDPOOL_KAFKA;
+    snprintf(w->produce_error, sizeof w->produce_error, "wdpool_produce_async OK without producing");
+  }
+  return rc;
+}
+
+/* After the producer went back: the batch's (or the one call's) reports. */
 static void collect_batch(worker *w) {
   wdpool_error *err = NULL;
   wdpool_result rc = wdpool_delivery_wait(w->delivery, WDPOOL_TIMEOUT_DEFAULT, &err);
@@ -371,7 +390,7 @@ static void *run_worker(void *arg) {
     }
     next = (next > now - 1000 ? next : now) + per_op_ms; /* no burst after a stall */
 
-    bool batch = op % 4 == 3;
+    bool batch = op % 4 == 3, one_call = op % 4 == 1;
     if (!reserve(w, batch ? BATCH : 1)) {
       CHECK(!"out of memory");
       break;
@@ -384,7 +403,8 @@ static void *run_worker(void *arg) {
     w->produce_error[0] = '\0';
     w->delivery = NULL;
     wdpool_error *err = NULL;
-    wdpool_result rc = wdpool_with(WDPOOL_TIMEOUT_DEFAULT, batch ? produce_async_cb : produce_sync_cb, w, &err);
+    wdpool_result rc = one_call ? produce_one_call(w, &err)
+                                : wdpool_with(WDPOOL_TIMEOUT_DEFAULT, batch ? produce_async_cb : produce_sync_cb, w, &err);
     w->calls++;
     if (rc == WDPOOL_OK && w->delivery != NULL) collect_batch(w);
     if (rc == WDPOOL_CLOSED || rc == WDPOOL_NOT_SET_UP) {
@@ -393,7 +413,7 @@ static void *run_worker(void *arg) {
       wait_for_setup(w, gen);
       continue;
     }
-    if (rc != WDPOOL_OK) note_error(w, "wdpool_with", rc, err);
+    if (rc != WDPOOL_OK) note_error(w, one_call ? "wdpool_produce_async" : "wdpool_with", rc, err);
     wdpool_error_free(err);
     if (rc == WDPOOL_OK && w->produce_rc == WDPOOL_OK) {
       w->delivered += w->count;
@@ -823,7 +843,7 @@ int main(int argc, char **argv) {
     sent += w->next_seq;
     if (w->failed_unexpected > 0) fprintf(stderr, "soak: thread %d: first unexpected failure: %s\n", t, w->first_unexpected);
   }
-  printf("soak: %.0f s: %ld wdpool_with calls, %ld messages, %ld delivered (%.0f/s), %ld failed overlapping a forced "
+  printf("soak: %.0f s: %ld wdpool_with / wdpool_produce_async calls, %ld messages, %ld delivered (%.0f/s), %ld failed overlapping a forced "
          "close, %ld failed otherwise; %ld reloads, %ld broker restarts, %ld forced closes (pool gone %" PRId64
          " ms after at most)\n",
          ran_s, calls, sent, delivered, delivered / ran_s, expected, unexpected, reloads, restarts, closes,
