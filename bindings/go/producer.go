@@ -18,16 +18,13 @@ static inline wdpool_bytes wdpool_go_bytes(const uint8_t *data, size_t len, int 
   if (given) { b.data = len > 0 ? data : wdpool_go_empty; b.len = len; }
   return b;
 }
-static inline wdpool_go_async_result wdpool_go_produce_one(
-    uintptr_t producer_addr, const char *topic, size_t topic_len,
+// One message without headers; `name` (256 bytes) receives the topic
+// with its NUL (topic_len < 256).
+static inline wdpool_message wdpool_go_message(char *name, const char *topic, size_t topic_len,
     const uint8_t *payload, size_t payload_len, int has_payload,
     const uint8_t *key, size_t key_len, int has_key,
     const uint8_t *pkey, size_t pkey_len, int has_pkey,
-    int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery,
-    uintptr_t slots, size_t slot, uintptr_t queue, uint64_t tag) {
-  wdpool_producer *producer = (wdpool_producer *)producer_addr; // a C pointer: no cgocheck look
-  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
-  char name[256];
+    int32_t partition, int has_partition, int64_t timestamp_ms) {
   memcpy(name, topic, topic_len);
   name[topic_len] = 0;
   wdpool_message m;
@@ -38,6 +35,20 @@ static inline wdpool_go_async_result wdpool_go_produce_one(
   m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
   if (has_partition) m.partition = partition;
   m.timestamp_ms = timestamp_ms;
+  return m;
+}
+static inline wdpool_go_async_result wdpool_go_produce_one(
+    uintptr_t producer_addr, const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len, int has_payload,
+    const uint8_t *key, size_t key_len, int has_key,
+    const uint8_t *pkey, size_t pkey_len, int has_pkey,
+    int32_t partition, int has_partition, int64_t timestamp_ms, int want_delivery,
+    uintptr_t slots, size_t slot, uintptr_t queue, uint64_t tag) {
+  wdpool_producer *producer = (wdpool_producer *)producer_addr; // a C pointer: no cgocheck look
+  wdpool_go_async_result r = {WDPOOL_OK, 0, NULL};
+  char name[256];
+  wdpool_message m = wdpool_go_message(name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
+      pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
   if (slots != 0) {
     r.rc = wdpool_producer_produce_into(producer, &m, 1, (wdpool_report_slots *)slots, slot, &r.err);
     return r;
@@ -68,16 +79,8 @@ static inline wdpool_go_send_result wdpool_go_pool_send_one(
   const wdpool_pool *pool = (const wdpool_pool *)pool_addr;
   wdpool_go_send_result r = {WDPOOL_OK, 0, NULL};
   char name[256];
-  memcpy(name, topic, topic_len);
-  name[topic_len] = 0;
-  wdpool_message m;
-  wdpool_message_init(&m);
-  m.topic = name;
-  m.payload = wdpool_go_bytes(payload, payload_len, has_payload);
-  m.key = wdpool_go_bytes(key, key_len, has_key);
-  m.partition_key = wdpool_go_bytes(pkey, pkey_len, has_pkey);
-  if (has_partition) m.partition = partition;
-  m.timestamp_ms = timestamp_ms;
+  wdpool_message m = wdpool_go_message(name, topic, topic_len, payload, payload_len, has_payload, key, key_len, has_key,
+      pkey, pkey_len, has_pkey, partition, has_partition, timestamp_ms);
   bool produced = false;
   const int64_t t = WDPOOL_TIMEOUT_NO_WAIT;
   if (slots != 0) {

@@ -13,7 +13,7 @@ use super::reports::{with_queue, wdpool_report_queue};
 use super::slots::{slots_of, wdpool_report_slots};
 use super::{boundary, null, owner_arg, timeout_arg, wdpool_error, wdpool_owner, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kafka::Producer;
+use crate::kafka::{Message, Producer};
 use crate::pool::OwnerId;
 use crate::producer_pool::{self as pools, ProducerPool};
 
@@ -50,6 +50,19 @@ unsafe fn through(
     Ok(())
 }
 
+/// `message`, validated: before the checkout, so an invalid message costs
+/// none.
+///
+/// # Safety
+/// `message` is NULL or one readable message.
+unsafe fn one_message<'a>(message: *const wdpool_message) -> Result<Message<'a>> {
+    if message.is_null() {
+        return Err(null("message"));
+    }
+    // SAFETY: not NULL; readable as promised by the caller.
+    unsafe { borrow(&*message) }
+}
+
 /// Runs `f` on `pool`, or on the global pool when `pool` is `None`.
 fn on(pool: Option<*const wdpool_pool>, f: impl FnOnce(&ProducerPool) -> Result<()>) -> Result<()> {
     match pool {
@@ -68,12 +81,8 @@ unsafe fn produce_async(
     delivery_out: *mut *mut wdpool_delivery,
     produced_out: *mut bool,
 ) -> Result<()> {
-    if message.is_null() {
-        return Err(null("message"));
-    }
-    // SAFETY: one readable message, as promised by the caller. Validated
-    // before the checkout: an invalid message costs none.
-    let msg = unsafe { borrow(&*message) }?;
+    // SAFETY: NULL or one readable message, as promised by the caller.
+    let msg = unsafe { one_message(message) }?;
     let msgs = std::slice::from_ref(&msg);
     on(pool, |pool| {
         // SAFETY: `produced_out` as promised by the caller.
@@ -101,11 +110,8 @@ unsafe fn produce_tagged(
     tag: u64,
     produced_out: *mut bool,
 ) -> Result<()> {
-    if message.is_null() {
-        return Err(null("message"));
-    }
-    // SAFETY: one readable message, as promised by the caller.
-    let msg = unsafe { borrow(&*message) }?;
+    // SAFETY: NULL or one readable message, as promised by the caller.
+    let msg = unsafe { one_message(message) }?;
     let msgs = std::slice::from_ref(&msg);
     // The queue first: a stale one costs no checkout.
     with_queue(queue, |q, arc| {
