@@ -1986,8 +1986,9 @@ void wdpool_report_slots_free(struct wdpool_report_slots *slots);
  * nested, or a free one), produces `message` on it as
  * `wdpool_producer_produce_async` does, and checks it in. No producer
  * handle is made, which makes it cheaper than those three calls. The
- * message is validated (and `delivery_out`, `queue` or `slots` checked)
- * before the checkout: when that fails, nothing is checked out or sent.
+ * message is validated (and `queue` or `slots` checked) before the
+ * checkout: when that fails, nothing is checked out or sent. The message
+ * is copied; the caller may free it when this returns.
  *
  * Blocks:       up to `timeout_ms` for a producer, as `wdpool_pool_checkout`
  *               (WDPOOL_TIMEOUT_DEFAULT, or any negative value but
