@@ -218,13 +218,7 @@ impl ProducerPool {
     /// the pool whatever happens. A transaction that `body` opened and left
     /// open is aborted, and that is an error.
     pub fn with<T>(&self, timeout: Option<Duration>, body: impl FnOnce(&ProducerLease) -> Result<T>) -> Result<T> {
-        self.pool
-            .with(timeout, |lease| {
-                let guard = TxnLeftOpenGuard::new(lease);
-                let result = body(lease);
-                guard.finish(result)
-            })
-            .map_err(checkout_error)?
+        self.pool.with(timeout, |lease| guarded(lease, body)).map_err(checkout_error)?
     }
 
     /// `with` for `owner` (see [`Pool::with_as`] for `wait`): `Ok(None)`
@@ -236,15 +230,7 @@ impl ProducerPool {
         wait: Option<Option<Duration>>,
         body: impl FnOnce(&ProducerLease) -> Result<T>,
     ) -> Result<Option<T>> {
-        let done = self
-            .pool
-            .with_as(owner, wait, |lease| {
-                let guard = TxnLeftOpenGuard::new(lease);
-                let result = body(lease);
-                guard.finish(result)
-            })
-            .map_err(checkout_error)?;
-        done.transpose()
+        self.pool.with_as(owner, wait, |lease| guarded(lease, body)).map_err(checkout_error)?.transpose()
     }
 
     /// Runs `body` in a transaction on a producer: committed when it returns
@@ -327,6 +313,15 @@ pub(crate) fn closed_error() -> Error {
 /// Notices a transaction opened during a lease (by its owner, or by another
 /// thread sharing a thread's lease) and left open at its end, and rolls it
 /// back: a producer never goes back to the pool with a transaction open.
+/// Runs `body` on a lease of `with` / `with_as`: a transaction it opened
+/// and left open is rolled back, and that is an error.
+#[inline(always)]
+fn guarded<T>(lease: &ProducerLease, body: impl FnOnce(&ProducerLease) -> Result<T>) -> Result<T> {
+    let guard = TxnLeftOpenGuard::new(lease);
+    let result = body(lease);
+    guard.finish(result)
+}
+
 pub(crate) struct TxnLeftOpenGuard<'a> {
     producer: &'a Producer,
     open_before: bool,

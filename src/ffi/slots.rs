@@ -12,7 +12,7 @@ use super::producer::producer_of;
 use super::registry::{Kind, Registry};
 use super::{boundary, null, timeout_arg, wdpool_error, wdpool_message, wdpool_producer, wdpool_result, write_out};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kafka::{ReportSlots, SlotState};
+use crate::kafka::{Message, ReportSlots, SlotState};
 
 /// An array of report slots: a handle, not a pointer. Made by
 /// `wdpool_report_slots_new`, owned by the caller, freed with
@@ -187,21 +187,36 @@ pub unsafe extern "C" fn wdpool_producer_produce_into(
     boundary(err, || {
         let (producer, who) = producer_of(producer)?;
         let slots = slots_of(slots)?;
-        if count == 0 {
-            return Err(Error::new(ErrorKind::InvalidArgument, "count is 0: no message to produce"));
-        }
-        if messages.is_null() {
-            return Err(null("messages"));
-        }
-        if count == 1 {
-            // SAFETY: one readable message, as promised by the caller.
-            let msg = unsafe { super::message::borrow(&*messages) }?;
-            return producer.produce_async_into(who, std::slice::from_ref(&msg), &slots, first);
-        }
         // SAFETY: `count` readable messages, as promised by the caller.
-        let msgs = unsafe { super::message::borrow_many(messages, count) }?;
-        producer.produce_async_into(who, &msgs, &slots, first)
+        unsafe { with_into_messages(messages, count, |msgs| producer.produce_async_into(who, msgs, &slots, first)) }
     })
+}
+
+/// Runs `f` on the `count` messages of a produce-into call, validated
+/// (without a vector for one): INVALID_ARGUMENT for a count of 0,
+/// NULL_PARAMETER for NULL messages.
+///
+/// # Safety
+/// `messages` is NULL or valid for `count` messages.
+pub(crate) unsafe fn with_into_messages<R>(
+    messages: *const wdpool_message,
+    count: usize,
+    f: impl FnOnce(&[Message<'_>]) -> Result<R>,
+) -> Result<R> {
+    if count == 0 {
+        return Err(Error::new(ErrorKind::InvalidArgument, "count is 0: no message to produce"));
+    }
+    if messages.is_null() {
+        return Err(null("messages"));
+    }
+    if count == 1 {
+        // SAFETY: one readable message, as promised by the caller.
+        let msg = unsafe { super::message::borrow(&*messages) }?;
+        return f(std::slice::from_ref(&msg));
+    }
+    // SAFETY: `count` readable messages, as promised by the caller.
+    let msgs = unsafe { super::message::borrow_many(messages, count) }?;
+    f(&msgs)
 }
 
 /// What a poll or wait found, as a result: the report is written (when

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use super::delivery::wdpool_delivery;
-use super::message::{borrow, borrow_many, wdpool_message};
+use super::message::{borrow, wdpool_message};
 use super::pool::{on_pool, wdpool_pool};
 use super::producer::produce_tracked;
 use super::reports::{with_queue, wdpool_report_queue};
-use super::slots::{slots_of, wdpool_report_slots};
+use super::slots::{slots_of, with_into_messages, wdpool_report_slots};
 use super::{boundary, null, owner_arg, timeout_arg, wdpool_error, wdpool_owner, wdpool_result, write_out};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::kafka::{Message, Producer};
 use crate::pool::OwnerId;
 use crate::producer_pool::{self as pools, ProducerPool};
@@ -140,31 +140,17 @@ unsafe fn produce_into(
     produced_out: *mut bool,
 ) -> Result<()> {
     let slots = slots_of(slots)?;
-    if count == 0 {
-        return Err(Error::new(ErrorKind::InvalidArgument, "count is 0: no message to produce"));
-    }
-    if messages.is_null() {
-        return Err(null("messages"));
-    }
-    let one;
-    let many;
-    let msgs = if count == 1 {
-        // SAFETY: one readable message, as promised by the caller.
-        one = unsafe { borrow(&*messages) }?;
-        std::slice::from_ref(&one)
-    } else {
-        // SAFETY: `count` readable messages, as promised by the caller.
-        many = unsafe { borrow_many(messages, count) }?;
-        &many[..]
-    };
-    on(pool, |pool| {
-        // SAFETY: `produced_out` as promised by the caller.
-        unsafe {
-            through(pool, owner, timeout_ms, produced_out, |producer, who| {
-                producer.produce_async_into(who, msgs, &slots, first)
+    // SAFETY: `count` readable messages and `produced_out` as promised by
+    // the caller.
+    unsafe {
+        with_into_messages(messages, count, |msgs| {
+            on(pool, |pool| {
+                through(pool, owner, timeout_ms, produced_out, |producer, who| {
+                    producer.produce_async_into(who, msgs, &slots, first)
+                })
             })
-        }
-    })
+        })
+    }
 }
 
 /// Produces one message through the pool in one call: checks a producer
